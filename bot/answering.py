@@ -1,0 +1,398 @@
+"""Extractive answers with citations, and honest refusals. No LLM needed.
+
+Given a question and the retrieved passages, the answerer scores every sentence of
+every passage by
+
+* lexical coverage: idf-weighted share of the question's terms the sentence holds,
+  plus the share of the question's character bigrams (catches paraphrase and jieba
+  segmentation differences);
+* dense similarity of the sentence's stored vector to the question's vector, relative
+  to the best sentence (so the scale of each embedder does not matter);
+* answer type: a question asking 多少钱 / how many / 哪一年 / 叫什么 wants a sentence
+  that holds an amount, a count, a date or a quoted name it does not already state;
+* the passage's retrieval rank, and a penalty for site chrome.
+
+The best sentence is cited as ``[n]`` and, when the question asks for an amount, count,
+percentage, date or name, the matching span closest to the question's words in that
+sentence becomes the short answer, shown first.
+
+Refusal: ``support`` measures, in absolute terms, how well the best sentence covers
+the question (lexical coverage for questions that share a script with the documents,
+dense similarity otherwise). Below ``answer.refusal_threshold`` the answer says the
+documents do not contain it and lists the closest passages as "related" instead of
+citing them. The threshold is calibrated by ``bench/calibrate_refusal.py``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from langchain_core.documents import Document
+
+from bot import tokens
+from bot.chunking import KIND_BOILERPLATE, sentence_id, split_sentences
+from bot.config import AnswerSettings
+from bot.store import Index
+
+_NUM = r"\d+(?:\.\d+)?"
+_UNITS = r"人次|场次|公里|个|名|人|项|次|场|所|户|批|家|位|亩|张|条|户|村|栋|座|期"
+PATTERNS: dict[str, re.Pattern[str]] = {
+    "money": re.compile(rf"(?:近|约)?{_NUM}(?:余|多)?(?:万|亿|千)?(?:余|多)?元(?:以上)?"),
+    "percent": re.compile(rf"{_NUM}\s*%(?:以上)?|百分之[一二三四五六七八九十百\d]+"),
+    "count": re.compile(rf"(?:近|约)?{_NUM}(?:余|多)?(?:万|千|百)?(?:余|多)?(?:{_UNITS})"),
+    "date": re.compile(r"\d{4}-\d{1,2}-\d{1,2}|\d{4}年(?:\d{1,2}月)?(?:\d{1,2}日)?"
+                       r"|(?:今年|去年|明年)?\d{1,2}月(?:\d{1,2}日)?"),
+    "name": re.compile(r"“([^”]{2,40})”|《([^》]{1,40})》|「([^」]{1,40})」|\"([^\"]{2,40})\""),
+}
+_QTYPE: list[tuple[str, re.Pattern[str]]] = [
+    ("percent", re.compile(r"比例|百分之|百分比|多少%|percent|proportion|share of", re.I)),
+    ("money", re.compile(
+        r"多少钱|多少资金|多少援疆资金|多少经费|(投资|资金|金额|价值|经费|花费|耗资|捐赠).{0,6}(多少|几)"
+        r"|(多少|几).{0,4}(资金|投资|经费|元)|how much (money|was invested|did .* cost)"
+        r"|invest|\bcost|\bworth|\bfund", re.I)),
+    ("date", re.compile(r"哪一年|哪年|什么时候|何时|哪天|哪一天|日期|什么时间|几月|几号"
+                        r"|\bwhen\b|what year|which year|what date|\bdate\b", re.I)),
+    ("count", re.compile(rf"多少|几(?:{_UNITS}|\s)|多长|多远|how many|how long|how far", re.I)),
+    ("name", re.compile(r"叫什么|什么名字|名称"
+                        r"|什么.{0,4}?(计划|活动|乐团|讲堂|班|称号|荣誉|奖|工程|项目|作品|机构|基地|节目|组织)"
+                        r"|被评为什么|获评了?什么|评为什么|what is the name|\bcalled\b|\bnamed\b"
+                        r"|what (orchestra|plan|program|title|award|honou?r)", re.I)),
+]
+# Questions about the document itself ("who wrote this article?") are answered from
+# the metadata the loader read off its header and footer, citing the chunk that says so.
+_ABOUT_DOC = re.compile(r"这篇|本篇|该篇|本文|这则|这份|这条|文章|报道|新闻稿|稿件|原文"
+                        r"|this (article|story|report|piece)|the (article|story|report)|newspaper",
+                        re.I)
+_META_FIELDS: list[tuple[str, re.Pattern[str]]] = [
+    ("editor", re.compile(r"编辑|责编|\beditor", re.I)),
+    ("author", re.compile(r"作者|记者|谁写|撰写|撰稿|\bauthor|\bwrote\b|written by|reporter",
+                          re.I)),
+    ("title", re.compile(r"标题|题目|\btitle|headline", re.I)),
+    ("date", re.compile(r"哪天|哪一天|日期|什么时候|何时|哪年|时间|\bwhen\b|\bdate\b", re.I)),
+    ("publisher", re.compile(r"来源|媒体|报纸|哪家|出处|刊登|刊发|\bsource|newspaper|outlet"
+                             r"|published", re.I)),
+]
+# "X的Y是多少 / 叫什么 / 是谁": Y is the attribute asked about. Evidence that never
+# mentions Y (or a span of the asked type that implies it) does not answer the question.
+_ATTRIBUTE = re.compile(r"的([^的，,。？?！!、\s]{1,6}?)(?:是|有|为|叫)(?:多少|几|什么|谁|哪)")
+_TYPES_IMPLYING_ATTRIBUTE = {"percent"}
+# Cosine at which dense similarity stops adding support and starts taking it away.
+# Any constant works: a shift here is a shift of answer.refusal_threshold, which is
+# what bench/calibrate_refusal.py calibrates.
+_DENSE_ZERO = 0.85
+_NOT_FOUND_ZH = "文档中没有找到这个问题的答案。"
+_NOT_FOUND_EN = "The documents do not contain an answer to this question."
+
+
+@dataclass
+class Citation:
+    n: int
+    source: str
+    chunk_id: str
+    start: int
+    end: int
+    text: str
+    score: float
+
+
+@dataclass
+class Answer:
+    question: str
+    answer: str
+    short_answer: str | None
+    refused: bool
+    citations: list[Citation]
+    related: list[Citation] = field(default_factory=list)
+    standalone_query: str = ""
+    support: float = 0.0
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    evidence: dict[str, Any] = field(default_factory=dict)  # the cited sentence's span
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``ask --json`` shape."""
+        return {
+            "question": self.question,
+            "answer": self.answer,
+            "short_answer": self.short_answer,
+            "refused": self.refused,
+            "citations": [asdict(c) for c in self.citations],
+            "related": [asdict(c) for c in self.related],
+            "standalone_query": self.standalone_query,
+            "support": round(self.support, 4),
+            "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
+        }
+
+
+@dataclass(frozen=True)
+class Query:
+    """What the answerer is asked: the user's words and the query retrieval used."""
+
+    question: str
+    standalone: str
+
+
+@dataclass
+class _Scored:
+    passage: int
+    start: int  # offsets in the source document
+    end: int
+    text: str
+    score: float
+    support: float
+    features: dict[str, float]
+
+
+def question_type(text: str) -> str | None:
+    for name, pattern in _QTYPE:
+        if pattern.search(text):
+            return name
+    return None
+
+
+class ExtractiveAnswerer:
+    """Question + passages -> ``Answer``; see the module docstring for the method."""
+
+    def __init__(self, index: Index, settings: AnswerSettings) -> None:
+        self.index = index
+        self.settings = settings
+
+    def __call__(self, inputs: dict[str, Any]) -> Answer:
+        return self.answer(inputs["query"], inputs["passages"])
+
+    def answer(self, query: Query, passages: Sequence[Document]) -> Answer:
+        english = not tokens.is_mostly_cjk(query.question)
+        qtype = question_type(query.question) or (
+            question_type(query.standalone) if query.standalone != query.question else None)
+        citations_pool = [_citation(i + 1, p) for i, p in enumerate(passages)]
+        about_doc = self._metadata_answer(query, passages, citations_pool)
+        if about_doc is not None:
+            return about_doc
+        scored = self._score(query, passages, qtype)
+        if not scored:
+            return self._refusal(query, citations_pool, english, 0.0)
+        best = max(scored, key=lambda s: s.score)
+        if not self._supported(query, qtype, best, passages):
+            return self._refusal(query, citations_pool, english, best.support)
+
+        chosen = [best]
+        # a second sentence only when it is nearly as good and adds a different passage
+        # or the neighbouring sentence (lists and "what is X" questions span two)
+        # (not for amount/date/name questions: one sentence states one value)
+        for cand in sorted(scored, key=lambda s: -s.score)[1:]:
+            if qtype or len(chosen) >= self.settings.max_sentences:
+                break
+            if cand.score >= best.score - 0.08 and cand.support >= best.support * 0.85 \
+                    and not _overlaps(cand, chosen):
+                chosen.append(cand)
+        chosen.sort(key=lambda s: (s.passage, s.start))
+
+        numbering: dict[int, int] = {}
+        for s in chosen:
+            numbering.setdefault(s.passage, len(numbering) + 1)
+        citations = []
+        for p_index, n in numbering.items():
+            c = citations_pool[p_index]
+            citations.append(Citation(n, c.source, c.chunk_id, c.start, c.end, c.text, c.score))
+        short = _short_answer(qtype, best.text, query) if qtype else None
+        lines = []
+        if short:
+            lines.append(f"{short} [{numbering[best.passage]}]")
+        lines += [f"{s.text} [{numbering[s.passage]}]" for s in chosen]
+        related = [c for i, c in enumerate(citations_pool) if i not in numbering]
+        for i, c in enumerate(related, start=len(citations) + 1):
+            c.n = i
+        return Answer(
+            question=query.question, answer="\n".join(lines), short_answer=short,
+            refused=False, citations=citations, related=related,
+            standalone_query=query.standalone, support=best.support,
+            evidence={"source": citations[0].source, "start": best.start, "end": best.end,
+                      "text": best.text, "features": best.features},
+        )
+
+    def _supported(self, query: Query, qtype: str | None, best: _Scored,
+                   passages: Sequence[Document]) -> bool:
+        cfg = self.settings
+        if tokens.is_mostly_cjk(query.question):
+            threshold = cfg.refusal_threshold
+        else:  # no shared script: only the dense side can vouch for the passage
+            threshold = cfg.cross_lingual_threshold
+        if best.support < threshold:
+            return False
+        # asked for an amount, count, date or percentage and the evidence holds none
+        if qtype in ("money", "count", "date", "percent") and best.features["typed"] < 0:
+            return False
+        attribute = _ATTRIBUTE.search(query.question)
+        if attribute and qtype not in _TYPES_IMPLYING_ATTRIBUTE:
+            wanted = tokens.content_terms(attribute.group(1)) or [attribute.group(1)]
+            passage = tokens.normalize(passages[best.passage].page_content)
+            if not any(tokens.normalize(t) in passage for t in wanted):
+                return False
+        return True
+
+    def _metadata_answer(self, query: Query, passages: Sequence[Document],
+                         pool: list[Citation]) -> Answer | None:
+        if not passages or not _ABOUT_DOC.search(query.question):
+            return None
+        source = str(passages[0].metadata.get("source", ""))
+        for name, pattern in _META_FIELDS:
+            if not pattern.search(query.question):
+                continue
+            value = passages[0].metadata.get(name)
+            if not value:
+                return None
+            # dates are normalised in metadata; cite the text as written
+            needle = value if name != "date" else value.split("-")[0]
+            chunk = self.index.find_chunk(source, needle)
+            if chunk is None:
+                return None
+            c = _citation(1, chunk)
+            line = next((chunk.page_content[s.start:s.end]
+                         for s in split_sentences(chunk.page_content)
+                         if needle in chunk.page_content[s.start:s.end]), chunk.page_content)
+            related = [p for p in pool if p.chunk_id != c.chunk_id]
+            for i, r in enumerate(related, start=2):
+                r.n = i
+            return Answer(
+                question=query.question, answer=f"{value} [1]\n{line} [1]", short_answer=value,
+                refused=False, citations=[c], related=related,
+                standalone_query=query.standalone, support=1.0,
+                evidence={"source": source, "text": line, "field": name},
+            )
+        return None
+
+    # ----- scoring -------------------------------------------------------------
+    def _score(self, query: Query, passages: Sequence[Document], qtype: str | None
+               ) -> list[_Scored]:
+        focus = tokens.content_terms(query.question)
+        context = [t for t in tokens.content_terms(query.standalone) if t not in focus]
+        weights = {t: self.index.idf(t) for t in focus + context}
+        focus_bigrams = _bigrams(query.question)
+        qvec = np.asarray(self.index.embeddings.embed_query(query.standalone), dtype=np.float32)
+
+        sentences: list[tuple[int, int, int, str, str]] = []
+        for p_index, doc in enumerate(passages):
+            base = int(doc.metadata.get("start", 0))
+            for span in split_sentences(doc.page_content):
+                text = doc.page_content[span.start:span.end]
+                sid = sentence_id(str(doc.metadata.get("source", "")), text)
+                sentences.append((p_index, base + span.start, base + span.end, text, sid))
+        vectors = self.index.sentence_vectors([s[4] for s in sentences])
+        dense = {
+            sid: float(np.dot(vec, qvec) / ((np.linalg.norm(vec) * np.linalg.norm(qvec)) or 1))
+            for sid, vec in vectors.items()
+        }
+        top_dense = max(dense.values(), default=0.0)
+        q_norm = tokens.normalize(query.question)
+        q_script_cjk = tokens.is_mostly_cjk(query.question)
+
+        seen: set[tuple[int, int]] = set()
+        out: list[_Scored] = []
+        for p_index, start, end, text, sid in sentences:
+            if (start, end) in seen:  # overlapping chunks repeat sentences
+                continue
+            seen.add((start, end))
+            norm = tokens.normalize(text)
+            lex_focus = _coverage(focus, norm, weights)
+            lex_context = _coverage(context, norm, weights) if context else 0.0
+            lexical = lex_focus if not context else 0.75 * lex_focus + 0.25 * lex_context
+            bigram = (sum(1 for b in focus_bigrams if b in norm) / len(focus_bigrams)
+                      if focus_bigrams else 0.0)
+            cos = dense.get(sid, top_dense - 0.2)
+            dense_rel = max(0.0, 1.0 + 5.0 * (cos - top_dense))  # 1 at the best, 0 at -0.2
+            typed = 0.0
+            if qtype:
+                typed = 1.0 if _candidates(qtype, text, q_norm) else -0.5
+            meta = passages[p_index].metadata
+            rank_prior = 1.0 / (1 + p_index)
+            chrome = -0.3 if meta.get("kind") == KIND_BOILERPLATE else 0.0
+            score = (0.45 * lexical + 0.15 * bigram + 0.30 * dense_rel + 0.12 * typed
+                     + 0.05 * rank_prior + chrome)
+            # absolute evidence that the documents speak to this question: words shared
+            # (when the scripts match), plus dense similarity above the floor
+            if q_script_cjk:
+                support = 0.6 * lex_focus + 0.4 * bigram + 2.0 * (cos - _DENSE_ZERO)
+            else:
+                support = cos
+            out.append(_Scored(p_index, start, end, text, score, support, {
+                "lexical": round(lexical, 3), "bigram": round(bigram, 3),
+                "cos": round(cos, 4), "dense_rel": round(dense_rel, 3), "typed": typed,
+                "rank_prior": round(rank_prior, 3), "chrome": chrome}))
+        return out
+
+    def _refusal(self, query: Query, pool: list[Citation], english: bool,
+                 support: float) -> Answer:
+        return Answer(
+            question=query.question, answer=_NOT_FOUND_EN if english else _NOT_FOUND_ZH,
+            short_answer=None, refused=True, citations=[], related=pool,
+            standalone_query=query.standalone, support=support,
+        )
+
+
+def _citation(n: int, doc: Document) -> Citation:
+    m = doc.metadata
+    return Citation(n=n, source=str(m.get("source", "")), chunk_id=str(m.get("chunk_id", doc.id)),
+                    start=int(m.get("start", 0)), end=int(m.get("end", 0)),
+                    text=doc.page_content, score=float(m.get("score", 0.0)))
+
+
+def _coverage(terms: Sequence[str], text: str, weights: dict[str, float]) -> float:
+    total = sum(weights.get(t, 1.0) for t in terms)
+    if not total:
+        return 0.0
+    return sum(weights.get(t, 1.0) for t in terms if t in text) / total
+
+
+_QUESTION_CHARS = set("什么哪些谁几多少吗呢是的了在有")
+
+
+def _bigrams(text: str) -> set[str]:
+    chars = [c for c in tokens.normalize(text) if "\u3400" <= c <= "\u9fff"]
+    return {a + b for a, b in itertools.pairwise(chars)
+            if not (a in _QUESTION_CHARS and b in _QUESTION_CHARS)}
+
+
+def _overlaps(cand: _Scored, chosen: list[_Scored]) -> bool:
+    return any(cand.start < c.end and c.start < cand.end for c in chosen)
+
+
+def _candidates(qtype: str, sentence: str, question_norm: str) -> list[re.Match[str]]:
+    """Spans of the wanted type that the question does not already contain."""
+    found = []
+    for m in PATTERNS[qtype].finditer(sentence):
+        value = _value(m)
+        if value and tokens.normalize(value) not in question_norm:
+            found.append(m)
+    return found
+
+
+def _value(m: re.Match[str]) -> str:
+    groups = [g for g in m.groups() if g]
+    return groups[0] if groups else m.group(0)
+
+
+def _short_answer(qtype: str, sentence: str, query: Query) -> str | None:
+    """The span of the wanted type nearest to the question's own words in the sentence."""
+    q_norm = tokens.normalize(query.question)
+    found = _candidates(qtype, sentence, q_norm)
+    if not found:
+        return None
+    focus = tokens.content_terms(query.question)
+    terms = [(t, 1.0) for t in focus] + [
+        (t, 0.5) for t in tokens.content_terms(query.standalone) if t not in focus]
+    anchors = [(w, [m.start() for m in re.finditer(re.escape(t), sentence)]) for t, w in terms]
+    anchors = [(w, starts) for w, starts in anchors if starts]
+    if not anchors:
+        return _value(found[0])
+
+    def distance(m: re.Match[str]) -> float:
+        # every question word pulls towards the span: the answer sits among them
+        return sum(w * min(min(abs(a - m.start()), abs(a - m.end())) for a in starts)
+                   for w, starts in anchors)
+
+    best = min(found, key=lambda m: (distance(m), m.start()))
+    return _value(best)

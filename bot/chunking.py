@@ -1,0 +1,145 @@
+"""Chinese-aware chunking: sentences in, overlapping chunks out, offsets exact.
+
+Sentences end at 。！？；(and ``! ? ;``, and ``.`` before a space), at any closing
+quote or bracket right after those, and at newlines. Chunks are whole sentences merged
+up to ``size`` characters, repeating up to ``overlap`` characters of trailing
+sentences; only a single sentence longer than ``size`` is cut (at a comma when it can
+be). A document's header (title, source line) and its boilerplate spans are chunked
+on their own, so site chrome never shares a chunk with article text.
+
+Every chunk satisfies ``document.text[chunk.start:chunk.end] == chunk.text``; its id is
+a hash of its source name and text, so it survives re-ingests of unchanged content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from bot.loading import Document
+
+_SENTENCE_END = re.compile(r"[。！？；!?;…]+[”’」』）)\]\"']*|\.(?=\s)|\n")
+_SOFT_BREAK = re.compile(r"[，,、：:]")
+
+KIND_BODY = "body"
+KIND_HEADER = "header"
+KIND_BOILERPLATE = "boilerplate"
+
+
+@dataclass(frozen=True)
+class Span:
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Chunk:
+    id: str
+    source: str
+    start: int
+    end: int
+    text: str
+    kind: str = KIND_BODY
+    meta: dict[str, str] = field(default_factory=dict)
+
+
+def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[Span]:
+    """Sentence spans of ``text[start:end]``, whitespace trimmed, empty ones dropped."""
+    end = len(text) if end is None else end
+    spans: list[Span] = []
+    pos = start
+    for match in _SENTENCE_END.finditer(text, start, end):
+        _append_trimmed(spans, text, pos, match.end())
+        pos = match.end()
+    _append_trimmed(spans, text, pos, end)
+    return spans
+
+
+def chunk_document(doc: Document, *, size: int, overlap: int) -> list[Chunk]:
+    """Cut a document into chunks; see the module docstring for the rules."""
+    chunks: list[Chunk] = []
+    seen: dict[str, int] = {}
+    for region, kind in _regions(doc):
+        for span in _merge(doc.text, split_sentences(doc.text, region.start, region.end),
+                           size=size, overlap=overlap):
+            text = doc.text[span.start:span.end]
+            base = _hash(f"{doc.source}\x00{text}")
+            # identical text twice in one document: keep ids unique but still stable
+            n = seen.get(base, 0)
+            seen[base] = n + 1
+            chunk_id = base if n == 0 else _hash(f"{base}\x00{n}")
+            chunks.append(Chunk(chunk_id, doc.source, span.start, span.end, text, kind,
+                                dict(doc.meta)))
+    return chunks
+
+
+def sentence_id(source: str, text: str) -> str:
+    """Stable id of a sentence: overlapping chunks share their sentences' vectors."""
+    return _hash(f"{source}\x00s\x00{text}")
+
+
+def _hash(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()[:24]
+
+
+def _append_trimmed(spans: list[Span], text: str, start: int, end: int) -> None:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    if end > start:
+        spans.append(Span(start, end))
+
+
+def _regions(doc: Document) -> Iterator[tuple[Span, str]]:
+    """Header, body and boilerplate regions in document order, never overlapping."""
+    marks: list[tuple[int, int, str]] = []
+    if doc.header:
+        marks.append((*doc.header, KIND_HEADER))
+    marks += [(s, e, KIND_BOILERPLATE) for s, e in doc.boilerplate]
+    marks.sort()
+    pos = 0
+    for start, end, kind in marks:
+        start = max(start, pos)
+        if start > pos:
+            yield Span(pos, start), KIND_BODY
+        if end > start:
+            yield Span(start, end), kind
+        pos = max(pos, end)
+    if pos < len(doc.text):
+        yield Span(pos, len(doc.text)), KIND_BODY
+
+
+def _merge(text: str, sentences: list[Span], *, size: int, overlap: int) -> Iterator[Span]:
+    pieces: list[Span] = []
+    for s in sentences:
+        pieces.extend(_cut_long(text, s, size) if s.end - s.start > size else [s])
+    i = 0
+    while i < len(pieces):
+        j = i + 1
+        while j < len(pieces) and pieces[j].end - pieces[i].start <= size:
+            j += 1
+        yield Span(pieces[i].start, pieces[j - 1].end)
+        if j >= len(pieces):
+            break
+        # step back over trailing sentences that fit in the overlap budget
+        k = j
+        while k - 1 > i and pieces[j - 1].end - pieces[k - 1].start <= overlap:
+            k -= 1
+        i = k
+
+
+def _cut_long(text: str, span: Span, size: int) -> list[Span]:
+    """Cut one over-long sentence, preferring the last comma before the limit."""
+    out: list[Span] = []
+    start = span.start
+    while span.end - start > size:
+        limit = start + size
+        cut = max((m.end() for m in _SOFT_BREAK.finditer(text, start + size // 2, limit)),
+                  default=limit)
+        _append_trimmed(out, text, start, cut)
+        start = cut
+    _append_trimmed(out, text, start, span.end)
+    return out

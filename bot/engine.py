@@ -1,0 +1,114 @@
+"""The one answer path every front end calls: ``Engine.answer(question, session=...)``.
+
+Internally it is a LangChain Runnable, ``prepare | {passages: retriever, query} |
+answerer``, so an LLM answerer can replace the extractive one without touching the
+CLI, Telegram or the evaluator.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.runnables import Runnable, RunnableLambda, RunnableParallel
+
+from bot.answering import Answer, ExtractiveAnswerer, Query
+from bot.config import Settings
+from bot.embeddings import QabotEmbeddings, make_embeddings
+from bot.errors import QuestionError
+from bot.retrieval import HybridRetriever
+from bot.sessions import SessionStore, Turn, standalone_query
+from bot.store import Index
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Stats:
+    documents: int
+    chunks: int
+    embedder: str
+    built_at: str
+    sources: list[str]
+
+
+class Engine:
+    """Opened index + retriever + answerer + sessions. Build once, ask many times."""
+
+    def __init__(self, settings: Settings, *, embeddings: QabotEmbeddings | None = None,
+                 sessions: SessionStore | None = None) -> None:
+        started = time.perf_counter()
+        self.settings = settings
+        self.embeddings = embeddings or make_embeddings(settings.embeddings)
+        self.index = Index.open(settings, self.embeddings)
+        self.retriever = HybridRetriever(index=self.index, settings=settings.retrieval)
+        self.answerer = ExtractiveAnswerer(self.index, settings.answer)
+        self.sessions = sessions or SessionStore(settings.sessions_path)
+        # retriever | answerer, with a clock read between the two for timings_ms
+        self.chain: Runnable[Query, dict[str, Any]] = (
+            RunnableParallel(
+                passages=RunnableLambda(lambda q: q.standalone) | self.retriever,
+                query=RunnableLambda(lambda q: q),
+            )
+            | RunnableLambda(lambda d: {**d, "retrieved_at": time.perf_counter()})
+            | RunnableLambda(lambda d: {**d, "answer": self.answerer(d)})
+        )
+        self.load_ms = (time.perf_counter() - started) * 1000
+
+    def answer(self, question: str, *, session: str | None = None,
+               history: list[str] | None = None) -> Answer:
+        """Answer one question; with ``session`` the chat's history shapes retrieval
+        and the turn is stored. ``history`` (earlier questions) serves stateless callers
+        such as the evaluator."""
+        question = self.check_question(question)
+        t0 = time.perf_counter()
+        turns = self._history(session, history)
+        query = Query(question=question, standalone=standalone_query(question, turns))
+        if query.standalone != question:
+            log.info("follow-up rewritten for retrieval: %r", query.standalone)
+        t1 = time.perf_counter()
+        out = self.chain.invoke(query)
+        result: Answer = out["answer"]
+        t2, t3 = out["retrieved_at"], time.perf_counter()
+        result.timings_ms = {"rewrite": (t1 - t0) * 1000, "retrieve": (t2 - t1) * 1000,
+                             "answer": (t3 - t2) * 1000, "total": (t3 - t0) * 1000}
+        if session is not None:
+            self.sessions.append(session, Turn(
+                question=question, standalone=query.standalone, answer=result.answer,
+                citations=[c.__dict__ for c in result.citations]))
+        return result
+
+    def check_question(self, question: str) -> str:
+        text = (question or "").strip()
+        if not text:
+            raise QuestionError("The question is empty. Type a question about your documents.")
+        limit = self.settings.answer.max_question_chars
+        if len(text) > limit:
+            raise QuestionError(f"The question is {len(text)} characters long; the limit is "
+                                f"{limit}. Ask something shorter (or raise "
+                                "answer.max_question_chars).")
+        return text
+
+    def reset(self, session: str) -> int:
+        return self.sessions.reset(session)
+
+    def last_turn(self, session: str) -> Turn | None:
+        return self.sessions.last(session)
+
+    def stats(self) -> Stats:
+        m: dict[str, Any] = self.index.manifest
+        return Stats(documents=self.index.document_count, chunks=self.index.chunk_count,
+                     embedder=str(m.get("embedder")), built_at=str(m.get("built_at", "?")),
+                     sources=sorted(m.get("files", {})))
+
+    def _history(self, session: str | None, history: list[str] | None) -> list[Turn]:
+        if history:
+            turns: list[Turn] = []
+            for q in history:  # replay: each earlier question made standalone in turn
+                turns.append(Turn(q, standalone_query(q, turns), ""))
+            return turns
+        if session is None:
+            return []
+        return self.sessions.history(session, self.settings.session.history_turns)

@@ -1,0 +1,59 @@
+"""The project's exceptions. Every message says what to do next.
+
+Library errors (Chroma, LangChain, HTTP, Telegram) are converted to these at the
+module that calls the library, so front ends only ever catch ``QabotError``::
+
+    QabotError
+    ├── ConfigError              bad setting, unknown backend, unreadable config file
+    ├── DocumentError            a file that cannot be read as text (binary, bad encoding)
+    ├── IndexError_              base for problems with the on-disk index
+    │   ├── IndexMissingError    no index yet: run `qabot ingest`
+    │   ├── IndexCorruptError    the index cannot be read: rebuild it
+    │   └── EmbedderMismatchError  index built with another embedder: re-ingest
+    ├── EmbedderError            the embedding backend failed to load or to embed
+    └── QuestionError            the question itself is unusable (empty, too long)
+"""
+
+from __future__ import annotations
+
+
+class QabotError(Exception):
+    """Base class: anything the user can fix. ``str(exc)`` is the message to show."""
+
+    exit_code: int = 1
+
+
+class ConfigError(QabotError):
+    """A setting is invalid or a config file cannot be read."""
+
+    exit_code = 2
+
+
+class DocumentError(QabotError):
+    """A document cannot be loaded as text."""
+
+
+class IndexError_(QabotError):
+    """Base class for index problems."""
+
+
+class IndexMissingError(IndexError_):
+    """No index has been built at the configured location."""
+
+
+class IndexCorruptError(IndexError_):
+    """The index exists but cannot be read."""
+
+
+class EmbedderMismatchError(IndexError_):
+    """The index was built by a different embedder than the one configured."""
+
+
+class EmbedderError(QabotError):
+    """The embedding backend failed."""
+
+
+class QuestionError(QabotError):
+    """The question cannot be answered as given (empty, too long)."""
+
+    exit_code = 2

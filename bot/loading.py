@@ -1,0 +1,236 @@
+"""Documents in: ``.txt``, ``.md`` and ``.html`` files become ``Document`` objects.
+
+A document keeps its text exactly as the chunker will index it (offsets in citations
+point into this text), plus what we could learn about it: title, source, author,
+date, and the spans that are web-page chrome (site statement, contact footer,
+"latest news" lists), which stay searchable but are marked so they never outrank
+the article itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import ClassVar
+
+from bot.errors import DocumentError
+
+SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm")
+
+
+@dataclass(frozen=True)
+class Document:
+    path: Path  # resolved location on disk
+    source: str  # how citations name it (relative to the project root when inside it)
+    text: str
+    sha256: str  # of the raw bytes: tells re-ingest whether anything changed
+    meta: dict[str, str] = field(default_factory=dict)
+    header: tuple[int, int] | None = None  # span of the title/source/date lines
+    boilerplate: tuple[tuple[int, int], ...] = ()  # spans of site chrome
+
+
+def discover(paths: Sequence[Path]) -> tuple[list[Path], list[Path]]:
+    """Expand files and folders into (supported files, ignored files), sorted."""
+    found: set[Path] = set()
+    ignored: set[Path] = set()
+    for path in paths:
+        if not path.exists():
+            raise DocumentError(f"{path} does not exist. Pass a file or folder to ingest.")
+        candidates = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+        for p in candidates:
+            if any(part.startswith(".") for part in p.relative_to(path.parent).parts):
+                continue  # hidden files and folders (.git, .DS_Store, editor swap files)
+            (found if p.suffix.lower() in SUPPORTED_SUFFIXES else ignored).add(p.resolve())
+    return sorted(found), sorted(ignored)
+
+
+def load(path: Path, *, root: Path) -> Document:
+    """Read one file as a ``Document``; raises ``DocumentError`` if it is not text."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DocumentError(f"Cannot read {path}: {exc.strerror}. Check the file's "
+                            "permissions.") from exc
+    text = _decode(raw, path)
+    if path.suffix.lower() in (".html", ".htm"):
+        text, html_title = _html_to_text(text)
+    else:
+        html_title = ""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.strip():
+        raise DocumentError(f"{path} holds no text. Remove it or add content.")
+    header, meta = _header(text, markdown=path.suffix.lower() in (".md", ".markdown"))
+    if html_title and "title" not in meta:
+        meta["title"] = html_title
+    editor = _EDITOR.search(text)
+    if editor:
+        meta["editor"] = editor.group(1)
+    return Document(
+        path=path,
+        source=display_name(path, root),
+        text=text,
+        sha256=hashlib.sha256(raw).hexdigest(),
+        meta=meta,
+        header=header,
+        boilerplate=tuple(_boilerplate_spans(text)),
+    )
+
+
+def iter_documents(files: Sequence[Path], *, root: Path) -> Iterator[Document | DocumentError]:
+    """Load files one by one (streaming); a bad file yields its error instead of stopping."""
+    for path in files:
+        try:
+            yield load(path, root=root)
+        except DocumentError as exc:
+            yield exc
+
+
+def display_name(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return path.resolve().as_posix()
+
+
+def _decode(raw: bytes, path: Path) -> str:
+    if b"\x00" in raw[:8192]:
+        raise DocumentError(f"{path} looks binary, not text. Only .txt, .md and .html "
+                            "documents are supported; remove or convert it.")
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            text = raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        # gb18030 decodes almost any byte string; reject results full of control chars.
+        controls = sum(1 for ch in text if ord(ch) < 32 and ch not in "\n\r\t\f")
+        if controls <= max(2, len(text) // 200):
+            return text
+    raise DocumentError(f"{path} is not UTF-8 or GB18030 text. Re-save it as UTF-8.")
+
+
+_DATE = re.compile(r"(\d{4})\s*[-年/.]\s*(\d{1,2})\s*[-月/.]\s*(\d{1,2})")
+_EDITOR = re.compile(r"(?:责任编辑|责编|编辑)\s*[:：]\s*([\u4e00-\u9fff]{2,4})")
+_SOURCE = re.compile(r"来源\s*[:：]\s*(\S+)(?:\s+(\S{2,4}?)(?=\s|发布|$))?")
+
+
+def _header(text: str, *, markdown: bool) -> tuple[tuple[int, int] | None, dict[str, str]]:
+    """Title from the first line, plus a source/date line if one follows closely."""
+    meta: dict[str, str] = {}
+    lines = list(_lines(text))
+    content = [(s, e) for s, e in lines if text[s:e].strip()]
+    if not content:
+        return None, meta
+    start, end = content[0]
+    title = text[start:end].strip()
+    if markdown:
+        title = title.lstrip("#").strip()
+    if len(title) <= 120:
+        meta["title"] = title
+    header_end = end
+    for s, e in content[1:4]:
+        line = text[s:e]
+        src = _SOURCE.search(line)
+        date = _DATE.search(line)
+        if src or ("发布" in line and date):
+            if src:
+                meta["publisher"] = src.group(1)
+                if src.group(2) and not _DATE.search(src.group(2)):
+                    meta["author"] = src.group(2)
+            if date:
+                y, m, d = (int(g) for g in date.groups())
+                meta["date"] = f"{y:04d}-{m:02d}-{d:02d}"
+            header_end = e
+            break
+    return (start, header_end), meta
+
+
+# Lines that are site chrome wherever they appear.
+_CHROME_LINE = re.compile(
+    r"^\s*(\(?\s*(责任编辑|编辑|责编)\s*[:：]|\[?\s*字号|本网站|电话\s*[:：]|电子邮箱|E-?mail\s*[:：]"
+    r"|感谢您对|版权所有|Copyright|©|更多\s*>>|分享到|打印本页|关闭窗口)",
+    re.IGNORECASE,
+)
+# Headings after which everything is footer: statements, news lists, related links.
+_FOOTER_HEADING = re.compile(
+    r"^\s*(网站声明|版权声明|免责声明|最新新闻|相关新闻|相关阅读|热点新闻|推荐阅读|专题|友情链接)\s*$"
+)
+
+
+def _boilerplate_spans(text: str) -> list[tuple[int, int]]:
+    spans: list[tuple[int, int]] = []
+    in_footer = False
+    for start, end in _lines(text):
+        line = text[start:end]
+        if not line.strip():
+            continue
+        if _FOOTER_HEADING.match(line):
+            in_footer = True
+        if in_footer or _CHROME_LINE.match(line):
+            if spans and not text[spans[-1][1]:start].strip():
+                spans[-1] = (spans[-1][0], end)  # merge across blank lines
+            else:
+                spans.append((start, end))
+    return spans
+
+
+def _lines(text: str) -> Iterator[tuple[int, int]]:
+    pos = 0
+    for line in text.split("\n"):
+        yield pos, pos + len(line)
+        pos += len(line) + 1
+
+
+class _TextExtractor(HTMLParser):
+    """HTML to text: drops markup, scripts and styles, keeps block breaks as newlines."""
+
+    _BLOCK: ClassVar[set[str]] = {
+        "p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section", "article",
+        "header", "footer", "ul", "ol", "table", "blockquote", "pre", "title"}
+    _SKIP: ClassVar[set[str]] = {"script", "style", "noscript", "template"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.title = ""
+        self._skip = 0
+        self._in_title = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._SKIP:
+            self._skip += 1
+        elif tag == "title":
+            self._in_title = True
+        elif tag in self._BLOCK:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._SKIP:
+            self._skip = max(0, self._skip - 1)
+        elif tag == "title":
+            self._in_title = False
+        elif tag in self._BLOCK:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if self._skip:
+            return
+        if self._in_title:
+            self.title += data.strip()
+            return
+        self.parts.append(re.sub(r"[ \t\r\n]+", " ", data))
+
+
+def _html_to_text(html: str) -> tuple[str, str]:
+    parser = _TextExtractor()
+    parser.feed(html)
+    parser.close()
+    text = "".join(parser.parts)
+    text = "\n".join(line.strip() for line in text.split("\n"))
+    text = re.sub(r"\n{3,}", "\n\n", text).strip()
+    if parser.title and not text.startswith(parser.title):
+        text = parser.title + "\n" + text  # the title is searchable text too
+    return text + "\n", parser.title

@@ -1,0 +1,86 @@
+"""Hybrid retrieval: dense (Chroma) and BM25 (jieba tokens), fused by reciprocal rank.
+
+RRF only counts a side that has signal: BM25 contributes only chunks whose score is
+above zero, so an English question about a Chinese document (no shared terms) is
+ranked by the dense side alone instead of being averaged with noise. Boilerplate
+chunks (site chrome) have their fused score multiplied by
+``retrieval.boilerplate_penalty``: still findable, never ahead of article text that
+matches as well.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+from pydantic import ConfigDict
+
+from bot.chunking import KIND_BOILERPLATE
+from bot.config import RetrievalSettings
+from bot.store import Index
+
+Mode = Literal["hybrid", "dense", "bm25"]
+
+
+class HybridRetriever(BaseRetriever):
+    """A LangChain retriever over an ``Index``; metadata carries every side's scores."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    index: Index
+    settings: RetrievalSettings
+    mode: Mode = "hybrid"
+    k: int | None = None  # overrides settings.k (evaluation asks for more)
+
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+    ) -> list[Document]:
+        return self.search(query)
+
+    def search(self, query: str) -> list[Document]:
+        s = self.settings
+        k = self.k or s.k
+        fused: dict[str, dict[str, Any]] = {}
+        docs: dict[str, Document] = {}
+
+        if s.dense and self.mode in ("hybrid", "dense"):
+            vector = self.index.embeddings.embed_query(query)
+            for rank, (doc, score) in enumerate(self.index.dense_search(vector, s.fetch_k), 1):
+                assert doc.id is not None
+                docs[doc.id] = doc
+                fused.setdefault(doc.id, {})["dense"] = (rank, score)
+        if s.bm25 and self.mode in ("hybrid", "bm25"):
+            for rank, (chunk_id, score) in enumerate(self.index.bm25_search(query, s.fetch_k), 1):
+                fused.setdefault(chunk_id, {})["bm25"] = (rank, score)
+
+        missing = [i for i in fused if i not in docs]
+        docs.update(self.index.get_chunks(missing))
+
+        ranked = []
+        for chunk_id, sides in fused.items():
+            doc = docs.get(chunk_id)
+            if doc is None:  # BM25 knows an id Chroma lost: skip rather than fail
+                continue
+            score = sum(1.0 / (s.rrf_k + rank) for rank, _ in sides.values())
+            if doc.metadata.get("kind") == KIND_BOILERPLATE:
+                score *= s.boilerplate_penalty
+            ranked.append((score, chunk_id, sides))
+        ranked.sort(key=lambda item: (-item[0], item[1]))
+
+        out = []
+        for position, (score, chunk_id, sides) in enumerate(ranked[:k], 1):
+            src = docs[chunk_id]
+            meta = dict(src.metadata)
+            meta.update(
+                chunk_id=chunk_id,
+                rank=position,
+                score=round(score, 6),
+                dense_rank=sides.get("dense", (None, None))[0],
+                dense_score=sides.get("dense", (None, None))[1],
+                bm25_rank=sides.get("bm25", (None, None))[0],
+                bm25_score=sides.get("bm25", (None, None))[1],
+            )
+            out.append(Document(page_content=src.page_content, metadata=meta, id=chunk_id))
+        return out

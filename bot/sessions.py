@@ -1,0 +1,122 @@
+"""Chat sessions: per-chat history in SQLite, and follow-up questions made standalone.
+
+A follow-up such as 「它帮助了多少个村?」 says nothing about *what* "it" is; retrieving
+with it alone finds noise. ``standalone_query`` detects follow-ups (pronouns,
+elliptical 「那…呢」 / "what about", or a short question with no specific term) and
+prefixes the previous turn's topic, so retrieval sees 「澄远·火种计划 它帮助了多少个村?」.
+The answerer still focuses on the words of the current question.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bot import tokens
+
+_ANAPHORA_ZH = re.compile(
+    r"(它们|它|他们|她们|其|该|此|这个|那个|这些|那些|这项|那项|上述|这里|那里|这一|那一)")
+_ANAPHORA_EN = re.compile(
+    r"\b(it|its|they|them|their|this|that|these|those|he|she|his|her)\b", re.I)
+_ELLIPSIS = re.compile(r"^\s*(那么?|还有|what about|how about|and what)|呢\s*[?？]?\s*$", re.I)
+_INTERROGATIVE = re.compile(
+    r"(是什么|是谁|是哪[个些位家所年天]?|有哪些|有多少|多少[钱个名人项次场所]*|几[个名次场所项]?"
+    r"|什么时候|哪一年|哪年|哪天|什么|怎么样|如何|为什么|吗|呢|请问)"
+)
+
+
+@dataclass(frozen=True)
+class Turn:
+    question: str
+    standalone: str  # the query retrieval actually used
+    answer: str
+    citations: list[dict[str, Any]] = field(default_factory=list)
+    at: float = 0.0
+
+
+def is_followup(question: str) -> bool:
+    """Does the question lean on an earlier turn to say what it is about?"""
+    if _ANAPHORA_ZH.search(question) or _ANAPHORA_EN.search(question):
+        return True
+    if _ELLIPSIS.search(question.strip()):
+        return True
+    terms = tokens.content_terms(question)
+    specific = [t for t in terms if len(t) >= 3 or any(ch.isdigit() for ch in t)]
+    has_quote = any(q in question for q in "“”\"《》「」")
+    short = len(re.sub(r"\W", "", question)) <= 12
+    return short and not specific and not has_quote and tokens.is_mostly_cjk(question)
+
+
+def topic_of(question: str) -> str:
+    """The question without its interrogative words: what it was about."""
+    core = _INTERROGATIVE.sub(" ", question)
+    core = re.sub(r"[?？!！。,，;；:：\s]+", " ", core).strip()
+    return core[:100]
+
+
+def standalone_query(question: str, history: list[Turn]) -> str:
+    """The retrieval query for ``question`` in a chat with ``history`` (oldest first)."""
+    if not history or not is_followup(question):
+        return question
+    previous = topic_of(history[-1].standalone)
+    return f"{previous} {question}".strip() if previous else question
+
+
+class SessionStore:
+    """History per session id in one SQLite file; safe to share across threads."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = str(path)
+        self._lock = threading.Lock()
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._memory = sqlite3.connect(":memory:", check_same_thread=False) \
+            if self.path == ":memory:" else None
+        with self._connect() as db:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS turns (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+                "session TEXT NOT NULL, question TEXT NOT NULL, standalone TEXT NOT NULL, "
+                "answer TEXT NOT NULL, citations TEXT NOT NULL, at REAL NOT NULL)")
+            db.execute("CREATE INDEX IF NOT EXISTS turns_session ON turns(session, id)")
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            db = self._memory or sqlite3.connect(self.path, timeout=10)
+            try:
+                with db:  # commits, or rolls back on error
+                    yield db
+            finally:
+                if self._memory is None:
+                    db.close()
+
+    def history(self, session: str, limit: int) -> list[Turn]:
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT question, standalone, answer, citations, at FROM turns "
+                "WHERE session = ? ORDER BY id DESC LIMIT ?", (session, limit)).fetchall()
+        return [Turn(q, s, a, json.loads(c), at) for q, s, a, c, at in reversed(rows)]
+
+    def append(self, session: str, turn: Turn) -> None:
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO turns (session, question, standalone, answer, citations, at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (session, turn.question, turn.standalone, turn.answer,
+                 json.dumps(turn.citations, ensure_ascii=False), turn.at or time.time()))
+
+    def reset(self, session: str) -> int:
+        with self._connect() as db:
+            return db.execute("DELETE FROM turns WHERE session = ?", (session,)).rowcount
+
+    def last(self, session: str) -> Turn | None:
+        turns = self.history(session, 1)
+        return turns[0] if turns else None

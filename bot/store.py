@@ -1,0 +1,448 @@
+"""The on-disk index: Chroma (chunks and sentences), BM25, and a manifest.
+
+Layout under the state directory (``paths.home``, default ``index/``)::
+
+    manifest.json   embedder identity, chunking settings, per-file hashes and ids
+    chroma/         Chroma PersistentClient: collections "chunks" and "sentences"
+    bm25/           bm25s index over jieba tokens of every chunk, plus ids and df
+
+Chunks are what retrieval ranks and citations point at; sentences carry their own
+vectors so the extractive answerer can pick the supporting sentence inside a chunk
+without embedding anything at question time. Both use content-hash ids: re-ingesting
+an unchanged file embeds nothing, and a changed file embeds only its new text.
+
+We always hand Chroma our own embeddings: its default embedding function downloads
+a model, which fails offline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from langchain_core.documents import Document as LCDocument
+
+from bot import tokens
+from bot.chunking import Chunk, chunk_document, sentence_id, split_sentences
+from bot.config import Settings
+from bot.embeddings import QabotEmbeddings
+from bot.errors import (
+    EmbedderMismatchError,
+    IndexCorruptError,
+    IndexMissingError,
+    QabotError,
+)
+from bot.loading import discover, iter_documents
+
+log = logging.getLogger(__name__)
+
+MANIFEST_VERSION = 1
+# Bump when loading or chunking changes what gets indexed: every file is re-chunked
+# (only text that actually changed is embedded again).
+PIPELINE_VERSION = 3
+CHUNKS = "chunks"
+SENTENCES = "sentences"
+
+
+@dataclass
+class IngestReport:
+    documents: int = 0  # files indexed after this run (all of them, not just new)
+    chunks: int = 0  # chunks in the index after this run
+    added_files: int = 0
+    changed_files: int = 0
+    unchanged_files: int = 0
+    removed_files: int = 0
+    embedded_chunks: int = 0
+    embedded_sentences: int = 0
+    deleted_chunks: int = 0
+    skipped: list[str] = field(default_factory=list)  # "path: reason"
+    ignored: int = 0  # files with unsupported extensions
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        parts = [
+            f"{self.documents} documents, {self.chunks} chunks in {self.seconds:.1f}s",
+            f"{self.added_files} new, {self.changed_files} changed, "
+            f"{self.unchanged_files} unchanged, {self.removed_files} removed",
+            f"embedded {self.embedded_chunks} chunks + {self.embedded_sentences} sentences",
+        ]
+        if self.skipped:
+            parts.append(f"{len(self.skipped)} skipped")
+        return "; ".join(parts)
+
+
+ProgressFn = Callable[[int, int], None]  # (files done, files total)
+
+
+class Index:
+    """An opened index. Build one with ``ingest``; open one with ``Index.open``."""
+
+    def __init__(self, settings: Settings, embeddings: QabotEmbeddings,
+                 manifest: dict[str, Any]) -> None:
+        self.settings = settings
+        self.embeddings = embeddings
+        self.manifest = manifest
+        self.home = settings.home
+        tokens.set_cache_dir(settings.cache_dir)
+        self._client = _chroma_client(self.home / "chroma")
+        self._chunks = self._collection(CHUNKS)
+        self._sentences = self._collection(SENTENCES)
+        self._bm25: Any = None
+        self._bm25_ids: list[str] = []
+        self._df: dict[str, int] = {}
+        self._n_docs = 0
+
+    # ----- opening -------------------------------------------------------------
+    @classmethod
+    def open(cls, settings: Settings, embeddings: QabotEmbeddings) -> Index:
+        """Open the index for questions; errors say how to build or rebuild it."""
+        manifest = read_manifest(settings.home)
+        if manifest is None:
+            raise IndexMissingError(f"No index at {settings.home}. Build it with "
+                                    "`qabot ingest` (indexes seeds/ by default).")
+        built_with = manifest.get("embedder")
+        if built_with != embeddings.identity:
+            raise EmbedderMismatchError(
+                f"The index at {settings.home} was built with {built_with}, but the "
+                f"configured embedder is {embeddings.identity}. Re-ingest with "
+                "`qabot ingest --rebuild`, or set embeddings.backend back.")
+        index = cls(settings, embeddings, manifest)
+        index._load_bm25()
+        return index
+
+    def _collection(self, name: str) -> Any:
+        from langchain_chroma import Chroma
+
+        try:
+            return Chroma(collection_name=name, client=self._client,
+                          embedding_function=self.embeddings,
+                          collection_metadata={"hnsw:space": "cosine"})
+        except Exception as exc:
+            raise IndexCorruptError(f"Cannot open the Chroma collection {name!r} in "
+                                    f"{self.home / 'chroma'}: {exc}. Rebuild with "
+                                    "`qabot ingest --rebuild`.") from exc
+
+    # ----- questions -----------------------------------------------------------
+    def dense_search(self, query_vector: Sequence[float], k: int) -> list[tuple[LCDocument, float]]:
+        """Chunks nearest to the query vector, with cosine similarity."""
+        n = min(k, self.chunk_count)
+        if n == 0:
+            return []
+        try:
+            hits = self._chunks.similarity_search_by_vector_with_relevance_scores(
+                list(query_vector), k=n)
+        except Exception as exc:
+            raise IndexCorruptError(f"Chroma query failed: {exc}. Rebuild with "
+                                    "`qabot ingest --rebuild`.") from exc
+        # cosine space: Chroma returns distance = 1 - cosine
+        return [(doc, 1.0 - float(dist)) for doc, dist in hits]
+
+    def bm25_search(self, query: str, k: int) -> list[tuple[str, float]]:
+        """(chunk id, BM25 score) for chunks sharing terms with the query; zeros dropped."""
+        terms = [t for t in tokens.tokenize(query) if t in self._df]
+        if self._bm25 is None or not terms:
+            return []
+        k = min(k, len(self._bm25_ids))
+        docs, scores = self._bm25.retrieve([terms], k=k, show_progress=False)
+        return [(self._bm25_ids[int(d)], float(s))
+                for d, s in zip(docs[0], scores[0], strict=True) if s > 0]
+
+    def get_chunks(self, ids: Sequence[str]) -> dict[str, LCDocument]:
+        if not ids:
+            return {}
+        got = self._chunks.get(ids=list(ids), include=["documents", "metadatas"])
+        return {
+            i: LCDocument(page_content=d, metadata=dict(m or {}), id=i)
+            for i, d, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+        }
+
+    def find_chunk(self, source: str, contains: str) -> LCDocument | None:
+        """The first chunk of ``source`` whose text contains ``contains``."""
+        got = self._chunks.get(where={"source": source}, where_document={"$contains": contains},
+                               include=["documents", "metadatas"], limit=1)
+        if not got["ids"]:
+            return None
+        meta = dict(got["metadatas"][0] or {})
+        meta["chunk_id"] = got["ids"][0]
+        return LCDocument(page_content=got["documents"][0], metadata=meta, id=got["ids"][0])
+
+    def sentence_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        if not ids:
+            return {}
+        got = self._sentences.get(ids=list(dict.fromkeys(ids)), include=["embeddings"])
+        return {i: np.asarray(v, dtype=np.float32)
+                for i, v in zip(got["ids"], got["embeddings"], strict=True)}
+
+    def idf(self, term: str) -> float:
+        """BM25-style idf of a term over chunks; unseen terms get the maximum."""
+        df = self._df.get(term, 0)
+        n = max(self._n_docs, 1)
+        return math.log(1 + (n - df + 0.5) / (df + 0.5))
+
+    @property
+    def chunk_count(self) -> int:
+        return int(self.manifest.get("chunk_count", 0))
+
+    @property
+    def document_count(self) -> int:
+        return len(self.manifest.get("files", {}))
+
+    # ----- BM25 ------------------------------------------------------------------
+    def _load_bm25(self) -> None:
+        path = self.home / "bm25"
+        if not (path / "ids.json").is_file():
+            self.rebuild_bm25()
+            return
+        try:
+            import bm25s
+
+            meta = json.loads((path / "ids.json").read_text("utf-8"))
+            self._bm25_ids, self._df, self._n_docs = meta["ids"], meta["df"], meta["n"]
+            self._bm25 = bm25s.BM25.load(str(path / "model")) if self._bm25_ids else None
+        except Exception as exc:
+            raise IndexCorruptError(f"The BM25 index in {path} is unreadable: {exc}. "
+                                    "Rebuild with `qabot ingest --rebuild`.") from exc
+
+    def rebuild_bm25(self) -> None:
+        """Rebuild BM25 from the chunks stored in Chroma (the one source of truth)."""
+        import bm25s
+
+        got = self._chunks.get(include=["documents"])
+        ids, texts = list(got["ids"]), list(got["documents"])
+        corpus = [tokens.tokenize(t) for t in texts]
+        df: dict[str, int] = {}
+        for toks in corpus:
+            for tok in set(toks):
+                df[tok] = df.get(tok, 0) + 1
+        path = self.home / "bm25"
+        path.mkdir(parents=True, exist_ok=True)
+        if ids:
+            model = bm25s.BM25()
+            model.index(corpus, show_progress=False)
+            model.save(str(path / "model"), show_progress=False)
+            self._bm25 = model
+        else:
+            self._bm25 = None
+        _atomic_write(path / "ids.json", json.dumps({"ids": ids, "df": df, "n": len(ids)},
+                                                    ensure_ascii=False))
+        self._bm25_ids, self._df, self._n_docs = ids, df, len(ids)
+
+    # ----- writing ---------------------------------------------------------------
+    def add_chunks(self, chunks: Sequence[Chunk]) -> int:
+        if not chunks:
+            return 0
+        self._chunks.add_texts(
+            texts=[c.text for c in chunks],
+            metadatas=[chunk_metadata(c) for c in chunks],
+            ids=[c.id for c in chunks],
+        )
+        return len(chunks)
+
+    def update_metadata(self, chunks: Sequence[Chunk]) -> None:
+        if chunks:
+            self._chunks._collection.update(ids=[c.id for c in chunks],
+                                            metadatas=[chunk_metadata(c) for c in chunks])
+
+    def add_sentences(self, sentences: Sequence[tuple[str, str, dict[str, Any]]]) -> int:
+        if not sentences:
+            return 0
+        self._sentences.add_texts(
+            texts=[s[1] for s in sentences],
+            metadatas=[s[2] for s in sentences],
+            ids=[s[0] for s in sentences],
+        )
+        return len(sentences)
+
+    def delete(self, chunk_ids: Iterable[str], sentence_ids: Iterable[str]) -> None:
+        chunk_ids, sentence_ids = list(chunk_ids), list(sentence_ids)
+        if chunk_ids:
+            self._chunks.delete(ids=chunk_ids)
+        if sentence_ids:
+            self._sentences.delete(ids=sentence_ids)
+
+
+def chunk_metadata(chunk: Chunk) -> dict[str, Any]:
+    meta: dict[str, Any] = {"source": chunk.source, "start": chunk.start, "end": chunk.end,
+                            "kind": chunk.kind}
+    meta.update({k: v for k, v in chunk.meta.items()
+                 if k in ("title", "date", "author", "publisher", "editor")})
+    return meta
+
+
+def chunk_sentences(chunk: Chunk) -> list[tuple[str, str, dict[str, Any]]]:
+    """(sentence id, text, metadata) for the sentences the answerer will look up."""
+    out = []
+    for span in split_sentences(chunk.text):
+        text = chunk.text[span.start:span.end]
+        out.append((sentence_id(chunk.source, text), text,
+                    {"source": chunk.source, "start": chunk.start + span.start,
+                     "end": chunk.start + span.end, "kind": chunk.kind}))
+    return out
+
+
+def ingest(settings: Settings, paths: Sequence[Path], embeddings: QabotEmbeddings, *,
+           rebuild: bool = False, progress: ProgressFn | None = None) -> IngestReport:
+    """Bring the index in line with ``paths``: add new, update changed, drop deleted files.
+
+    Files under an ingested folder that no longer exist are removed from the index.
+    Unchanged files (same bytes, same chunking settings) cost nothing.
+    """
+    started = time.perf_counter()
+    home = settings.home
+    report = IngestReport()
+    files, ignored = discover(paths)
+    report.ignored = len(ignored)
+
+    manifest = None if rebuild else read_manifest(home)
+    if rebuild:
+        _wipe(home)
+    if manifest is not None and manifest.get("embedder") != embeddings.identity:
+        raise EmbedderMismatchError(
+            f"The index at {home} was built with {manifest.get('embedder')}, not "
+            f"{embeddings.identity}. Run `qabot ingest --rebuild` to rebuild it with the "
+            "configured embedder.")
+    chunking = {"size": settings.chunking.size, "overlap": settings.chunking.overlap}
+    if manifest is None:
+        manifest = {"version": MANIFEST_VERSION, "embedder": embeddings.identity,
+                    "chunking": chunking, "files": {}}
+    rechunk_all = (manifest.get("chunking") != chunking
+                   or manifest.get("pipeline") != PIPELINE_VERSION)
+    manifest["chunking"] = chunking
+    manifest["pipeline"] = PIPELINE_VERSION
+    home.mkdir(parents=True, exist_ok=True)
+    index = Index(settings, embeddings, manifest)
+    entries: dict[str, Any] = manifest["files"]
+
+    seen_sources: set[str] = set()
+    for done, item in enumerate(iter_documents(files, root=settings.root), start=1):
+        if isinstance(item, QabotError):
+            report.skipped.append(str(item))
+            log.warning("skipped: %s", item)
+            if progress:
+                progress(done, len(files))
+            continue
+        doc = item
+        seen_sources.add(doc.source)
+        old = entries.get(doc.source)
+        if old and old["sha256"] == doc.sha256 and not rechunk_all:
+            report.unchanged_files += 1
+        else:
+            chunks = chunk_document(doc, size=settings.chunking.size,
+                                    overlap=settings.chunking.overlap)
+            sentences = {s[0]: s for c in chunks for s in chunk_sentences(c)}
+            old_chunks = set(old["chunks"]) if old else set()
+            old_sents = set(old["sentences"]) if old else set()
+            new_chunks = [c for c in chunks if c.id not in old_chunks]
+            new_sents = [s for i, s in sentences.items() if i not in old_sents]
+            # add before delete: an interrupted run leaves extra vectors, never missing ones
+            report.embedded_sentences += index.add_sentences(new_sents)
+            report.embedded_chunks += index.add_chunks(new_chunks)
+            kept = [c for c in chunks if c.id in old_chunks]
+            index.update_metadata(kept)  # same text, maybe new metadata: no re-embedding
+            keep = {c.id for c in chunks}
+            stale_chunks = old_chunks - keep
+            index.delete(stale_chunks, old_sents - set(sentences))
+            report.deleted_chunks += len(stale_chunks)
+            entries[doc.source] = {"sha256": doc.sha256, "chunks": [c.id for c in chunks],
+                                   "sentences": list(sentences), "meta": doc.meta}
+            if old:
+                report.changed_files += 1
+            else:
+                report.added_files += 1
+        if progress:
+            progress(done, len(files))
+
+    # files under the ingested folders that are gone (or no longer supported) leave
+    for source in list(entries):
+        if source in seen_sources:
+            continue
+        path = (settings.root / source) if not Path(source).is_absolute() else Path(source)
+        under = any(_is_under(path, p.resolve()) for p in paths)
+        if under and not path.is_file():
+            old = entries.pop(source)
+            index.delete(old["chunks"], old["sentences"])
+            report.deleted_chunks += len(old["chunks"])
+            report.removed_files += 1
+
+    changed = report.added_files or report.changed_files or report.removed_files
+    if changed or rechunk_all or not (home / "bm25" / "ids.json").is_file():
+        index.rebuild_bm25()
+    manifest["chunk_count"] = sum(len(e["chunks"]) for e in entries.values())
+    if changed or "built_at" not in manifest:
+        manifest["built_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    write_manifest(home, manifest)
+    report.documents = len(entries)
+    report.chunks = manifest["chunk_count"]
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def read_manifest(home: Path) -> dict[str, Any] | None:
+    path = home / "manifest.json"
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text("utf-8"))
+        if not isinstance(manifest, dict) or "files" not in manifest:
+            raise ValueError("missing 'files'")
+    except (OSError, ValueError) as exc:
+        raise IndexCorruptError(f"The index manifest {path} is unreadable ({exc}). "
+                                "Rebuild with `qabot ingest --rebuild`.") from exc
+    return manifest
+
+
+def write_manifest(home: Path, manifest: dict[str, Any]) -> None:
+    _atomic_write(home / "manifest.json", json.dumps(manifest, ensure_ascii=False, indent=1))
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, "utf-8")
+    os.replace(tmp, path)
+
+
+def _wipe(home: Path) -> None:
+    """Remove what ingest built, and nothing else (sessions and caches stay)."""
+    import shutil
+
+    try:
+        # through the client: Chroma caches open stores per process, so deleting the
+        # files under a live client would leave it writing to a vanished database
+        client = _chroma_client(home / "chroma")
+        for name in (CHUNKS, SENTENCES):
+            with contextlib.suppress(Exception):  # absent collection: nothing to drop
+                client.delete_collection(name)
+    except IndexCorruptError:
+        from chromadb.api.shared_system_client import SharedSystemClient
+
+        SharedSystemClient.clear_system_cache()
+        shutil.rmtree(home / "chroma", ignore_errors=True)
+    shutil.rmtree(home / "bm25", ignore_errors=True)
+    (home / "manifest.json").unlink(missing_ok=True)
+
+
+def _is_under(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def _chroma_client(path: Path) -> Any:
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(
+            path=str(path), settings=ChromaSettings(anonymized_telemetry=False))
+    except Exception as exc:
+        raise IndexCorruptError(f"Cannot open the Chroma store at {path}: {exc}. Rebuild "
+                                "with `qabot ingest --rebuild`.") from exc

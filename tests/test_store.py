@@ -1,0 +1,146 @@
+"""Ingest against a real on-disk Chroma: idempotence, updates, deletions, errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import SEED, make_settings
+
+from bot.embeddings import HashingEmbeddings, make_embeddings
+from bot.engine import Engine
+from bot.errors import EmbedderMismatchError, IndexCorruptError, IndexMissingError
+from bot.sessions import SessionStore
+from bot.store import Index, ingest
+
+
+class CountingEmbeddings(HashingEmbeddings):
+    """The hashing embedder, counting every text it is asked to embed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedded = 0
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        self.embedded += len(texts)
+        return super().embed_documents(texts)
+
+
+def test_reingest_of_unchanged_files_embeds_nothing(hashing_settings) -> None:
+    emb = CountingEmbeddings()
+    first = ingest(hashing_settings, [hashing_settings.docs_dir], emb)
+    assert first.added_files == 1 and first.chunks > 10 and emb.embedded > first.chunks
+    emb.embedded = 0
+    again = ingest(hashing_settings, [hashing_settings.docs_dir], emb)
+    assert emb.embedded == 0
+    assert (again.unchanged_files, again.added_files, again.chunks) == (1, 0, first.chunks)
+
+
+def test_changed_file_embeds_only_new_text_and_drops_stale_chunks(hashing_settings) -> None:
+    emb = CountingEmbeddings()
+    ingest(hashing_settings, [hashing_settings.docs_dir], emb)
+    doc = hashing_settings.docs_dir / SEED.name
+    doc.write_text(doc.read_text("utf-8").replace("1.4亿元", "1.5亿元"), "utf-8")
+    emb.embedded = 0
+    report = ingest(hashing_settings, [hashing_settings.docs_dir], emb)
+    assert report.changed_files == 1
+    assert 0 < report.embedded_chunks <= 3 and report.deleted_chunks == report.embedded_chunks
+    index = Index.open(hashing_settings, emb)
+    hits = index.bm25_search("1.5亿元 综合病房大楼", 3)
+    texts = index.get_chunks([i for i, _ in hits])
+    assert any("1.5亿元" in d.page_content for d in texts.values())
+    assert not index.bm25_search("1.4亿元", 3) or all(
+        "1.4亿元" not in d.page_content
+        for d in index.get_chunks([i for i, _ in index.bm25_search("1.4亿元", 3)]).values())
+
+
+def test_deleted_file_leaves_the_index(hashing_settings) -> None:
+    emb = HashingEmbeddings()
+    extra = hashing_settings.docs_dir / "extra.md"
+    extra.write_text("# 附加\n\n一个独特的词:鹦鹉螺。", "utf-8")
+    first = ingest(hashing_settings, [hashing_settings.docs_dir], emb)
+    assert first.documents == 2
+    extra.unlink()
+    report = ingest(hashing_settings, [hashing_settings.docs_dir], emb)
+    assert report.removed_files == 1 and report.documents == 1
+    index = Index.open(hashing_settings, emb)
+    assert index.bm25_search("鹦鹉螺", 5) == []
+    assert index.chunk_count == first.chunks - report.deleted_chunks
+
+
+def test_bad_file_is_skipped_and_the_rest_indexed(hashing_settings) -> None:
+    (hashing_settings.docs_dir / "broken.txt").write_bytes(b"\x00\x01\x02binary")
+    report = ingest(hashing_settings, [hashing_settings.docs_dir], HashingEmbeddings())
+    assert report.documents == 1 and len(report.skipped) == 1
+    assert "broken.txt looks binary" in report.skipped[0]
+
+
+def test_missing_index_says_how_to_build_it(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "nothing", **{"embeddings.backend": "hashing"})
+    with pytest.raises(IndexMissingError, match="qabot ingest"):
+        Index.open(settings, HashingEmbeddings())
+
+
+def test_embedder_mismatch_is_refused_until_rebuild(hashing_settings) -> None:
+    ingest(hashing_settings, [hashing_settings.docs_dir], HashingEmbeddings())
+
+    class Other(HashingEmbeddings):
+        identity = "hashing:other"
+
+    with pytest.raises(EmbedderMismatchError, match="ingest --rebuild"):
+        Index.open(hashing_settings, Other())
+    with pytest.raises(EmbedderMismatchError, match="ingest --rebuild"):
+        ingest(hashing_settings, [hashing_settings.docs_dir], Other())
+    report = ingest(hashing_settings, [hashing_settings.docs_dir], Other(), rebuild=True)
+    assert report.added_files == 1
+    assert Index.open(hashing_settings, Other()).manifest["embedder"] == "hashing:other"
+
+
+def test_corrupt_manifest_and_store_are_reported_and_kept(hashing_settings) -> None:
+    ingest(hashing_settings, [hashing_settings.docs_dir], HashingEmbeddings())
+    manifest = hashing_settings.home / "manifest.json"
+    good = manifest.read_text("utf-8")
+    manifest.write_text("{not json", "utf-8")
+    with pytest.raises(IndexCorruptError, match="--rebuild"):
+        Index.open(hashing_settings, HashingEmbeddings())
+    assert manifest.read_text("utf-8") == "{not json"  # nothing deleted behind the user's back
+    manifest.write_text(good, "utf-8")
+    bm25_ids = hashing_settings.home / "bm25" / "ids.json"
+    bm25_ids.write_text("garbage", "utf-8")
+    with pytest.raises(IndexCorruptError, match="BM25 index"):
+        Index.open(hashing_settings, HashingEmbeddings())
+
+
+def test_changed_chunking_rechunks_without_reembedding_shared_sentences(hashing_settings) -> None:
+    emb = CountingEmbeddings()
+    first = ingest(hashing_settings, [hashing_settings.docs_dir], emb)
+    sentences = first.embedded_sentences
+    bigger = hashing_settings.replace({"chunking.size": 400})
+    emb.embedded = 0
+    report = ingest(bigger, [bigger.docs_dir], emb)
+    assert report.changed_files == 1 and report.chunks < first.chunks
+    assert report.embedded_sentences == 0 and emb.embedded == report.embedded_chunks
+    manifest = json.loads((bigger.home / "manifest.json").read_text("utf-8"))
+    assert manifest["chunking"] == {"size": 400, "overlap": 60}
+    assert sentences > 0
+
+
+def test_engine_answers_from_a_fresh_index_with_the_hashing_embedder(hashing_settings) -> None:
+    ingest(hashing_settings, [hashing_settings.docs_dir], HashingEmbeddings())
+    engine = Engine(hashing_settings, embeddings=make_embeddings(hashing_settings.embeddings),
+                    sessions=SessionStore(":memory:"))
+    answer = engine.answer("霍城县江苏医院综合病房大楼总投资多少?")
+    assert not answer.refused and answer.short_answer == "1.4亿元"
+    cited = answer.citations[0]
+    assert cited.text == (hashing_settings.docs_dir / SEED.name).read_text("utf-8")[
+        cited.start:cited.end]
+
+
+def test_index_survives_being_moved(hashing_settings, tmp_path: Path) -> None:
+    ingest(hashing_settings, [hashing_settings.docs_dir], HashingEmbeddings())
+    moved = tmp_path / "moved"
+    shutil.copytree(hashing_settings.home, moved)
+    settings = hashing_settings.replace({"paths.home": str(moved)})
+    assert Index.open(settings, HashingEmbeddings()).chunk_count > 0
