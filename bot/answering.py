@@ -112,6 +112,7 @@ class Answer:
     support: float = 0.0
     timings_ms: dict[str, float] = field(default_factory=dict)
     evidence: dict[str, Any] = field(default_factory=dict)  # the cited sentence's span
+    turn_id: int | None = None  # set when the answer was stored as a session turn
 
     def to_dict(self) -> dict[str, Any]:
         """The ``ask --json`` shape."""

@@ -230,6 +230,33 @@ def eval_cmd(obj: Context, testset: Path, predictions: Path | None, failures: in
 
 
 @cli.command()
+@click.option("--webhook", "webhook_url", metavar="URL",
+              help="Run a webhook server for this public URL instead of long polling.")
+@click.option("--listen", help="Webhook server address (telegram.listen).")
+@click.option("--port", type=int, help="Webhook server port (telegram.port).")
+@click.option("--secret-token", envvar="TELEGRAM_WEBHOOK_SECRET",
+              help="Webhook secret Telegram must send (env TELEGRAM_WEBHOOK_SECRET).")
+@click.option("--token-file", type=click.Path(dir_okay=False),
+              help="File holding the bot token (else TELEGRAM_BOT_TOKEN).")
+@pass_ctx
+def telegram(obj: Context, webhook_url: str | None, listen: str | None, port: int | None,
+             secret_token: str | None, token_file: str | None) -> None:
+    """Run the Telegram bot (token from TELEGRAM_BOT_TOKEN); Ctrl-C stops it."""
+    from bot import telegram as tg
+
+    if token_file:
+        obj.cli["telegram.token_file"] = token_file
+    settings = obj.settings
+    tg.read_token(settings.telegram)  # fail before loading anything heavy
+    webhook_url = webhook_url or settings.telegram.webhook_url or None
+    if webhook_url and not secret_token:
+        raise QabotError("Webhook mode needs a secret token so that only Telegram can post "
+                         "updates: pass --secret-token or set TELEGRAM_WEBHOOK_SECRET.")
+    tg.run(obj.engine(), settings, webhook_url=webhook_url, listen=listen, port=port,
+           secret_token=secret_token)
+
+
+@cli.command()
 @pass_ctx
 def info(obj: Context) -> None:
     """Show what the index holds and where the state lives."""

@@ -4,7 +4,8 @@ Precedence, highest first:
 
 1. CLI flags (``--set section.key=value`` and the named flags such as ``--embedder``)
 2. environment variables: ``QABOT_<SECTION>_<KEY>`` (e.g. ``QABOT_RETRIEVAL_K=6``);
-   ``QABOT_HOME`` is short for ``QABOT_PATHS_HOME``
+   ``QABOT_HOME`` is short for ``QABOT_PATHS_HOME``, ``TELEGRAM_BASE_URL`` for
+   ``QABOT_TELEGRAM_BASE_URL``
 3. TOML files, later ones winning: ``config/default.toml``, ``config/local.toml``
    (git-ignored, for your own overrides), then the file named by ``--config`` or
    ``QABOT_CONFIG``
@@ -28,7 +29,7 @@ from bot.errors import ConfigError
 
 ENV_PREFIX = "QABOT_"
 # Short names people actually type; each maps onto a section.key.
-ENV_ALIASES = {"QABOT_HOME": "paths.home"}
+ENV_ALIASES = {"QABOT_HOME": "paths.home", "TELEGRAM_BASE_URL": "telegram.base_url"}
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,25 @@ class SessionSettings:
 
 
 @dataclass(frozen=True)
+class TelegramSettings:
+    # The token is a secret: it comes from TELEGRAM_BOT_TOKEN or the file named here,
+    # never from a setting that could be committed.
+    token_file: str = ""
+    base_url: str = ""  # self-hosted Bot API, e.g. http://127.0.0.1:8081/bot
+    allowed_users: str = ""  # comma-separated user ids; empty: everyone
+    allowed_chats: str = ""  # comma-separated chat ids; empty: every chat
+    rate_limit_per_minute: int = 20  # questions per user per minute
+    typing_interval: float = 4.0  # seconds between "typing" actions while answering
+    read_timeout: float = 10.0  # seconds to wait for a Bot API reply
+    poll_timeout: int = 30  # long-polling timeout in seconds
+    workers: int = 2  # threads answering questions (answering is CPU-bound)
+    webhook_url: str = ""  # set to run a webhook instead of polling
+    listen: str = "127.0.0.1"  # webhook server address
+    port: int = 8443  # webhook server port
+    # the webhook secret token comes from TELEGRAM_WEBHOOK_SECRET or --secret-token
+
+
+@dataclass(frozen=True)
 class Settings:
     paths: PathsSettings = field(default_factory=PathsSettings)
     chunking: ChunkingSettings = field(default_factory=ChunkingSettings)
@@ -84,6 +104,7 @@ class Settings:
     retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
     answer: AnswerSettings = field(default_factory=AnswerSettings)
     session: SessionSettings = field(default_factory=SessionSettings)
+    telegram: TelegramSettings = field(default_factory=TelegramSettings)
     root: Path = field(default_factory=Path.cwd, compare=False)
 
     # Derived locations: one variable (paths.home) moves all of them.
@@ -252,5 +273,11 @@ def _validate(s: Settings) -> None:
         problems.append("embeddings.batch_size must be >= 1")
     if s.answer.max_sentences < 1:
         problems.append("answer.max_sentences must be >= 1")
+    if s.telegram.rate_limit_per_minute < 1 or s.telegram.workers < 1:
+        problems.append("telegram.rate_limit_per_minute and telegram.workers must be >= 1")
+    for name in ("allowed_users", "allowed_chats"):
+        value = getattr(s.telegram, name)
+        if any(not part.strip().lstrip("-").isdigit() for part in value.split(",") if part.strip()):
+            problems.append(f"telegram.{name} must be comma-separated numeric ids")
     if problems:
         raise ConfigError("Invalid settings: " + "; ".join(problems) + ".")

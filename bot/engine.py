@@ -75,7 +75,7 @@ class Engine:
         result.timings_ms = {"rewrite": (t1 - t0) * 1000, "retrieve": (t2 - t1) * 1000,
                              "answer": (t3 - t2) * 1000, "total": (t3 - t0) * 1000}
         if session is not None:
-            self.sessions.append(session, Turn(
+            result.turn_id = self.sessions.append(session, Turn(
                 question=question, standalone=query.standalone, answer=result.answer,
                 citations=[c.__dict__ for c in result.citations]))
         return result
@@ -102,6 +102,12 @@ class Engine:
         return Stats(documents=self.index.document_count, chunks=self.index.chunk_count,
                      embedder=str(m.get("embedder")), built_at=str(m.get("built_at", "?")),
                      sources=sorted(m.get("files", {})))
+
+    def document_titles(self) -> list[str]:
+        """Each document's title (or its source name when it has none)."""
+        files: dict[str, Any] = self.index.manifest.get("files", {})
+        return [str(entry.get("meta", {}).get("title") or source)
+                for source, entry in sorted(files.items())]
 
     def _history(self, session: str | None, history: list[str] | None) -> list[Turn]:
         if history:

