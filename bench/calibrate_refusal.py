@@ -37,7 +37,7 @@ def calibrate(testset: Path, cli: dict[str, object], max_false: float) -> dict[s
     embeddings = make_embeddings(settings.embeddings)
     ingest(settings, [settings.docs_dir], embeddings)
     engine = Engine(settings, embeddings=embeddings, sessions=SessionStore(":memory:"))
-    rows = evaluation.collect_support(engine, evaluation.load_testset(testset))
+    rows = evaluation.collect_support(engine, evaluation.load_testset(testset).items)
     found: dict[str, float] = {}
     for name, cjk in (("refusal_threshold", True), ("cross_lingual_threshold", False)):
         group = [r for r in rows if r["cjk"] == cjk]

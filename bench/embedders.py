@@ -76,7 +76,7 @@ def cold_start(cli: dict[str, str], home: str, runs: int) -> float:
 
 def measure(name: str, cli: dict[str, str], cold_runs: int) -> dict[str, float]:
     home = tempfile.mkdtemp(prefix=f"qabot-bench-{name}-")
-    items = evaluation.load_testset(TESTSET)
+    items = evaluation.load_testset(TESTSET).items
     off = {"answer.refusal_threshold": -100.0, "answer.cross_lingual_threshold": -100.0}
     settings = load_settings(cli={**cli, "paths.home": home, **off})
     emb = make_embeddings(settings.embeddings)

@@ -35,12 +35,15 @@ import numpy as np
 from langchain_core.documents import Document
 
 from bot import tokens
-from bot.chunking import KIND_BOILERPLATE, sentence_id, split_sentences
+from bot.chunking import KIND_BOILERPLATE, KIND_HEADER, sentence_id, split_sentences
 from bot.config import AnswerSettings
 from bot.store import Index
 
-_NUM = r"\d+(?:\.\d+)?"
-_UNITS = r"人次|场次|公里|个|名|人|项|次|场|所|户|批|家|位|亩|张|条|户|村|栋|座|期"
+_NUM = r"(?:\d+(?:\.\d+)?|[一二两三四五六七八九十百千万零〇]+)"
+_UNITS = (r"人次|场次|公里|千米|平方公里|平方米|公顷|公斤|千克|小时|分钟|个月|周年"
+          r"|km|cm|mm|kg|m²|m|个|名|人|项|次|场|所|户|批|家|位|亩|张|条|村|栋|座|期|米|吨"
+          r"|岁|年|天|日|秒|部|本|首|集|届|层|种|只|头|匹|辆|台|架|艘|枚|颗|块|篇|件|份|间"
+          r"|卷|册|章|节|分|倍|度|克")
 PATTERNS: dict[str, re.Pattern[str]] = {
     "money": re.compile(rf"(?:近|约)?{_NUM}(?:余|多)?(?:万|亿|千)?(?:余|多)?元(?:以上)?"),
     "percent": re.compile(rf"{_NUM}\s*%(?:以上)?|百分之[一二三四五六七八九十百\d]+"),
@@ -81,6 +84,7 @@ _META_FIELDS: list[tuple[str, re.Pattern[str]]] = [
 # mentions Y (or a span of the asked type that implies it) does not answer the question.
 _ATTRIBUTE = re.compile(r"的([^的，,。？?！!、\s]{1,6}?)(?:是|有|为|叫)(?:多少|几|什么|谁|哪)")
 _TYPES_IMPLYING_ATTRIBUTE = {"percent"}
+_MISSING_ATTRIBUTE_PENALTY = 0.45
 # Cosine at which dense similarity stops adding support and starts taking it away.
 # Any constant works: a shift here is a shift of answer.refusal_threshold, which is
 # what bench/calibrate_refusal.py calibrates.
@@ -177,18 +181,27 @@ class ExtractiveAnswerer:
         if not scored:
             return self._refusal(query, citations_pool, english, 0.0)
         best = max(scored, key=lambda s: s.score)
-        if not self._supported(query, qtype, best, passages):
-            return self._refusal(query, citations_pool, english, best.support)
+        support, typed_ok = self._support(query, qtype, best, passages)
+        threshold = (self.settings.refusal_threshold if tokens.is_mostly_cjk(query.question)
+                     else self.settings.cross_lingual_threshold)
+        if support < threshold or not typed_ok:
+            return self._refusal(query, citations_pool, english, support, typed_ok)
 
         chosen = [best]
-        # a second sentence only when it is nearly as good and adds a different passage
-        # or the neighbouring sentence (lists and "what is X" questions span two)
-        # (not for amount/date/name questions: one sentence states one value)
-        for cand in sorted(scored, key=lambda s: -s.score)[1:]:
-            if qtype or len(chosen) >= self.settings.max_sentences:
+        # Open questions (what is X, which ones, why) are often answered by a sentence
+        # and the one after it; amount/date/name questions by one sentence stating one
+        # value. Otherwise a second sentence only when it is nearly as good.
+        if not qtype:
+            following = [c for c in scored if c.passage == best.passage
+                         and c.start > best.end and c.start - best.end <= 4]
+            ranked = following + sorted(scored, key=lambda s: -s.score)[1:]
+        else:
+            following, ranked = [], []
+        for cand in ranked:
+            if len(chosen) >= self.settings.max_sentences:
                 break
-            if cand.score >= best.score - 0.08 and cand.support >= best.support * 0.85 \
-                    and not _overlaps(cand, chosen):
+            nearly = cand.score >= best.score - 0.08 and cand.support >= best.support * 0.85
+            if (cand in following or nearly) and not _overlaps(cand, chosen):
                 chosen.append(cand)
         chosen.sort(key=lambda s: (s.passage, s.start))
 
@@ -210,30 +223,29 @@ class ExtractiveAnswerer:
         return Answer(
             question=query.question, answer="\n".join(lines), short_answer=short,
             refused=False, citations=citations, related=related,
-            standalone_query=query.standalone, support=best.support,
+            standalone_query=query.standalone, support=support,
             evidence={"source": citations[0].source, "start": best.start, "end": best.end,
                       "text": best.text, "features": best.features},
         )
 
-    def _supported(self, query: Query, qtype: str | None, best: _Scored,
-                   passages: Sequence[Document]) -> bool:
-        cfg = self.settings
-        if tokens.is_mostly_cjk(query.question):
-            threshold = cfg.refusal_threshold
-        else:  # no shared script: only the dense side can vouch for the passage
-            threshold = cfg.cross_lingual_threshold
-        if best.support < threshold:
-            return False
-        # asked for an amount, count, date or percentage and the evidence holds none
-        if qtype in ("money", "count", "date", "percent") and best.features["typed"] < 0:
-            return False
+    def _support(self, query: Query, qtype: str | None, best: _Scored,
+                 passages: Sequence[Document]) -> tuple[float, bool]:
+        """(support after the missing-attribute penalty, whether the asked-for kind of
+        value is there at all). Questions in another script than the documents' are
+        compared with cross_lingual_threshold: only the dense side can vouch for them."""
+        support = best.support
         attribute = _ATTRIBUTE.search(query.question)
         if attribute and qtype not in _TYPES_IMPLYING_ATTRIBUTE:
             wanted = tokens.content_terms(attribute.group(1)) or [attribute.group(1)]
             passage = tokens.normalize(passages[best.passage].page_content)
             if not any(tokens.normalize(t) in passage for t in wanted):
-                return False
-        return True
+                # the evidence never names what was asked ("…的负责人是谁"): it may still
+                # imply it ("杨昊是足球运动员" for 职业), so demand a much stronger match
+                support -= _MISSING_ATTRIBUTE_PENALTY
+        # asked for an amount, count or percentage and the evidence holds none (not
+        # dates: "高二的时候" or "清朝末年" answer a when-question without digits)
+        typed_ok = not (qtype in ("money", "count", "percent") and best.features["typed"] < 0)
+        return support, typed_ok
 
     def _metadata_answer(self, query: Query, passages: Sequence[Document],
                          pool: list[Citation]) -> Answer | None:
@@ -310,9 +322,13 @@ class ExtractiveAnswerer:
                 typed = 1.0 if _candidates(qtype, text, q_norm) else -0.5
             meta = passages[p_index].metadata
             rank_prior = 1.0 / (1 + p_index)
-            chrome = -0.3 if meta.get("kind") == KIND_BOILERPLATE else 0.0
+            # site chrome and bare title lines are findable but rarely the answer
+            chrome = -0.3 if meta.get("kind") in (KIND_BOILERPLATE, KIND_HEADER) else 0.0
+            # a sentence that only repeats the question's words tells the user nothing
+            new = sum(1 for ch in norm if ch.isalnum() and ch not in q_norm)
+            echo = -0.3 if new < 4 else 0.0
             score = (0.45 * lexical + 0.15 * bigram + 0.30 * dense_rel + 0.12 * typed
-                     + 0.05 * rank_prior + chrome)
+                     + 0.05 * rank_prior + chrome + echo)
             # absolute evidence that the documents speak to this question: words shared
             # (when the scripts match), plus dense similarity above the floor
             if q_script_cjk:
@@ -322,15 +338,16 @@ class ExtractiveAnswerer:
             out.append(_Scored(p_index, start, end, text, score, support, {
                 "lexical": round(lexical, 3), "bigram": round(bigram, 3),
                 "cos": round(cos, 4), "dense_rel": round(dense_rel, 3), "typed": typed,
-                "rank_prior": round(rank_prior, 3), "chrome": chrome}))
+                "rank_prior": round(rank_prior, 3), "chrome": chrome, "echo": echo}))
         return out
 
     def _refusal(self, query: Query, pool: list[Citation], english: bool,
-                 support: float) -> Answer:
+                 support: float, typed_ok: bool = True) -> Answer:
         return Answer(
             question=query.question, answer=_NOT_FOUND_EN if english else _NOT_FOUND_ZH,
             short_answer=None, refused=True, citations=[], related=pool,
             standalone_query=query.standalone, support=support,
+            evidence={"typed_ok": typed_ok},
         )
 
 

@@ -188,17 +188,45 @@ def chat(obj: Context, session: str | None) -> None:
 
 
 @cli.command(name="eval")
-@click.argument("testset", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("testset", required=False,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--predictions", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write one JSON line per question (written as it goes).")
+              help="Write one JSON line per question (as it goes; kept on Ctrl-C).")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write report.md, metrics.json and PNG charts into this folder.")
+@click.option("--ingest-contexts", is_flag=True,
+              help="SQuAD/CMRC files: index every context in a separate index first.")
+@click.option("--compare", nargs=2, type=click.Path(exists=True, path_type=Path),
+              metavar="A B", help="Compare two metrics.json files (or report folders).")
+@click.option("--limit", type=int, help="Only the first N questions.")
 @click.option("--failures", default=5, show_default=True, help="Show this many failures.")
 @pass_ctx
-def eval_cmd(obj: Context, testset: Path, predictions: Path | None, failures: int) -> None:
-    """Run a JSONL test set and print accuracy, citation, refusal and retrieval metrics."""
-    from bot import evaluation
+def eval_cmd(obj: Context, testset: Path | None, predictions: Path | None,
+             report_dir: Path | None, ingest_contexts: bool,
+             compare: tuple[Path, Path] | None, limit: int | None, failures: int) -> None:
+    """Score the bot on a test set (JSONL, or SQuAD/CMRC JSON with --ingest-contexts)."""
+    from bot import evaluation, report
 
-    items = evaluation.load_testset(testset)
-    engine = obj.engine()
+    if compare:
+        click.echo(report.compare(*compare))
+        return
+    if testset is None:
+        raise click.UsageError("Give a TESTSET file (or --compare A B).")
+    data = evaluation.load_testset(testset)
+    items = data.items[:limit] if limit else data.items
+    settings, ingest_seconds = obj.settings, None
+    if data.format == "squad":
+        if not ingest_contexts:
+            raise QabotError(f"{testset} is SQuAD-style: add --ingest-contexts to index its "
+                             "contexts (in a separate index; your own index is not touched).")
+        settings, ingest_seconds = _index_contexts(settings, data)
+    elif ingest_contexts:
+        raise QabotError("--ingest-contexts is for SQuAD/CMRC JSON files; a JSONL test set is "
+                         "asked against the main index (run `qabot ingest` for it).")
+    from bot.engine import Engine
+    from bot.sessions import SessionStore
+
+    engine = Engine(settings, sessions=SessionStore(":memory:"))
     rows: list[dict[str, Any]] = []
     out = predictions.open("w", encoding="utf-8") if predictions else None
 
@@ -213,20 +241,46 @@ def eval_cmd(obj: Context, testset: Path, predictions: Path | None, failures: in
             for _ in evaluation.run(engine, items, on_result=keep):
                 advance()
     except KeyboardInterrupt:
-        click.echo(f"Interrupted after {len(rows)} of {len(items)} questions.", err=True)
+        click.echo(f"Interrupted after {len(rows)} of {len(items)} questions; "
+                   "scoring those.", err=True)
     finally:
         if out:
             out.close()
     if not rows:
         raise QabotError("No question was evaluated.")
-    metrics = evaluation.metrics(rows)
-    click.echo(_metrics_table(metrics, evaluation.by_type(rows)))
-    wrong = [r for r in rows if not r["correct"]]
-    for r in wrong[:failures]:
+    metrics = evaluation.metrics(rows, ingest_seconds=ingest_seconds)
+    types = evaluation.by_type(rows)
+    click.echo(_metrics_table(metrics, types))
+    worst = evaluation.worst(rows, failures)
+    for r in worst:
         click.echo(f"✗ {r['id']} {r['question']}\n    gold: {r['gold_answers'] or '(refuse)'}"
-                   f"\n    got:  {r['answer'].splitlines()[0][:120]}")
+                   f"\n    got:  {(r['answer'].splitlines() or ['(nothing)'])[0][:120]}"
+                   f"\n    evidence rank: {r['evidence_rank'] or 'not in top 10'}")
+    if report_dir:
+        about = {"testset": str(testset), "embedder": engine.stats().embedder,
+                 "questions_run": len(rows)}
+        written = report.write_report(report_dir, metrics=metrics, types=types,
+                                      failures=evaluation.worst(rows, 10), rows=rows,
+                                      about=about)
+        click.echo("Report: " + ", ".join(str(p) for p in written))
     if predictions:
         click.echo(f"Predictions: {predictions}")
+
+
+def _index_contexts(settings: Settings, data: Any) -> tuple[Settings, float]:
+    """A separate index of a SQuAD-style set's contexts under <home>/eval/."""
+    from bot.embeddings import make_embeddings
+    from bot.store import ingest_documents
+
+    home = settings.home / "eval" / f"{data.path.stem}-{data.fingerprint}"
+    eval_settings = settings.replace({"paths.home": str(home)})
+    embeddings = make_embeddings(settings.embeddings)
+    with _progress(len(data.contexts), "Indexing contexts") as advance:
+        report = ingest_documents(eval_settings, data.contexts, embeddings,
+                                  progress=lambda done, total: advance(done=done, total=total),
+                                  total=len(data.contexts))
+    click.echo(f"Contexts indexed in {home}: {report.summary()}.", err=True)
+    return eval_settings, report.seconds
 
 
 @cli.command()
@@ -298,8 +352,11 @@ def _cite_line(c: Citation) -> str:
 
 def _metrics_table(metrics: dict[str, float], types: dict[str, dict[str, float]]) -> str:
     rows = [f"{k:<20} {v}" for k, v in metrics.items()]
-    rows.append("by type (n, correct):")
-    rows += [f"  {t:<18} {v['n']:>4}  {v['correct']:.3f}" for t, v in types.items()]
+    rows.append("")
+    rows.append(f"{'type':<14} {'n':>5} {'right':>7} {'acc':>7} {'f1':>7} {'cite':>7} "
+                f"{'hit@5':>7}")
+    rows += [f"{t:<14} {v['n']:>5} {v['correct']:>7.3f} {v['accuracy']:>7.3f} {v['f1']:>7.3f} "
+             f"{v['citation_hit']:>7.3f} {v['hit@5']:>7.3f}" for t, v in types.items()]
     return "\n".join(rows)
 
 

@@ -1,31 +1,44 @@
-"""Run a test set through the answer path and score it.
+"""Test sets in, scored predictions and metrics out.
 
-Test-set format (JSON Lines), one question per line::
+Two input formats, detected by content:
+
+* the project's JSON Lines, one question per line::
 
     {"id": "num-01", "question": "...", "answers": ["1.4亿元"], "evidence": "...",
      "history": ["earlier question", ...], "type": "number"}
 
-``answers: []`` marks a question the documents cannot answer. ``history`` and
-``type`` are optional.
+  ``answers: []`` marks a question the documents cannot answer; ``history`` and
+  ``type`` are optional. A retrieved or cited passage is *relevant* when it contains
+  the evidence (after folding width, case and whitespace).
+* SQuAD v1.1 / CMRC 2018 JSON (``data[].paragraphs[].context/qas``). Every context is a
+  document (its id kept as the source name); a passage is *relevant* when it comes from
+  the question's gold context.
 
-Metrics (all in [0, 1] unless stated):
+Metrics (in [0, 1] unless stated; "answerable" = has gold answers):
 
-* accuracy: share of answerable questions whose answer text contains a gold answer
-  after normalisation (NFKC width folding, case, whitespace removed); refused = wrong.
-* citation_hit: share of answerable questions where a cited passage contains the
-  evidence (normalised the same way).
-* refusal_precision / refusal_recall: over unanswerable questions as positives.
-  false_refusal_rate: share of answerable questions refused.
-* hit@1, hit@3, hit@5, mrr@10: rank of the first retrieved chunk (top 10, independent
-  of the answerer) that contains the evidence; answerable questions only.
-* latency p50 / p95 / max in milliseconds, per question, whole answer path.
+* accuracy: answerable questions whose answer text contains a gold answer after folding;
+  a refusal counts as wrong.
+* em, f1: CMRC 2018's scorer on the short answer (the cited sentence when there is no
+  short answer): lower case, its punctuation list removed, Chinese split into
+  characters, F1 from the longest common substring, best over the gold answers.
+* citation_hit: answerable questions with at least one relevant cited passage.
+  citation_precision: share of cited passages that are relevant, averaged over answered
+  answerable questions.
+* refusal_precision / refusal_recall: unanswerable questions are the positives;
+  false_refusal_rate: answerable questions refused.
+* hit@1/3/5, mrr@10, ndcg@10: the top 10 of the retriever alone (not the answerer),
+  binary relevance; nDCG's ideal ranking puts every relevant chunk of the index first.
+* latency p50 / p95 / max: milliseconds per question, whole answer path.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
+import math
 import random
+import re
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -34,8 +47,10 @@ from pathlib import Path
 from typing import Any
 
 from bot import tokens
+from bot.answering import Answer
 from bot.engine import Engine
-from bot.errors import QabotError
+from bot.errors import QabotError, QuestionError
+from bot.loading import Document
 from bot.retrieval import HybridRetriever
 
 
@@ -44,22 +59,50 @@ class Item:
     id: str
     question: str
     answers: list[str]
-    evidence: str
-    history: list[str]
-    type: str
+    evidence: str = ""
+    history: tuple[str, ...] = ()
+    type: str = "unlabelled"
+    context: str | None = None  # SQuAD-style: the gold context's source name
 
     @property
     def answerable(self) -> bool:
         return bool(self.answers)
 
 
-def load_testset(path: Path) -> list[Item]:
-    items = []
+@dataclass(frozen=True)
+class TestSet:
+    path: Path
+    format: str  # "jsonl" | "squad"
+    items: list[Item]
+    contexts: list[Document]  # SQuAD-style only: every context as a document
+
+    @property
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        for doc in self.contexts:
+            digest.update(doc.sha256.encode())
+        return digest.hexdigest()[:12]
+
+
+def load_testset(path: Path) -> TestSet:
+    """Read a test set, detecting JSON Lines or SQuAD/CMRC JSON by its content."""
     try:
-        lines = path.read_text("utf-8").splitlines()
+        text = path.read_text("utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
-        raise QabotError(f"Cannot read test set {path}: {exc}. Give a UTF-8 JSONL file.") from exc
-    for n, line in enumerate(lines, 1):
+        raise QabotError(f"Cannot read test set {path}: {exc}. Give a UTF-8 file.") from exc
+    try:
+        whole = json.loads(text)
+    except ValueError:
+        whole = None
+    if isinstance(whole, dict) and isinstance(whole.get("data"), list):
+        items, contexts = _squad(whole, path)
+        return TestSet(path, "squad", items, contexts)
+    return TestSet(path, "jsonl", _jsonl(text, path), [])
+
+
+def _jsonl(text: str, path: Path) -> list[Item]:
+    items = []
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -68,10 +111,10 @@ def load_testset(path: Path) -> list[Item]:
                 id=str(row.get("id", n)), question=str(row["question"]),
                 answers=[str(a) for a in row.get("answers", [])],
                 evidence=str(row.get("evidence", "")),
-                history=[str(h) for h in row.get("history") or []],
+                history=tuple(str(h) for h in row.get("history") or []),
                 type=str(row.get("type", "unlabelled")),
             ))
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise QabotError(f"{path} line {n} is not a test item ({exc}). Each line needs "
                              'at least {"question": ..., "answers": [...]}.') from exc
     if not items:
@@ -79,6 +122,38 @@ def load_testset(path: Path) -> list[Item]:
     return items
 
 
+def _squad(data: dict[str, Any], path: Path) -> tuple[list[Item], list[Document]]:
+    name = re.sub(r"\W+", "-", path.stem).strip("-") or "squad"
+    items: list[Item] = []
+    contexts: list[Document] = []
+    try:
+        for a, article in enumerate(data["data"]):
+            title = str(article.get("title", "")).strip()
+            for p, para in enumerate(article["paragraphs"]):
+                cid = str(para.get("id") or f"{a}-{p}")
+                body = str(para["context"])
+                text = f"{title}\n{body}\n" if title else f"{body}\n"
+                source = f"{name}/{cid}"
+                contexts.append(Document(
+                    path=Path(source), source=source, text=text,
+                    sha256=hashlib.sha256(text.encode()).hexdigest(),
+                    meta={"title": title} if title else {},
+                    header=(0, len(title)) if title else None))
+                for qa in para["qas"]:
+                    answers = list(dict.fromkeys(str(x["text"]) for x in qa.get("answers", [])))
+                    items.append(Item(id=str(qa.get("id", len(items))),
+                                      question=str(qa["question"]), answers=answers,
+                                      evidence=answers[0] if answers else "",
+                                      type=str(qa.get("type", "squad")), context=source))
+    except (KeyError, TypeError) as exc:
+        raise QabotError(f"{path} looks like SQuAD JSON but an entry lacks {exc}. Each "
+                         "paragraph needs 'context' and 'qas'.") from exc
+    if not items:
+        raise QabotError(f"{path} holds no questions.")
+    return items, contexts
+
+
+# ----- scoring helpers ------------------------------------------------------------------
 def fold(text: str) -> str:
     """Normalisation for answer matching: width, case and all whitespace."""
     return "".join(tokens.normalize(text).split())
@@ -97,66 +172,204 @@ def evidence_rank(passages: Sequence[str], evidence: str) -> int | None:
     return None
 
 
+# CMRC 2018's official punctuation list (its scorer removes these and nothing else)
+_CMRC_PUNCT = set("-:_*^/\\~`+=，。：？！“”；’《》·、「」（）－～『』") | {"……"}
+_CJK_CHAR = re.compile(r"[\u4e00-\u9fa5]")
+_WORD = re.compile(r"\d+(?:\.\d+)+|\w+|[^\w\s]")
+
+
+def cmrc_tokens(text: str, *, drop_punct: bool = True) -> list[str]:
+    """CMRC's mixed segmentation: Chinese characters one by one, other runs as words
+    (the official script uses nltk.word_tokenize; a regex that keeps decimals such as
+    1.4 whole, as nltk does, stands in for it)."""
+    out: list[str] = []
+    run = ""
+    for ch in str(text).lower().strip():
+        if drop_punct and ch in _CMRC_PUNCT:
+            continue
+        if _CJK_CHAR.match(ch) or ch in _CMRC_PUNCT:
+            out += _WORD.findall(run)
+            run = ""
+            out.append(ch)
+        else:
+            run += ch
+    return out + _WORD.findall(run)
+
+
+def cmrc_em(prediction: str, answers: Sequence[str]) -> float:
+    def strip(t: str) -> str:
+        return "".join(c for c in str(t).lower().strip() if c not in _CMRC_PUNCT)
+
+    return float(any(strip(prediction) == strip(a) for a in answers))
+
+
+def cmrc_f1(prediction: str, answers: Sequence[str]) -> float:
+    best = 0.0
+    pred = cmrc_tokens(prediction)
+    for answer in answers:
+        gold = cmrc_tokens(answer)
+        common = _longest_common_substring(gold, pred)
+        if common:
+            p, r = common / len(pred), common / len(gold)
+            best = max(best, 2 * p * r / (p + r))
+    return best
+
+
+def _longest_common_substring(a: Sequence[str], b: Sequence[str]) -> int:
+    best = 0
+    row = [0] * (len(b) + 1)
+    for x in a:
+        prev = 0
+        for j, y in enumerate(b, 1):
+            cur = row[j]
+            row[j] = prev + 1 if x == y else 0
+            best = max(best, row[j])
+            prev = cur
+    return best
+
+
+def _dcg(relevances: Sequence[bool]) -> float:
+    return sum(1 / math.log2(i + 2) for i, rel in enumerate(relevances) if rel)
+
+
+# ----- running ------------------------------------------------------------------------------
+class Scorer:
+    """Knows which passages are relevant to an item, and how many the index holds."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._all: list[tuple[str, str]] | None = None  # (source, text) of every chunk
+
+    def relevant(self, item: Item, source: str, text: str) -> bool:
+        if item.context is not None:
+            return source == item.context
+        target = fold(item.evidence)
+        return bool(target) and target in fold(text)
+
+    def relevant_total(self, item: Item) -> int:
+        if item.context is not None:
+            entry = self.engine.index.manifest.get("files", {}).get(item.context, {})
+            return len(entry.get("chunks", []))
+        if self._all is None:
+            got = self.engine.index.all_chunks()
+            self._all = [(d.metadata.get("source", ""), d.page_content) for d in got]
+        return sum(self.relevant(item, s, t) for s, t in self._all)
+
+
 def run(engine: Engine, items: Sequence[Item], *,
         on_result: Callable[[dict[str, Any]], None] | None = None) -> Iterator[dict[str, Any]]:
-    """Yield one prediction per item: the ``ask --json`` fields plus per-item scores."""
+    """Yield one prediction per item: the ``ask --json`` fields, what was retrieved, and
+    every per-item score."""
     deep = HybridRetriever(index=engine.index, settings=engine.settings.retrieval, k=10)
+    scorer = Scorer(engine)
     for item in items:
         started = time.perf_counter()
-        result = engine.answer(item.question, history=item.history)
+        try:
+            result = engine.answer(item.question, history=list(item.history))
+        except QuestionError as exc:  # e.g. an empty question in the set: scored as refused
+            result = Answer(question=item.question, answer="", short_answer=None,
+                            refused=True, citations=[], standalone_query=item.question,
+                            evidence={"error": str(exc)})
         latency = (time.perf_counter() - started) * 1000
-        retrieved = deep.search(result.standalone_query)
-        rank = evidence_rank([d.page_content for d in retrieved], item.evidence)
-        cited = [c.text for c in result.citations]
-        row = {"id": item.id, "type": item.type, **result.to_dict(),
-               "retrieved": [{"chunk_id": d.id, "score": d.metadata["score"]} for d in retrieved],
-               "latency_ms": round(latency, 1),
-               "gold_answers": item.answers, "evidence": item.evidence,
-               "correct": (not result.refused and contains_answer(result.answer, item.answers))
-               if item.answerable else result.refused,
-               "citation_hit": bool(item.answerable and not result.refused
-                                    and evidence_rank(cited, item.evidence)),
-               "evidence_rank": rank}
+        retrieved = deep.search(result.standalone_query) if result.standalone_query.strip() \
+            else []
+        rel = [scorer.relevant(item, str(d.metadata.get("source", "")), d.page_content)
+               for d in retrieved]
+        rank = rel.index(True) + 1 if True in rel else None
+        cited = [scorer.relevant(item, c.source, c.text) for c in result.citations]
+        row: dict[str, Any] = {
+            "id": item.id, "type": item.type, **result.to_dict(),
+            "retrieved": [{"chunk_id": d.id, "source": d.metadata.get("source"),
+                           "score": d.metadata["score"], "relevant": r,
+                           "text": d.page_content} for d, r in zip(retrieved, rel, strict=True)],
+            "latency_ms": round(latency, 1),
+            "gold_answers": item.answers, "evidence": item.evidence,
+        }
+        if item.answerable:
+            predicted = result.short_answer or (result.evidence.get("text") or "")
+            ideal = _dcg([True] * min(10, max(scorer.relevant_total(item), 1)))
+            row.update({
+                "correct": not result.refused and contains_answer(result.answer, item.answers),
+                "em": 0.0 if result.refused else cmrc_em(predicted, item.answers),
+                "f1": 0.0 if result.refused else round(cmrc_f1(predicted, item.answers), 4),
+                "citation_hit": any(cited),
+                "citation_precision": (sum(cited) / len(cited)) if cited else None,
+                "evidence_rank": rank, "rr": 1 / rank if rank else 0.0,
+                "ndcg@10": round(_dcg(rel) / ideal, 4),
+            })
+        else:  # answer and retrieval scores do not apply: same keys, no values
+            row.update({"correct": result.refused, "em": None, "f1": None,
+                        "citation_hit": None, "citation_precision": None,
+                        "evidence_rank": None, "rr": None, "ndcg@10": None})
         if on_result:
             on_result(row)
         yield row
 
 
-def metrics(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+def metrics(rows: Sequence[dict[str, Any]], *, ingest_seconds: float | None = None
+            ) -> dict[str, float]:
     answerable = [r for r in rows if r["gold_answers"]]
     unanswerable = [r for r in rows if not r["gold_answers"]]
     refused = [r for r in rows if r["refused"]]
     ranks = [r["evidence_rank"] for r in answerable]
+    precisions = [r["citation_precision"] for r in answerable
+                  if r.get("citation_precision") is not None]
     lat = sorted(r["latency_ms"] for r in rows)
 
-    def share(n: int, d: int) -> float:
+    def share(n: float, d: int) -> float:
         return round(n / d, 4) if d else 0.0
 
-    return {
+    out: dict[str, float] = {
         "questions": len(rows),
         "answerable": len(answerable),
         "unanswerable": len(unanswerable),
         "accuracy": share(sum(r["correct"] for r in answerable), len(answerable)),
+        "em": share(sum(r["em"] for r in answerable), len(answerable)),
+        "f1": share(sum(r["f1"] for r in answerable), len(answerable)),
         "citation_hit": share(sum(r["citation_hit"] for r in answerable), len(answerable)),
-        "refusal_precision": share(sum(1 for r in refused if not r["gold_answers"]), len(refused)),
+        "citation_precision": share(sum(precisions), len(precisions)),
+        "refusal_precision": share(sum(1 for r in refused if not r["gold_answers"]),
+                                   len(refused)),
         "refusal_recall": share(sum(r["refused"] for r in unanswerable), len(unanswerable)),
         "false_refusal_rate": share(sum(r["refused"] for r in answerable), len(answerable)),
         "hit@1": share(sum(1 for k in ranks if k and k <= 1), len(ranks)),
         "hit@3": share(sum(1 for k in ranks if k and k <= 3), len(ranks)),
         "hit@5": share(sum(1 for k in ranks if k and k <= 5), len(ranks)),
-        "mrr@10": round(sum(1 / k for k in ranks if k) / len(ranks), 4) if ranks else 0.0,
+        "mrr@10": share(sum(r["rr"] for r in answerable), len(answerable)),
+        "ndcg@10": share(sum(r["ndcg@10"] for r in answerable), len(answerable)),
         "latency_p50_ms": round(_percentile(lat, 50), 1),
         "latency_p95_ms": round(_percentile(lat, 95), 1),
         "latency_max_ms": round(lat[-1], 1) if lat else 0.0,
     }
+    if ingest_seconds is not None:
+        out["ingest_seconds"] = round(ingest_seconds, 2)
+    return out
+
+
+QUALITY = ("accuracy", "em", "f1", "citation_hit", "citation_precision", "hit@1", "hit@3",
+           "hit@5", "mrr@10", "ndcg@10")
 
 
 def by_type(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per question type: count, right decisions (answers or refusals), and the
+    answerable-only quality metrics."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault(r["type"], []).append(r)
-    return {t: {"n": len(g), "correct": round(sum(r["correct"] for r in g) / len(g), 4)}
-            for t, g in sorted(groups.items())}
+    out = {}
+    for t, group in sorted(groups.items()):
+        m = metrics(group)
+        right = sum(r["correct"] for r in group) / len(group)
+        out[t] = {"n": len(group), "correct": round(right, 4),
+                  **{k: m[k] for k in ("accuracy", "f1", "citation_hit", "hit@5")}}
+    return out
+
+
+def worst(rows: Sequence[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """The failures most worth reading: wrong answers with the evidence retrieved low or
+    not at all come first."""
+    wrong = [r for r in rows if not r["correct"]]
+    return sorted(wrong, key=lambda r: (-(r["evidence_rank"] or 99), r["id"]))[:n]
 
 
 def _percentile(values: Sequence[float], pct: float) -> float:
@@ -177,7 +390,7 @@ def collect_support(engine: Engine, items: Sequence[Item]) -> list[dict[str, Any
     """
     rows = []
     for item in items:
-        a = engine.answer(item.question, history=item.history)
+        a = engine.answer(item.question, history=list(item.history))
         rows.append({
             "id": item.id, "answerable": item.answerable,
             "cjk": tokens.is_mostly_cjk(item.question),

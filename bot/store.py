@@ -42,7 +42,7 @@ from bot.errors import (
     IndexMissingError,
     QabotError,
 )
-from bot.loading import discover, iter_documents
+from bot.loading import Document, discover, iter_documents
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +166,12 @@ class Index:
             for i, d, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
         }
 
+    def all_chunks(self) -> list[LCDocument]:
+        """Every chunk with its metadata (evaluation uses it; not for the question path)."""
+        got = self._chunks.get(include=["documents", "metadatas"])
+        return [LCDocument(page_content=d, metadata=dict(m or {}), id=i)
+                for i, d, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)]
+
     def find_chunk(self, source: str, contains: str) -> LCDocument | None:
         """The first chunk of ``source`` whose text contains ``contains``."""
         got = self._chunks.get(where={"source": source}, where_document={"$contains": contains},
@@ -204,8 +210,7 @@ class Index:
             self.rebuild_bm25()
             return
         try:
-            import bm25s
-
+            bm25s = _bm25s()
             meta = json.loads((path / "ids.json").read_text("utf-8"))
             self._bm25_ids, self._df, self._n_docs = meta["ids"], meta["df"], meta["n"]
             self._bm25 = bm25s.BM25.load(str(path / "model")) if self._bm25_ids else None
@@ -215,8 +220,7 @@ class Index:
 
     def rebuild_bm25(self) -> None:
         """Rebuild BM25 from the chunks stored in Chroma (the one source of truth)."""
-        import bm25s
-
+        bm25s = _bm25s()
         got = self._chunks.get(include=["documents"])
         ids, texts = list(got["ids"]), list(got["documents"])
         corpus = [tokens.tokenize(t) for t in texts]
@@ -297,94 +301,150 @@ def ingest(settings: Settings, paths: Sequence[Path], embeddings: QabotEmbedding
     Files under an ingested folder that no longer exist are removed from the index.
     Unchanged files (same bytes, same chunking settings) cost nothing.
     """
-    started = time.perf_counter()
-    home = settings.home
-    report = IngestReport()
     files, ignored = discover(paths)
-    report.ignored = len(ignored)
-
-    manifest = None if rebuild else read_manifest(home)
-    if rebuild:
-        _wipe(home)
-    if manifest is not None and manifest.get("embedder") != embeddings.identity:
-        raise EmbedderMismatchError(
-            f"The index at {home} was built with {manifest.get('embedder')}, not "
-            f"{embeddings.identity}. Run `qabot ingest --rebuild` to rebuild it with the "
-            "configured embedder.")
-    chunking = {"size": settings.chunking.size, "overlap": settings.chunking.overlap}
-    if manifest is None:
-        manifest = {"version": MANIFEST_VERSION, "embedder": embeddings.identity,
-                    "chunking": chunking, "files": {}}
-    rechunk_all = (manifest.get("chunking") != chunking
-                   or manifest.get("pipeline") != PIPELINE_VERSION)
-    manifest["chunking"] = chunking
-    manifest["pipeline"] = PIPELINE_VERSION
-    home.mkdir(parents=True, exist_ok=True)
-    index = Index(settings, embeddings, manifest)
-    entries: dict[str, Any] = manifest["files"]
-
-    seen_sources: set[str] = set()
+    run = Ingestion(settings, embeddings, rebuild=rebuild)
+    run.report.ignored = len(ignored)
     for done, item in enumerate(iter_documents(files, root=settings.root), start=1):
-        if isinstance(item, QabotError):
-            report.skipped.append(str(item))
-            log.warning("skipped: %s", item)
-            if progress:
-                progress(done, len(files))
-            continue
-        doc = item
-        seen_sources.add(doc.source)
-        old = entries.get(doc.source)
-        if old and old["sha256"] == doc.sha256 and not rechunk_all:
-            report.unchanged_files += 1
-        else:
-            chunks = chunk_document(doc, size=settings.chunking.size,
-                                    overlap=settings.chunking.overlap)
-            sentences = {s[0]: s for c in chunks for s in chunk_sentences(c)}
-            old_chunks = set(old["chunks"]) if old else set()
-            old_sents = set(old["sentences"]) if old else set()
-            new_chunks = [c for c in chunks if c.id not in old_chunks]
-            new_sents = [s for i, s in sentences.items() if i not in old_sents]
-            # add before delete: an interrupted run leaves extra vectors, never missing ones
-            report.embedded_sentences += index.add_sentences(new_sents)
-            report.embedded_chunks += index.add_chunks(new_chunks)
-            kept = [c for c in chunks if c.id in old_chunks]
-            index.update_metadata(kept)  # same text, maybe new metadata: no re-embedding
-            keep = {c.id for c in chunks}
-            stale_chunks = old_chunks - keep
-            index.delete(stale_chunks, old_sents - set(sentences))
-            report.deleted_chunks += len(stale_chunks)
-            entries[doc.source] = {"sha256": doc.sha256, "chunks": [c.id for c in chunks],
-                                   "sentences": list(sentences), "meta": doc.meta}
-            if old:
-                report.changed_files += 1
-            else:
-                report.added_files += 1
+        run.add(item)
         if progress:
             progress(done, len(files))
+    roots = [p.resolve() for p in paths]
+    run.remove(lambda path: any(_is_under(path, r) for r in roots) and not path.is_file())
+    return run.finish()
 
-    # files under the ingested folders that are gone (or no longer supported) leave
-    for source in list(entries):
-        if source in seen_sources:
-            continue
-        path = (settings.root / source) if not Path(source).is_absolute() else Path(source)
-        under = any(_is_under(path, p.resolve()) for p in paths)
-        if under and not path.is_file():
-            old = entries.pop(source)
-            index.delete(old["chunks"], old["sentences"])
-            report.deleted_chunks += len(old["chunks"])
-            report.removed_files += 1
 
-    changed = report.added_files or report.changed_files or report.removed_files
-    if changed or rechunk_all or not (home / "bm25" / "ids.json").is_file():
-        index.rebuild_bm25()
-    manifest["chunk_count"] = sum(len(e["chunks"]) for e in entries.values())
-    if changed or "built_at" not in manifest:
-        manifest["built_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-    write_manifest(home, manifest)
-    report.documents = len(entries)
-    report.chunks = manifest["chunk_count"]
-    report.seconds = time.perf_counter() - started
-    return report
+def ingest_documents(settings: Settings, documents: Iterable[Document],
+                     embeddings: QabotEmbeddings, *, rebuild: bool = False,
+                     progress: ProgressFn | None = None, total: int = 0) -> IngestReport:
+    """Index documents built in memory (e.g. the contexts of an evaluation set)."""
+    run = Ingestion(settings, embeddings, rebuild=rebuild)
+    for done, doc in enumerate(documents, start=1):
+        run.add(doc)
+        if progress:
+            progress(done, total)
+    return run.finish()
+
+
+def remove(settings: Settings, paths: Sequence[Path], embeddings: QabotEmbeddings
+           ) -> IngestReport:
+    """Drop documents (files, or every document under a folder) from the index."""
+    if read_manifest(settings.home) is None:
+        raise IndexMissingError(f"No index at {settings.home}: nothing to remove.")
+    run = Ingestion(settings, embeddings, rebuild=False)
+    roots = [p.resolve() if p.exists() else (settings.root / p).resolve() for p in paths]
+    run.remove(lambda path: any(_is_under(path, r) for r in roots))
+    return run.finish()
+
+
+class Ingestion:
+    """One ingest run: documents in, vectors written in batches, manifest saved at the end.
+
+    Embedding work is buffered across documents, so many small files still embed in
+    full batches; the buffer is bounded, so memory stays flat however large the corpus.
+    New vectors are written before stale ones are deleted: an interrupted run leaves
+    extra vectors (cleaned up next time), never missing ones.
+    """
+
+    FLUSH_AT = 512  # texts waiting to be embedded
+
+    def __init__(self, settings: Settings, embeddings: QabotEmbeddings, *, rebuild: bool) -> None:
+        self.started = time.perf_counter()
+        self.settings = settings
+        self.home = settings.home
+        self.report = IngestReport()
+        manifest = None if rebuild else read_manifest(self.home)
+        if rebuild:
+            _wipe(self.home)
+        if manifest is not None and manifest.get("embedder") != embeddings.identity:
+            raise EmbedderMismatchError(
+                f"The index at {self.home} was built with {manifest.get('embedder')}, not "
+                f"{embeddings.identity}. Run `qabot ingest --rebuild` to rebuild it with the "
+                "configured embedder.")
+        chunking = {"size": settings.chunking.size, "overlap": settings.chunking.overlap}
+        if manifest is None:
+            manifest = {"version": MANIFEST_VERSION, "embedder": embeddings.identity,
+                        "chunking": chunking, "files": {}}
+        self.rechunk_all = (manifest.get("chunking") != chunking
+                            or manifest.get("pipeline") != PIPELINE_VERSION)
+        manifest["chunking"] = chunking
+        manifest["pipeline"] = PIPELINE_VERSION
+        self.manifest = manifest
+        self.entries: dict[str, Any] = manifest["files"]
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.index = Index(settings, embeddings, manifest)
+        self.seen: set[str] = set()
+        self._chunks: list[Chunk] = []
+        self._sentences: dict[str, tuple[str, str, dict[str, Any]]] = {}
+        self._stale_chunks: set[str] = set()
+        self._stale_sentences: set[str] = set()
+
+    def add(self, item: Document | QabotError) -> None:
+        if isinstance(item, QabotError):
+            self.report.skipped.append(str(item))
+            log.warning("skipped: %s", item)
+            return
+        doc = item
+        self.seen.add(doc.source)
+        old = self.entries.get(doc.source)
+        if old and old["sha256"] == doc.sha256 and not self.rechunk_all:
+            self.report.unchanged_files += 1
+            return
+        chunks = chunk_document(doc, size=self.settings.chunking.size,
+                                overlap=self.settings.chunking.overlap)
+        sentences = {s[0]: s for c in chunks for s in chunk_sentences(c)}
+        old_chunks = set(old["chunks"]) if old else set()
+        old_sents = set(old["sentences"]) if old else set()
+        self._chunks += [c for c in chunks if c.id not in old_chunks]
+        self._sentences.update((i, s) for i, s in sentences.items() if i not in old_sents)
+        # same text, maybe new metadata: no re-embedding
+        self.index.update_metadata([c for c in chunks if c.id in old_chunks])
+        stale = old_chunks - {c.id for c in chunks}
+        self._stale_chunks |= stale
+        self._stale_sentences |= old_sents - set(sentences)
+        self.report.deleted_chunks += len(stale)
+        self.entries[doc.source] = {"sha256": doc.sha256, "chunks": [c.id for c in chunks],
+                                    "sentences": list(sentences), "meta": doc.meta}
+        if old:
+            self.report.changed_files += 1
+        else:
+            self.report.added_files += 1
+        if len(self._chunks) + len(self._sentences) >= self.FLUSH_AT:
+            self._flush()
+
+    def remove(self, gone: Callable[[Path], bool]) -> None:
+        """Drop indexed documents (not seen in this run) whose path ``gone`` accepts."""
+        for source in list(self.entries):
+            if source in self.seen:
+                continue
+            path = Path(source) if Path(source).is_absolute() else self.settings.root / source
+            if gone(path.resolve()):
+                old = self.entries.pop(source)
+                self._stale_chunks |= set(old["chunks"])
+                self._stale_sentences |= set(old["sentences"])
+                self.report.deleted_chunks += len(old["chunks"])
+                self.report.removed_files += 1
+
+    def _flush(self) -> None:
+        self.report.embedded_sentences += self.index.add_sentences(list(self._sentences.values()))
+        self.report.embedded_chunks += self.index.add_chunks(self._chunks)
+        self._chunks, self._sentences = [], {}
+
+    def finish(self) -> IngestReport:
+        self._flush()
+        live_sentences = {i for e in self.entries.values() for i in e["sentences"]}
+        self.index.delete(self._stale_chunks, self._stale_sentences - live_sentences)
+        report, manifest = self.report, self.manifest
+        changed = report.added_files or report.changed_files or report.removed_files
+        if changed or self.rechunk_all or not (self.home / "bm25" / "ids.json").is_file():
+            self.index.rebuild_bm25()
+        manifest["chunk_count"] = sum(len(e["chunks"]) for e in self.entries.values())
+        if changed or "built_at" not in manifest:
+            manifest["built_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        write_manifest(self.home, manifest)
+        report.documents = len(self.entries)
+        report.chunks = manifest["chunk_count"]
+        report.seconds = time.perf_counter() - self.started
+        return report
 
 
 def read_manifest(home: Path) -> dict[str, Any] | None:
@@ -429,6 +489,14 @@ def _wipe(home: Path) -> None:
         shutil.rmtree(home / "chroma", ignore_errors=True)
     shutil.rmtree(home / "bm25", ignore_errors=True)
     (home / "manifest.json").unlink(missing_ok=True)
+
+
+def _bm25s() -> Any:
+    import bm25s
+
+    # bm25s sets its own logger to DEBUG when imported; it is chatty at every index build
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    return bm25s
 
 
 def _is_under(path: Path, root: Path) -> bool:

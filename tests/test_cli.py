@@ -219,3 +219,67 @@ def test_python_dash_m_bot_runs_the_same_cli() -> None:
     out = subprocess.run([sys.executable, "-m", "bot", "--help"], capture_output=True,
                          text=True, cwd=ROOT, timeout=60)
     assert out.returncode == 0 and "qabot ingest" in out.stdout and "Getting started" in out.stdout
+
+
+def test_eval_squad_file_builds_a_separate_index_and_writes_a_report(tmp_path: Path) -> None:
+    squad = {"version": "1", "data": [
+        {"title": "泡泡战士", "paragraphs": [{"id": "C1", "context": (
+            "泡泡战士是基于跑跑卡丁车开发的游戏,由韩国Nexon开发与发行。中国大陆由盛大游戏运营。"
+            "玩家以水枪或水炸弹泡封敌人。"), "qas": [
+            {"id": "Q1", "question": "泡泡战士由哪家公司开发?",
+             "answers": [{"text": "Nexon", "answer_start": 20}]},
+            {"id": "Q2", "question": "中国大陆由谁运营泡泡战士?",
+             "answers": [{"text": "盛大游戏", "answer_start": 30}]}]}]},
+        {"title": "长江", "paragraphs": [{"id": "C2", "context": (
+            "长江全长6300公里,是中国第一长河。长江流域面积180万平方公里。"), "qas": [
+            {"id": "Q3", "question": "长江全长多少公里?",
+             "answers": [{"text": "6300公里", "answer_start": 4}]}]}]},
+    ]}
+    path = tmp_path / "mini_squad.json"
+    path.write_text(json.dumps(squad, ensure_ascii=False), "utf-8")
+    home = tmp_path / "state"
+    plain = run(home, "--embedder", "hashing", "eval", str(path))
+    assert plain.exit_code == 1 and "--ingest-contexts" in plain.stderr
+    report_dir, pred = tmp_path / "report", tmp_path / "pred.jsonl"
+    result = run(home, "--embedder", "hashing", "eval", str(path), "--ingest-contexts",
+                 "--report", str(report_dir), "--predictions", str(pred))
+    assert result.exit_code == 0, result.output
+    assert "Contexts indexed in" in result.stderr
+    assert not (home / "manifest.json").exists()  # the user's main index is untouched
+    for name in ("report.md", "metrics.json", "by_type.png", "latency.png"):
+        assert (report_dir / name).stat().st_size > 0
+    assert (report_dir / "by_type.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = [json.loads(line) for line in pred.read_text("utf-8").splitlines()]
+    assert [r["id"] for r in rows] == ["Q1", "Q2", "Q3"]
+    for r in rows:
+        assert {"id", "question", "answer", "short_answer", "refused", "citations", "retrieved",
+                "latency_ms", "correct", "em", "f1", "citation_hit", "ndcg@10"} <= set(r)
+        assert all({"chunk_id", "score"} <= set(d) for d in r["retrieved"])
+    saved = json.loads((report_dir / "metrics.json").read_text("utf-8"))["metrics"]
+    assert saved["questions"] == 3 and saved["ingest_seconds"] > 0
+    assert saved["accuracy"] == round(sum(r["correct"] for r in rows) / 3, 4)
+    assert saved["f1"] == round(sum(r["f1"] for r in rows) / 3, 4)
+    hit5 = sum(1 for r in rows if r["evidence_rank"] and r["evidence_rank"] <= 5) / 3
+    assert saved["hit@5"] == round(hit5, 4)
+    assert f"accuracy             {saved['accuracy']}" in result.stdout
+    report_md = (report_dir / "report.md").read_text("utf-8")
+    assert f"| accuracy | {saved['accuracy']} |" in report_md
+    assert "![by_type](by_type.png)" in report_md
+
+
+def test_eval_compare_prints_differences(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps({"metrics": {"accuracy": 0.5, "hit@5": 0.9},
+                             "by_type": {"number": {"correct": 0.5}}}), "utf-8")
+    b.write_text(json.dumps({"metrics": {"accuracy": 0.75, "hit@5": 0.9},
+                             "by_type": {"number": {"correct": 1.0}, "name": {"correct": 1}}}),
+                 "utf-8")
+    result = run(tmp_path, "eval", "--compare", str(a), str(b))
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[1].split() == ["accuracy", "0.5", "0.75", "+0.25"]
+    assert lines[2].split() == ["hit@5", "0.9", "0.9", "+0"]
+    assert ["number", "0.5", "1", "+0.5"] in [line.split() for line in lines]
+    assert ["name", "-", "1"] in [line.split() for line in lines]
+    broken = run(tmp_path, "eval", "--compare", str(a), str(tmp_path))
+    assert broken.exit_code == 1 and "not a metrics.json" in broken.stderr
