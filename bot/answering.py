@@ -117,6 +117,7 @@ class Answer:
     timings_ms: dict[str, float] = field(default_factory=dict)
     evidence: dict[str, Any] = field(default_factory=dict)  # the cited sentence's span
     turn_id: int | None = None  # set when the answer was stored as a session turn
+    mode: str = "extractive"  # extractive | llm | llm-unsupported | extractive-fallback
 
     def to_dict(self) -> dict[str, Any]:
         """The ``ask --json`` shape."""
@@ -129,6 +130,7 @@ class Answer:
             "related": [asdict(c) for c in self.related],
             "standalone_query": self.standalone_query,
             "support": round(self.support, 4),
+            "mode": self.mode,
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
         }
 
@@ -167,13 +169,14 @@ class ExtractiveAnswerer:
         self.settings = settings
 
     def __call__(self, inputs: dict[str, Any]) -> Answer:
+        """The chain step: {"query", "passages", ...} -> Answer."""
         return self.answer(inputs["query"], inputs["passages"])
 
     def answer(self, query: Query, passages: Sequence[Document]) -> Answer:
         english = not tokens.is_mostly_cjk(query.question)
         qtype = question_type(query.question) or (
             question_type(query.standalone) if query.standalone != query.question else None)
-        citations_pool = [_citation(i + 1, p) for i, p in enumerate(passages)]
+        citations_pool = [citation_of(i + 1, p) for i, p in enumerate(passages)]
         about_doc = self._metadata_answer(query, passages, citations_pool)
         if about_doc is not None:
             return about_doc
@@ -263,7 +266,7 @@ class ExtractiveAnswerer:
             chunk = self.index.find_chunk(source, needle)
             if chunk is None:
                 return None
-            c = _citation(1, chunk)
+            c = citation_of(1, chunk)
             line = next((chunk.page_content[s.start:s.end]
                          for s in split_sentences(chunk.page_content)
                          if needle in chunk.page_content[s.start:s.end]), chunk.page_content)
@@ -341,6 +344,11 @@ class ExtractiveAnswerer:
                 "rank_prior": round(rank_prior, 3), "chrome": chrome, "echo": echo}))
         return out
 
+    def refusal(self, query: Query, passages: Sequence[Document]) -> Answer:
+        """The "documents do not say" answer, with the passages offered as related."""
+        return self._refusal(query, [citation_of(i + 1, p) for i, p in enumerate(passages)],
+                             not tokens.is_mostly_cjk(query.question), 0.0)
+
     def _refusal(self, query: Query, pool: list[Citation], english: bool,
                  support: float, typed_ok: bool = True) -> Answer:
         return Answer(
@@ -351,7 +359,8 @@ class ExtractiveAnswerer:
         )
 
 
-def _citation(n: int, doc: Document) -> Citation:
+def citation_of(n: int, doc: Document) -> Citation:
+    """Passage ``doc`` as citation number ``n``."""
     m = doc.metadata
     return Citation(n=n, source=str(m.get("source", "")), chunk_id=str(m.get("chunk_id", doc.id)),
                     start=int(m.get("start", 0)), end=int(m.get("end", 0)),

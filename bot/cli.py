@@ -177,12 +177,22 @@ def chat(obj: Context, session: str | None) -> None:
         elif text.startswith("/"):
             click.echo(f"Unknown command {text.split()[0]}. " + CHAT_HELP)
         else:
+            streamed: list[str] = []
+            show = _echo_into(streamed)
             try:
-                last = engine.answer(text, session=session)
+                last = engine.answer(text, session=session,
+                                     on_token=show if engine.llm else None)
             except QabotError as exc:
                 click.echo(f"Error: {exc}")
                 continue
-            click.echo(render(last))
+            if streamed:
+                click.echo("")
+                if last.mode == "llm" and last.answer == "".join(streamed).strip():
+                    click.echo(render(last, with_answer=False))
+                else:  # the checked answer differs from what streamed (citations fixed)
+                    click.echo("-- checked answer --\n" + render(last))
+            else:
+                click.echo(render(last))
         click.echo("")
     click.echo("Bye.")
 
@@ -323,8 +333,8 @@ def info(obj: Context) -> None:
 
 
 # ----- rendering --------------------------------------------------------------
-def render(answer: Answer) -> str:
-    lines = [answer.answer]
+def render(answer: Answer, *, with_answer: bool = True) -> str:
+    lines = [answer.answer] if with_answer else []
     if answer.standalone_query and answer.standalone_query != answer.question:
         lines.append(f"(follow-up, searched as: {answer.standalone_query})")
     if answer.citations:
@@ -402,6 +412,17 @@ class _progress:
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
             self._bar.stop()
+
+
+def _echo_into(collected: list[str]) -> Callable[[str], None]:
+    """A token callback that prints each piece at once and keeps it."""
+
+    def show(piece: str) -> None:
+        collected.append(piece)
+        click.echo(piece, nl=False)
+        sys.stdout.flush()
+
+    return show
 
 
 def _stdin_lines() -> Iterator[str]:

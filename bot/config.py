@@ -97,6 +97,20 @@ class TelegramSettings:
 
 
 @dataclass(frozen=True)
+class LLMSettings:
+    provider: str = "none"  # none | openai (any OpenAI-compatible server) | ollama
+    base_url: str = ""  # e.g. https://api.deepseek.com/v1, http://127.0.0.1:11434
+    model: str = ""
+    api_key_env: str = "OPENAI_API_KEY"  # the variable holding the key (openai only)
+    temperature: float = 0.0
+    timeout: float = 30.0  # seconds per request
+    max_tokens: int = 512
+    unsupported: str = "extractive"  # no valid citation: "extractive" answer or "warn"
+    rewrite: bool = True  # rewrite follow-ups into standalone questions with the model
+    prompts: str = "prompts"  # folder of prompt templates
+
+
+@dataclass(frozen=True)
 class Settings:
     paths: PathsSettings = field(default_factory=PathsSettings)
     chunking: ChunkingSettings = field(default_factory=ChunkingSettings)
@@ -105,6 +119,7 @@ class Settings:
     answer: AnswerSettings = field(default_factory=AnswerSettings)
     session: SessionSettings = field(default_factory=SessionSettings)
     telegram: TelegramSettings = field(default_factory=TelegramSettings)
+    llm: LLMSettings = field(default_factory=LLMSettings)
     root: Path = field(default_factory=Path.cwd, compare=False)
 
     # Derived locations: one variable (paths.home) moves all of them.
@@ -279,5 +294,11 @@ def _validate(s: Settings) -> None:
         value = getattr(s.telegram, name)
         if any(not part.strip().lstrip("-").isdigit() for part in value.split(",") if part.strip()):
             problems.append(f"telegram.{name} must be comma-separated numeric ids")
+    if s.llm.provider not in ("none", "openai", "ollama"):
+        problems.append("llm.provider must be none, openai or ollama")
+    if s.llm.provider != "none" and not s.llm.model:
+        problems.append("llm.model must name a model when llm.provider is set")
+    if s.llm.unsupported not in ("extractive", "warn"):
+        problems.append("llm.unsupported must be extractive or warn")
     if problems:
         raise ConfigError("Invalid settings: " + "; ".join(problems) + ".")

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from langchain_core.runnables import Runnable, RunnableLambda, RunnableParallel
+from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough
 
 from bot.answering import Answer, ExtractiveAnswerer, Query
 from bot.config import Settings
@@ -45,31 +46,39 @@ class Engine:
         self.index = Index.open(settings, self.embeddings)
         self.retriever = HybridRetriever(index=self.index, settings=settings.retrieval)
         self.answerer = ExtractiveAnswerer(self.index, settings.answer)
+        self.llm = None
+        if settings.llm.provider != "none":
+            from bot.llm import LLMAnswerer  # langchain-openai/-ollama only when configured
+
+            self.llm = LLMAnswerer(settings, self.answerer)
+        final = self.llm or self.answerer
         self.sessions = sessions or SessionStore(settings.sessions_path)
-        # retriever | answerer, with a clock read between the two for timings_ms
-        self.chain: Runnable[Query, dict[str, Any]] = (
-            RunnableParallel(
-                passages=RunnableLambda(lambda q: q.standalone) | self.retriever,
-                query=RunnableLambda(lambda q: q),
-            )
+        # retriever | answerer, with a clock read between the two for timings_ms; the
+        # input is {"query": Query, "on_token": callback or None}
+        self.chain: Runnable[dict[str, Any], dict[str, Any]] = (
+            RunnablePassthrough.assign(
+                passages=RunnableLambda(lambda d: d["query"].standalone) | self.retriever)
             | RunnableLambda(lambda d: {**d, "retrieved_at": time.perf_counter()})
-            | RunnableLambda(lambda d: {**d, "answer": self.answerer(d)})
+            | RunnableLambda(lambda d: {**d, "answer": final(d)})
         )
         self.load_ms = (time.perf_counter() - started) * 1000
 
     def answer(self, question: str, *, session: str | None = None,
-               history: list[str] | None = None) -> Answer:
+               history: list[str] | None = None,
+               on_token: Callable[[str], None] | None = None) -> Answer:
         """Answer one question; with ``session`` the chat's history shapes retrieval
         and the turn is stored. ``history`` (earlier questions) serves stateless callers
-        such as the evaluator."""
+        such as the evaluator. ``on_token`` receives an LLM answer as it streams."""
         question = self.check_question(question)
         t0 = time.perf_counter()
         turns = self._history(session, history)
-        query = Query(question=question, standalone=standalone_query(question, turns))
+        standalone = (self.llm.rewrite(question, turns) if self.llm else None) \
+            or standalone_query(question, turns)
+        query = Query(question=question, standalone=standalone)
         if query.standalone != question:
             log.info("follow-up rewritten for retrieval: %r", query.standalone)
         t1 = time.perf_counter()
-        out = self.chain.invoke(query)
+        out = self.chain.invoke({"query": query, "on_token": on_token})
         result: Answer = out["answer"]
         t2, t3 = out["retrieved_at"], time.perf_counter()
         result.timings_ms = {"rewrite": (t1 - t0) * 1000, "retrieve": (t2 - t1) * 1000,

@@ -469,22 +469,66 @@ class QABot:
             return
         async with self._chat_locks[chat.id]:  # one chat's replies stay in order
             typing = asyncio.create_task(self._keep_typing(chat.id, update))
+            draft: Message | None = None
             try:
-                answer = await asyncio.get_running_loop().run_in_executor(
-                    self._pool, lambda: self.engine.answer(question, session=_session(chat.id)))
+                if self.engine.llm is None:
+                    answer = await asyncio.get_running_loop().run_in_executor(
+                        self._pool, lambda: self.engine.answer(question,
+                                                               session=_session(chat.id)))
+                else:
+                    answer, draft = await self._stream(update, question)
             except QabotError as exc:
-                answer = None
-                error = str(exc)
+                await self._reply(update, [esc(str(exc))])
+                return
             finally:
                 typing.cancel()
-            if answer is None:
-                await self._reply(update, [esc(error)])
-                return
             keyboard = None
             if (answer.citations or answer.related) and answer.turn_id is not None:
                 keyboard = InlineKeyboardMarkup(
                     [[InlineKeyboardButton("Sources", callback_data=f"src:{answer.turn_id}")]])
-            await self._reply(update, render_answer(answer), keyboard=keyboard)
+            parts = render_answer(answer)
+            if draft is not None:  # the streamed draft becomes the first part of the answer
+                try:
+                    await draft.edit_text(parts[0], parse_mode=ParseMode.HTML,
+                                          reply_markup=keyboard if len(parts) == 1 else None)
+                    parts = parts[1:]
+                except TelegramError as exc:
+                    log.warning("could not finish the streamed reply (%s); sending it anew", exc)
+            if parts:
+                await self._reply(update, parts, keyboard=keyboard)
+
+    async def _stream(self, update: Update, question: str) -> tuple[Answer, Message | None]:
+        """Answer with the LLM, showing its draft: one message edited at most once a
+        second while tokens arrive. Returns the checked answer and the draft message."""
+        chat = update.effective_chat
+        assert chat is not None
+        loop = asyncio.get_running_loop()
+        pieces: list[str] = []
+        job = loop.run_in_executor(self._pool, lambda: self.engine.answer(
+            question, session=_session(chat.id),
+            on_token=lambda piece: loop.call_soon_threadsafe(pieces.append, piece)))
+        draft: Message | None = None
+        shown = ""
+        while not job.done():
+            await asyncio.wait({job}, timeout=1.0)  # at most one edit a second
+            text = "".join(pieces)
+            if job.done() or not text.strip() or text == shown:
+                continue
+            body = block(text + " …")[0]
+            try:
+                if draft is None:
+                    message = update.effective_message
+                    draft = await update.get_bot().send_message(
+                        chat.id, body, parse_mode=ParseMode.HTML,
+                        reply_parameters=ReplyParameters(
+                            message_id=message.message_id, allow_sending_without_reply=True)
+                        if message else None)
+                else:
+                    await draft.edit_text(body, parse_mode=ParseMode.HTML)
+                shown = text
+            except TelegramError as exc:  # a draft is cosmetic: the final answer still comes
+                log.debug("draft update failed: %s", exc)
+        return job.result(), draft
 
     async def _keep_typing(self, chat_id: int, update: Update) -> None:
         """'typing…' now and again every typing_interval seconds until cancelled."""

@@ -28,10 +28,12 @@ class RunningBot:
     """A QABot Application served in a background thread until ``stop``."""
 
     def __init__(self, home: Path, fake: FakeBotAPI, *, webhook: dict | None = None,
-                 docs: Path | None = None, **telegram: object) -> None:
+                 docs: Path | None = None, extra: dict[str, object] | None = None,
+                 **telegram: object) -> None:
         overrides = {f"telegram.{k}": v for k, v in
                      {"poll_timeout": 1, "read_timeout": 3.0, "typing_interval": 0.5,
                       **telegram}.items()}
+        overrides.update(extra or {})
         self.settings = make_settings(home, docs, **overrides)
         self.engine = Engine(self.settings)
         self.bot = QABot(self.engine, self.settings)

@@ -31,6 +31,8 @@ from typing import Any
 
 from aiohttp import ClientSession, web
 
+from .server import ThreadedServer
+
 TOKEN = "123456:TEST-token-do-not-log"
 BOT_USER = {"id": 123456, "is_bot": True, "first_name": "QA", "username": "qa_test_bot",
             "can_join_groups": True, "can_read_all_group_messages": False,
@@ -68,10 +70,10 @@ class Sent:
         return unescape(_TAG.sub("", self.text)) if self.parse_mode == "HTML" else self.text
 
 
-class FakeBotAPI:
+class FakeBotAPI(ThreadedServer):
     def __init__(self, token: str = TOKEN) -> None:
+        super().__init__()
         self.token = token
-        self.port = 0
         self.updates: list[dict[str, Any]] = []
         self.sent: dict[int, list[Sent]] = defaultdict(list)
         self.calls: list[tuple[str, dict[str, Any]]] = []
@@ -82,10 +84,8 @@ class FakeBotAPI:
         self.faults: dict[str, list[Fault]] = defaultdict(list)
         self._next_update = 1
         self._next_message = 1000
+        self.edits: list[tuple[int, int, float]] = []  # (chat, message id, monotonic time)
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
         self._new_update: asyncio.Condition | None = None
 
     # ----- lifecycle ------------------------------------------------------------------
@@ -93,48 +93,11 @@ class FakeBotAPI:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/bot"
 
-    def start(self) -> FakeBotAPI:
-        """Start serving (again on the same port after ``stop``)."""
-        if self._thread is None:
-            self._loop = asyncio.new_event_loop()
-            self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-            self._thread.start()
-        self._call(self._start_site())
-        return self
-
-    def stop(self) -> None:
-        """Stop answering (connections are refused) but keep all state."""
-        self._call(self._stop_site())
-
-    def close(self) -> None:
-        if self._loop is None:
-            return
-        self._call(self._stop_site())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        assert self._thread is not None
-        self._thread.join(5)
-
-    def _call(self, coro: Any) -> Any:
-        assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
-
-    async def _start_site(self) -> None:
-        if self._runner is not None:
-            return
-        self._new_update = asyncio.Condition()
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
-        self._runner = web.AppRunner(app, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
-        await site.start()
-        if not self.port:
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
-    async def _stop_site(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+    async def on_start(self) -> None:
+        self._new_update = asyncio.Condition()
 
     # ----- driving the bot from a test -------------------------------------------------
     def fail(self, method: str, **fault: Any) -> None:
@@ -145,8 +108,8 @@ class FakeBotAPI:
             update = {"update_id": self._next_update, **update}
             self._next_update += 1
             self.updates.append(update)
-        if self._loop is not None and self._runner is not None:
-            self._call(self._notify())
+        if self.running:
+            self.call(self._notify())
         return update
 
     def message(self, chat_id: int, user_id: int, text: str | None = None, *,
@@ -190,14 +153,12 @@ class FakeBotAPI:
         return [m.plain for m in self.sent.get(chat_id, [])]
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float = 30.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(0.02)
-        raise AssertionError(f"condition not met within {timeout}s; sent so far: "
-                             f"{ {k: [m.plain[:60] for m in v] for k, v in self.sent.items()} }")
+        try:
+            return super().wait_for(predicate, timeout)
+        except AssertionError:
+            sent = {k: [m.plain[:60] for m in v] for k, v in self.sent.items()}
+            raise AssertionError(f"condition not met within {timeout}s; sent so far: "
+                                 f"{sent}") from None
 
     async def deliver_webhook(self, update: dict[str, Any], secret: str | None) -> int:
         """POST an update to the registered webhook as Telegram would; returns the status."""
@@ -307,6 +268,8 @@ class FakeBotAPI:
         for m in self.sent.get(chat_id, []):
             if m.message_id == message_id:
                 m.text, m.parse_mode = text, p.get("parse_mode")
+                m.reply_markup = p.get("reply_markup") or m.reply_markup
+                self.edits.append((chat_id, message_id, time.monotonic()))
                 return _ok({"message_id": message_id, "date": int(time.time()), "text": m.plain,
                             "chat": {"id": chat_id, "type": "private"}, "from": BOT_USER})
         return _error(400, "Bad Request: message to edit not found")
