@@ -113,6 +113,37 @@ def ingest(obj: Context, paths: tuple[Path, ...], rebuild: bool) -> None:
 
 
 @cli.command()
+@pass_ctx
+def docs(obj: Context) -> None:
+    """List the indexed documents with their chunk counts and titles."""
+    from bot.embeddings import make_embeddings
+    from bot.store import Index
+
+    index = Index.open(obj.settings, make_embeddings(obj.settings.embeddings))
+    files = index.manifest.get("files", {})
+    for source, entry in sorted(files.items()):
+        title = entry.get("meta", {}).get("title", "")
+        click.echo(f"{len(entry.get('chunks', [])):>6}  {source}  {title}".rstrip())
+    click.echo(f"{len(files)} documents, {index.chunk_count} chunks")
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@pass_ctx
+def remove(obj: Context, paths: tuple[Path, ...]) -> None:
+    """Remove documents (files, or everything under a folder) from the index."""
+    from bot.embeddings import make_embeddings
+    from bot.store import remove as remove_docs
+
+    report = remove_docs(obj.settings, list(paths), make_embeddings(obj.settings.embeddings))
+    if not report.removed_files:
+        raise QabotError(f"Nothing indexed under {', '.join(map(str, paths))}. "
+                         "`qabot docs` lists what is indexed.")
+    click.echo(f"Removed {report.removed_files} documents ({report.deleted_chunks} chunks); "
+               f"{report.documents} documents, {report.chunks} chunks left.")
+
+
+@cli.command()
 @click.argument("question", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per question.")
 @click.option("--session", help="Chat session id: the question becomes a turn of it.")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -36,6 +37,12 @@ ENV_ALIASES = {"QABOT_HOME": "paths.home", "TELEGRAM_BASE_URL": "telegram.base_u
 class PathsSettings:
     home: str = "index"  # all state: Chroma, BM25, manifest, sessions, caches
     docs: str = "seeds"  # what `qabot ingest` and first-run `qabot chat` index
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    url: str = ""  # Chroma server, e.g. http://127.0.0.1:8000; empty: embedded under home
+    collection: str = "qabot"  # prefix of the collection names (one server, many indexes)
 
 
 @dataclass(frozen=True)
@@ -113,6 +120,7 @@ class LLMSettings:
 @dataclass(frozen=True)
 class Settings:
     paths: PathsSettings = field(default_factory=PathsSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
     chunking: ChunkingSettings = field(default_factory=ChunkingSettings)
     embeddings: EmbeddingSettings = field(default_factory=EmbeddingSettings)
     retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
@@ -276,6 +284,10 @@ def _coerce(value: Any, kind: type, name: str, source: str) -> Any:
 
 def _validate(s: Settings) -> None:
     problems = []
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{1,60}[A-Za-z0-9]", s.store.collection):
+        problems.append("store.collection must be 3-62 letters, digits, '.', '_' or '-'")
+    if s.store.url and not re.match(r"https?://[^/:]+(:\d+)?/?$", s.store.url):
+        problems.append("store.url must look like http://host:port")
     if s.chunking.size < 20:
         problems.append("chunking.size must be at least 20 characters")
     if not 0 <= s.chunking.overlap < s.chunking.size:

@@ -9,7 +9,8 @@ module that calls the library, so front ends only ever catch ``QabotError``::
     ├── IndexError_              base for problems with the on-disk index
     │   ├── IndexMissingError    no index yet: run `qabot ingest`
     │   ├── IndexCorruptError    the index cannot be read: rebuild it
-    │   └── EmbedderMismatchError  index built with another embedder: re-ingest
+    │   ├── EmbedderMismatchError  index built with another embedder: re-ingest
+    │   └── StoreUnavailableError  the Chroma server cannot be reached
     ├── EmbedderError            the embedding backend failed to load or to embed
     └── QuestionError            the question itself is unusable (empty, too long)
 """
@@ -47,6 +48,10 @@ class IndexCorruptError(IndexError_):
 
 class EmbedderMismatchError(IndexError_):
     """The index was built by a different embedder than the one configured."""
+
+
+class StoreUnavailableError(IndexError_):
+    """The configured Chroma server does not answer."""
 
 
 class EmbedderError(QabotError):

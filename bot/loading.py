@@ -19,7 +19,7 @@ from typing import ClassVar
 
 from bot.errors import DocumentError
 
-SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm")
+SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def load(path: Path, *, root: Path) -> Document:
     except OSError as exc:
         raise DocumentError(f"Cannot read {path}: {exc.strerror}. Check the file's "
                             "permissions.") from exc
-    text = _decode(raw, path)
+    text = _pdf_text(raw, path) if path.suffix.lower() == ".pdf" else _decode(raw, path)
     if path.suffix.lower() in (".html", ".htm"):
         text, html_title = _html_to_text(text)
     else:
@@ -94,6 +94,26 @@ def display_name(path: Path, root: Path) -> str:
         return path.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
         return path.resolve().as_posix()
+
+
+def _pdf_text(raw: bytes, path: Path) -> str:
+    """The text layer of a PDF, page by page (pypdf: pure Python, imported on use)."""
+    import io
+
+    from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
+
+    try:
+        reader = PdfReader(io.BytesIO(raw))
+        pages = [page.extract_text() or "" for page in reader.pages]
+    except (PyPdfError, ValueError, KeyError, TypeError) as exc:
+        raise DocumentError(f"{path} is not a readable PDF ({exc}). Re-export it or convert "
+                            "it to text.") from exc
+    text = "\n\n".join(p.strip() for p in pages if p.strip())
+    if not text:
+        raise DocumentError(f"{path} has no text layer (a scan?). Run OCR on it first or "
+                            "convert it to text.")
+    return text + "\n"
 
 
 def _decode(raw: bytes, path: Path) -> str:

@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,6 +42,7 @@ from bot.errors import (
     IndexCorruptError,
     IndexMissingError,
     QabotError,
+    StoreUnavailableError,
 )
 from bot.loading import Document, discover, iter_documents
 
@@ -52,6 +54,7 @@ MANIFEST_VERSION = 1
 PIPELINE_VERSION = 3
 CHUNKS = "chunks"
 SENTENCES = "sentences"
+INFO = "info"  # server mode: embedder identity and build time, for processes without a manifest
 
 
 @dataclass
@@ -94,7 +97,8 @@ class Index:
         self.manifest = manifest
         self.home = settings.home
         tokens.set_cache_dir(settings.cache_dir)
-        self._client = _chroma_client(self.home / "chroma")
+        self.remote = bool(settings.store.url)
+        self._client = _chroma_client(settings)
         self._chunks = self._collection(CHUNKS)
         self._sentences = self._collection(SENTENCES)
         self._bm25: Any = None
@@ -107,8 +111,13 @@ class Index:
     def open(cls, settings: Settings, embeddings: QabotEmbeddings) -> Index:
         """Open the index for questions; errors say how to build or rebuild it."""
         manifest = read_manifest(settings.home)
+        if manifest is None and settings.store.url:
+            # a serving process on another machine: what the ingesting one recorded
+            manifest = _read_info(_chroma_client(settings), settings)
         if manifest is None:
-            raise IndexMissingError(f"No index at {settings.home}. Build it with "
+            where = (f"collection {settings.store.collection!r} on {settings.store.url}"
+                     if settings.store.url else str(settings.home))
+            raise IndexMissingError(f"No index at {where}. Build it with "
                                     "`qabot ingest` (indexes seeds/ by default).")
         built_with = manifest.get("embedder")
         if built_with != embeddings.identity:
@@ -117,19 +126,26 @@ class Index:
                 f"configured embedder is {embeddings.identity}. Re-ingest with "
                 "`qabot ingest --rebuild`, or set embeddings.backend back.")
         index = cls(settings, embeddings, manifest)
+        stored = index._chunks._collection.count()
+        if stored != index.chunk_count:
+            raise IndexCorruptError(
+                f"The index is out of step: the manifest lists {index.chunk_count} chunks but "
+                f"the store ({_where(settings)}) holds {stored}. Rebuild with "
+                "`qabot ingest --rebuild`.")
         index._load_bm25()
         return index
 
     def _collection(self, name: str) -> Any:
         from langchain_chroma import Chroma
 
+        full = _name(self.settings, name)
         try:
-            return Chroma(collection_name=name, client=self._client,
+            return Chroma(collection_name=full, client=self._client,
                           embedding_function=self.embeddings,
                           collection_metadata={"hnsw:space": "cosine"})
         except Exception as exc:
-            raise IndexCorruptError(f"Cannot open the Chroma collection {name!r} in "
-                                    f"{self.home / 'chroma'}: {exc}. Rebuild with "
+            raise IndexCorruptError(f"Cannot open the Chroma collection {full!r} "
+                                    f"({_where(self.settings)}): {exc}. Rebuild with "
                                     "`qabot ingest --rebuild`.") from exc
 
     # ----- questions -----------------------------------------------------------
@@ -212,6 +228,11 @@ class Index:
         try:
             bm25s = _bm25s()
             meta = json.loads((path / "ids.json").read_text("utf-8"))
+            # With a shared server another process may have ingested since this copy was
+            # made: it is only a cache of the store's documents, valid for one build.
+            if self.remote and meta.get("build") != self.manifest.get("build_id"):
+                self.rebuild_bm25()
+                return
             self._bm25_ids, self._df, self._n_docs = meta["ids"], meta["df"], meta["n"]
             self._bm25 = bm25s.BM25.load(str(path / "model")) if self._bm25_ids else None
         except Exception as exc:
@@ -237,8 +258,9 @@ class Index:
             self._bm25 = model
         else:
             self._bm25 = None
-        _atomic_write(path / "ids.json", json.dumps({"ids": ids, "df": df, "n": len(ids)},
-                                                    ensure_ascii=False))
+        _atomic_write(path / "ids.json", json.dumps(
+            {"ids": ids, "df": df, "n": len(ids), "build": self.manifest.get("build_id")},
+            ensure_ascii=False))
         self._bm25_ids, self._df, self._n_docs = ids, df, len(ids)
 
     # ----- writing ---------------------------------------------------------------
@@ -354,7 +376,7 @@ class Ingestion:
         self.report = IngestReport()
         manifest = None if rebuild else read_manifest(self.home)
         if rebuild:
-            _wipe(self.home)
+            _wipe(settings)
         if manifest is not None and manifest.get("embedder") != embeddings.identity:
             raise EmbedderMismatchError(
                 f"The index at {self.home} was built with {manifest.get('embedder')}, not "
@@ -435,12 +457,15 @@ class Ingestion:
         self.index.delete(self._stale_chunks, self._stale_sentences - live_sentences)
         report, manifest = self.report, self.manifest
         changed = report.added_files or report.changed_files or report.removed_files
-        if changed or self.rechunk_all or not (self.home / "bm25" / "ids.json").is_file():
-            self.index.rebuild_bm25()
         manifest["chunk_count"] = sum(len(e["chunks"]) for e in self.entries.values())
         if changed or "built_at" not in manifest:
             manifest["built_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+            manifest["build_id"] = uuid.uuid4().hex  # what cached BM25 copies check
+        if changed or self.rechunk_all or not (self.home / "bm25" / "ids.json").is_file():
+            self.index.rebuild_bm25()
         write_manifest(self.home, manifest)
+        if self.index.remote:
+            _write_info(self.index._client, self.settings, manifest)
         report.documents = len(self.entries)
         report.chunks = manifest["chunk_count"]
         report.seconds = time.perf_counter() - self.started
@@ -471,17 +496,20 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _wipe(home: Path) -> None:
+def _wipe(settings: Settings) -> None:
     """Remove what ingest built, and nothing else (sessions and caches stay)."""
     import shutil
 
+    home = settings.home
     try:
         # through the client: Chroma caches open stores per process, so deleting the
         # files under a live client would leave it writing to a vanished database
-        client = _chroma_client(home / "chroma")
-        for name in (CHUNKS, SENTENCES):
+        client = _chroma_client(settings)
+        for name in (CHUNKS, SENTENCES, INFO):
             with contextlib.suppress(Exception):  # absent collection: nothing to drop
-                client.delete_collection(name)
+                client.delete_collection(_name(settings, name))
+    except StoreUnavailableError:
+        raise
     except IndexCorruptError:
         from chromadb.api.shared_system_client import SharedSystemClient
 
@@ -503,14 +531,69 @@ def _is_under(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
-def _chroma_client(path: Path) -> Any:
+def _name(settings: Settings, kind: str) -> str:
+    return f"{settings.store.collection}-{kind}"
+
+
+def _where(settings: Settings) -> str:
+    return f"server {settings.store.url}" if settings.store.url else \
+        str(settings.home / "chroma")
+
+
+def _chroma_client(settings: Settings) -> Any:
+    """An embedded PersistentClient under home, or an HttpClient for store.url."""
     import chromadb
     from chromadb.config import Settings as ChromaSettings
 
+    chroma_settings = ChromaSettings(anonymized_telemetry=False)
+    if settings.store.url:
+        from urllib.parse import urlparse
+
+        url = urlparse(settings.store.url)
+        try:
+            client = chromadb.HttpClient(host=url.hostname or "127.0.0.1",
+                                         port=url.port or (443 if url.scheme == "https" else 80),
+                                         ssl=url.scheme == "https", settings=chroma_settings)
+            client.heartbeat()
+            return client
+        except Exception as exc:
+            raise StoreUnavailableError(
+                f"Cannot reach the Chroma server at {settings.store.url} ({exc}). Start it "
+                "(`chroma run --path DIR --host HOST --port PORT`) or fix store.url / "
+                "QABOT_STORE_URL.") from exc
+    path = settings.home / "chroma"
     try:
         path.mkdir(parents=True, exist_ok=True)
-        return chromadb.PersistentClient(
-            path=str(path), settings=ChromaSettings(anonymized_telemetry=False))
+        return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
     except Exception as exc:
         raise IndexCorruptError(f"Cannot open the Chroma store at {path}: {exc}. Rebuild "
                                 "with `qabot ingest --rebuild`.") from exc
+
+
+def _read_info(client: Any, settings: Settings) -> dict[str, Any] | None:
+    try:
+        got = client.get_collection(_name(settings, INFO), embedding_function=None).get(
+            ids=["index"], include=["documents"])
+    except Exception:  # no such collection: nothing was ingested under this prefix
+        return None
+    if not got["ids"]:
+        return None
+    try:
+        info = json.loads(got["documents"][0])
+    except ValueError as exc:
+        raise IndexCorruptError(f"The index record on {settings.store.url} is unreadable "
+                                f"({exc}). Rebuild with `qabot ingest --rebuild`.") from exc
+    return {**info, "files": info.get("files", {})}
+
+
+def _write_info(client: Any, settings: Settings, manifest: dict[str, Any]) -> None:
+    """What a serving process needs from the manifest: the embedder, size, build time,
+    and each document's metadata and chunk ids (for listing and evaluation); the file
+    hashes and sentence ids stay with the ingesting process's manifest."""
+    info = {k: manifest.get(k) for k in ("version", "embedder", "chunking", "pipeline",
+                                          "chunk_count", "built_at", "build_id")}
+    info["files"] = {src: {"meta": e.get("meta", {}), "chunks": e.get("chunks", [])}
+                     for src, e in manifest["files"].items()}
+    collection = client.get_or_create_collection(_name(settings, INFO), embedding_function=None)
+    collection.upsert(ids=["index"], documents=[json.dumps(info, ensure_ascii=False)],
+                      embeddings=[[0.0]])

@@ -140,11 +140,61 @@ def test_discover_skips_hidden_and_unsupported(tmp_path: Path) -> None:
     (tmp_path / ".git").mkdir()
     (tmp_path / ".git" / "x.txt").write_text("hidden", "utf-8")
     (tmp_path / "a.txt").write_text("a", "utf-8")
-    (tmp_path / "b.pdf").write_bytes(b"%PDF")
+    (tmp_path / "b.docx").write_bytes(b"PK")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "c.md").write_text("c", "utf-8")
+    (tmp_path / "sub" / "d.pdf").write_bytes(b"%PDF")
     found, ignored = discover([tmp_path])
-    assert [p.name for p in found] == ["a.txt", "c.md"]
-    assert [p.name for p in ignored] == ["b.pdf"]
+    assert [p.name for p in found] == ["a.txt", "c.md", "d.pdf"]
+    assert [p.name for p in ignored] == ["b.docx"]
     with pytest.raises(DocumentError, match="does not exist"):
         discover([tmp_path / "missing"])
+
+
+def make_pdf(lines: list[str]) -> bytes:
+    """A minimal one-page PDF with a Helvetica text layer (offsets computed exactly)."""
+    import io
+
+    content = "BT /F1 12 Tf 72 720 Td " + " ".join(f"({t}) Tj 0 -16 Td" for t in lines) + " ET"
+    objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>",
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        "/Resources << /Font << /F1 5 0 R >> >> >>",
+        f"<< /Length {len(content)} >>\nstream\n{content}\nendstream",
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = io.BytesIO()
+    out.write(b"%PDF-1.4\n")
+    offsets = []
+    for i, obj in enumerate(objects, 1):
+        offsets.append(out.tell())
+        out.write(f"{i} 0 obj\n{obj}\nendobj\n".encode())
+    xref = out.tell()
+    out.write(f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode())
+    for offset in offsets:
+        out.write(f"{offset:010d} 00000 n \n".encode())
+    out.write(f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n"
+              "%%EOF\n".encode())
+    return out.getvalue()
+
+
+def test_pdf_text_layer_is_loaded(tmp_path: Path) -> None:
+    pdf = tmp_path / "report.pdf"
+    pdf.write_bytes(make_pdf(["Annual report 2024.", "Revenue grew 12 percent."]))
+    doc = load(pdf, root=tmp_path)
+    assert doc.text == "Annual report 2024.\nRevenue grew 12 percent.\n"
+    assert doc.meta["title"] == "Annual report 2024."
+    chunks = chunk_document(doc, size=200, overlap=60)
+    assert any("12 percent" in c.text for c in chunks)
+
+
+def test_broken_and_textless_pdfs_are_clear_errors(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(b"%PDF-1.4\nnot really a pdf")
+    with pytest.raises(DocumentError, match="not a readable PDF"):
+        load(broken, root=tmp_path)
+    empty = tmp_path / "scan.pdf"
+    empty.write_bytes(make_pdf([]))
+    with pytest.raises(DocumentError, match="no text layer"):
+        load(empty, root=tmp_path)

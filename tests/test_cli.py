@@ -93,7 +93,7 @@ def test_ingest_reports_and_is_idempotent(tmp_path: Path) -> None:
     docs.mkdir()
     (docs / SEED.name).write_bytes(SEED.read_bytes())
     (docs / "junk.txt").write_bytes(b"\x00\xff binary")
-    (docs / "notes.pdf").write_bytes(b"%PDF-1.4")
+    (docs / "notes.docx").write_bytes(b"PK\x03\x04")
     home = tmp_path / "state"
     first = run(home, "--embedder", "hashing", "ingest", str(docs))
     assert first.exit_code == 0, first.output

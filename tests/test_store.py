@@ -144,3 +144,13 @@ def test_index_survives_being_moved(hashing_settings, tmp_path: Path) -> None:
     shutil.copytree(hashing_settings.home, moved)
     settings = hashing_settings.replace({"paths.home": str(moved)})
     assert Index.open(settings, HashingEmbeddings()).chunk_count > 0
+
+
+def test_a_manifest_out_of_step_with_the_store_is_reported(hashing_settings) -> None:
+    ingest(hashing_settings, [hashing_settings.docs_dir], HashingEmbeddings())
+    manifest = hashing_settings.home / "manifest.json"
+    data = json.loads(manifest.read_text("utf-8"))
+    data["chunk_count"] += 5
+    manifest.write_text(json.dumps(data), "utf-8")
+    with pytest.raises(IndexCorruptError, match="out of step"):
+        Index.open(hashing_settings, HashingEmbeddings())

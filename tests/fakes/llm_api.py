@@ -67,24 +67,25 @@ class FakeLLM(ThreadedServer):
         self.requests.append(body)
         return self.script.pop(0) if self.script else self.default
 
-    async def _common(self, behaviour: Behaviour) -> web.StreamResponse | None:
-        if isinstance(behaviour, Hang):
-            await asyncio.sleep(behaviour.seconds)
-            return web.Response(status=504)
-        if isinstance(behaviour, Fail):
-            return web.Response(status=behaviour.status, text=behaviour.body,
-                                content_type="application/json")
-        if isinstance(behaviour, Malformed):
-            return web.Response(status=200, text="<html>not json", content_type="application/json")
-        return None
-
-    async def _openai(self, request: web.Request) -> web.StreamResponse:
+    async def _take(self, request: web.Request) -> tuple[dict[str, Any], Reply | web.Response]:
+        """Record the request; the scripted reply, or the response a fault produces."""
         body = await request.json()
         behaviour = self._next(body)
-        early = await self._common(behaviour)
-        if early is not None:
-            return early
-        assert isinstance(behaviour, Reply)
+        if isinstance(behaviour, Hang):
+            await asyncio.sleep(behaviour.seconds)
+            return body, web.Response(status=504)
+        if isinstance(behaviour, Fail):
+            return body, web.Response(status=behaviour.status, text=behaviour.body,
+                                      content_type="application/json")
+        if isinstance(behaviour, Malformed):
+            return body, web.Response(status=200, text="<html>not json",
+                                      content_type="application/json")
+        return body, behaviour
+
+    async def _openai(self, request: web.Request) -> web.StreamResponse:
+        body, behaviour = await self._take(request)
+        if not isinstance(behaviour, Reply):
+            return behaviour
         model = body.get("model", "fake")
         if not body.get("stream"):
             return web.json_response({
@@ -108,12 +109,9 @@ class FakeLLM(ThreadedServer):
         return resp
 
     async def _ollama(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        behaviour = self._next(body)
-        early = await self._common(behaviour)
-        if early is not None:
-            return early
-        assert isinstance(behaviour, Reply)
+        body, behaviour = await self._take(request)
+        if not isinstance(behaviour, Reply):
+            return behaviour
         base = {"model": body.get("model", "fake"), "created_at": "2026-11-30T00:00:00Z"}
         final = {**base, "message": {"role": "assistant", "content": ""}, "done": True,
                  "done_reason": "stop", "total_duration": 1, "eval_count": 1}

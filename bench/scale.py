@@ -1,0 +1,227 @@
+"""How cost grows with the corpus: ingest overhead, query latency, cold start, memory.
+
+1. Ingest throughput: ``qabot``'s ingest of the first ``--ingest-docs`` CMRC passages
+   (chunks and sentences) against the raw embedder on exactly the same texts, in one
+   run; peak memory of the ingest process.
+2. Query latency p50/p95 (warm, in-process, retrieval + answer) at 10^2..10^5 chunks,
+   embedded store and Chroma server: chunk texts are real Chinese sentences (CMRC
+   passages recombined), their vectors are SYNTHETIC (random unit vectors; embedding
+   10^5 chunks for real takes about an hour here); questions and their vectors are real.
+   Cold `qabot ask` wall time (median of 3) and the peak memory of that process.
+
+    python bench/scale.py [--sizes 100,1000,10000,100000] [--ingest-docs 40] [--no-server]
+                          [--modes embedded,server]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bot.chunking import split_sentences
+from bot.config import load_settings
+from bot.embeddings import make_embeddings
+from bot.engine import Engine
+from bot.sessions import SessionStore
+from bot.store import MANIFEST_VERSION, PIPELINE_VERSION, Index, chunk_metadata, write_manifest
+
+ROOT = Path(__file__).resolve().parent.parent
+CMRC = ROOT.parent / "shared" / "data" / "cmrc2018_trial.json"
+QUESTIONS = ["霍城县江苏医院综合病房大楼总投资多少?", "泡泡战士由哪家公司开发?",
+             "长江全长多少公里?", "两地党政代表团互访了几次?", "江阴组织实施了什么人才计划?",
+             "什么是牛车水?"]
+
+
+def child(args: list[str], home: str, extra_env: dict[str, str] | None = None
+          ) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of one `python -m bot ...` process."""
+    import os
+
+    t = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "bot", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL,
+                            env={**os.environ, "QABOT_HOME": home, **(extra_env or {})})
+    _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage
+    wall = time.perf_counter() - t
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise RuntimeError(f"qabot {' '.join(args)} failed ({proc.returncode})")
+    return wall, usage.ru_maxrss / 1024
+
+
+def ingest_overhead(n_docs: int) -> None:
+    from bot import evaluation
+    from bot.chunking import chunk_document
+    from bot.store import chunk_sentences
+
+    data = evaluation.load_testset(CMRC)
+    docs = data.contexts[:n_docs]
+    folder = Path(tempfile.mkdtemp(prefix="qabot-scale-docs-"))
+    for d in docs:
+        (folder / f"{d.source.split('/')[-1]}.txt").write_text(d.text, "utf-8")
+    settings = load_settings()
+    texts: list[str] = []
+    for d in docs:
+        chunks = chunk_document(d, size=settings.chunking.size, overlap=settings.chunking.overlap)
+        texts += [c.text for c in chunks]
+        texts += list({s[0]: s[1] for c in chunks for s in chunk_sentences(c)}.values())
+    emb = make_embeddings(settings.embeddings)
+    emb.embed_documents(texts[:8])  # load the model before timing
+    t = time.perf_counter()
+    emb.embed_documents(texts)
+    raw = time.perf_counter() - t
+    from bot.store import ingest
+
+    t = time.perf_counter()
+    ingest(load_settings(cli={"paths.home": tempfile.mkdtemp()}), [folder], emb)
+    in_process = time.perf_counter() - t
+    home = tempfile.mkdtemp(prefix="qabot-scale-ingest-")
+    wall, peak = child(["ingest", str(folder)], home)
+    manifest = json.loads((Path(home) / "manifest.json").read_text("utf-8"))
+    chunks = manifest["chunk_count"]
+    print(f"\n## Ingest: {len(docs)} CMRC passages, {chunks} chunks + "
+          f"{len(texts) - chunks} sentences = {len(texts)} texts embedded")
+    print("| | seconds | texts/s |\n|---|---|---|")
+    print(f"| raw embedder, same texts | {raw:.1f} | {len(texts) / raw:.1f} |")
+    print(f"| `ingest()` in-process (model loaded) | {in_process:.1f} | "
+          f"{len(texts) / in_process:.1f} |")
+    print(f"| `qabot ingest` (whole process, incl. start-up) | {wall:.1f} | "
+          f"{len(texts) / wall:.1f} |")
+    print(f"\noverhead over raw embedding: in-process {100 * (in_process / raw - 1):.0f}%, "
+          f"whole process {100 * (wall / raw - 1):.0f}%; peak memory of the ingest "
+          f"process: {peak:.0f} MiB")
+
+
+def corpus(n: int, rng: random.Random) -> list[str]:
+    from bot import evaluation
+
+    sents = []
+    for d in evaluation.load_testset(CMRC).contexts:
+        sents += [d.text[s.start:s.end] for s in split_sentences(d.text)]
+    out = []
+    for i in range(n):
+        k = rng.randint(2, 4)
+        out.append(f"{i} " + "".join(rng.choice(sents) for _ in range(k))[:200])
+    return out
+
+
+def build_synthetic(n: int, url: str | None) -> tuple[str, dict[str, str]]:
+    rng = random.Random(n)
+    home = tempfile.mkdtemp(prefix=f"qabot-scale-{n}-")
+    cli: dict[str, object] = {"paths.home": home}
+    env: dict[str, str] = {}
+    if url:
+        cli.update({"store.url": url, "store.collection": f"scale-{n}-{rng.randint(0, 10**6)}"})
+        env = {"QABOT_STORE_URL": url, "QABOT_STORE_COLLECTION": str(cli["store.collection"])}
+    settings = load_settings(cli=cli)
+    emb = make_embeddings(settings.embeddings)
+    manifest = {"version": MANIFEST_VERSION, "pipeline": PIPELINE_VERSION,
+                "embedder": emb.identity, "chunk_count": 0, "files": {},
+                "chunking": {"size": settings.chunking.size,
+                             "overlap": settings.chunking.overlap}}
+    index = Index(settings, emb, manifest)
+    texts = corpus(n, rng)
+    vectors = np.random.default_rng(n).normal(size=(n, 384)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    from bot.chunking import Chunk
+
+    for i in range(0, n, 5000):
+        ids = [f"c{j}" for j in range(i, min(n, i + 5000))]
+        metas = [chunk_metadata(Chunk(cid, f"synthetic/{int(cid[1:]) // 20}.txt", 0,
+                                      len(texts[int(cid[1:])]), texts[int(cid[1:])]))
+                 for cid in ids]
+        index._chunks._collection.add(ids=ids, embeddings=vectors[i:i + len(ids)].tolist(),
+                                      documents=[texts[int(c[1:])] for c in ids],
+                                      metadatas=metas)
+    manifest["chunk_count"] = n
+    manifest["built_at"] = "synthetic"
+    manifest["build_id"] = f"synthetic-{n}-{rng.randint(0, 10**9)}"
+    index.rebuild_bm25()
+    write_manifest(Path(home), manifest)
+    if url:
+        from bot.store import _write_info
+
+        _write_info(index._client, settings, manifest)
+    return home, env
+
+
+def query_latency(home: str, env: dict[str, str]) -> tuple[float, float]:
+    cli: dict[str, object] = {"paths.home": home}
+    if env:
+        cli.update({"store.url": env["QABOT_STORE_URL"],
+                    "store.collection": env["QABOT_STORE_COLLECTION"]})
+    engine = Engine(load_settings(cli=cli), sessions=SessionStore(":memory:"))
+    for q in QUESTIONS:  # warm
+        engine.answer(q)
+    times = []
+    for _ in range(5):
+        for q in QUESTIONS:
+            t = time.perf_counter()
+            engine.answer(q)
+            times.append((time.perf_counter() - t) * 1000)
+    times.sort()
+    return statistics.median(times), times[int(0.95 * len(times)) - 1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="100,1000,10000,100000")
+    parser.add_argument("--ingest-docs", type=int, default=40)
+    parser.add_argument("--no-server", action="store_true")
+    parser.add_argument("--modes", default="embedded,server")
+    args = parser.parse_args()
+    if not CMRC.is_file():
+        print(f"{CMRC} not found: this benchmark needs the CMRC 2018 trial set.")
+        return
+    if args.ingest_docs:
+        ingest_overhead(args.ingest_docs)
+    server = None
+    url = None
+    if not args.no_server:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        server = subprocess.Popen([str(Path(sys.executable).with_name("chroma")), "run",
+                                   "--path", tempfile.mkdtemp(), "--host", "127.0.0.1",
+                                   "--port", str(port)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}"
+        time.sleep(5)
+    print("\n## Query cost by corpus size (synthetic vectors, real texts and questions)")
+    print("| chunks | store | build s | warm p50 ms | warm p95 ms | cold ask s | "
+          "serving peak MiB | first start elsewhere s |\n|---|---|---|---|---|---|---|---|")
+    try:
+        for n in (int(x) for x in args.sizes.split(",")):
+            for mode, where in (("embedded", None), ("server", url)):
+                if (mode == "server" and not url) or mode not in args.modes.split(","):
+                    continue
+                t = time.perf_counter()
+                home, env = build_synthetic(n, where)
+                build = time.perf_counter() - t
+                p50, p95 = query_latency(home, env)
+                colds = [child(["ask", "--json", QUESTIONS[0]], home, env) for _ in range(3)]
+                cold = statistics.median(c[0] for c in colds)
+                peak = max(c[1] for c in colds)
+                # a serving process on another machine: no manifest, no BM25 copy yet
+                first = child(["ask", "--json", QUESTIONS[0]], tempfile.mkdtemp(), env)[0] \
+                    if mode == "server" else float("nan")
+                print(f"| {n} | {mode} | {build:.0f} | {p50:.1f} | {p95:.1f} | {cold:.2f} | "
+                      f"{peak:.0f} | {first:.2f} |", flush=True)
+    finally:
+        if server:
+            server.terminate()
+
+
+if __name__ == "__main__":
+    main()
