@@ -17,10 +17,14 @@ percentage, date or name, the matching span closest to the question's words in t
 sentence becomes the short answer, shown first.
 
 Refusal: ``support`` measures, in absolute terms, how well the best sentence covers
-the question (lexical coverage for questions that share a script with the documents,
-dense similarity otherwise). Below ``answer.refusal_threshold`` the answer says the
-documents do not contain it and lists the closest passages as "related" instead of
-citing them. The threshold is calibrated by ``bench/calibrate_refusal.py``.
+the question (term and bigram coverage plus dense similarity for questions in the
+documents' script; dense similarity alone for the others, against
+``answer.cross_lingual_threshold``). When the question asks for an attribute
+(「…的负责人是谁」) its passage never names, support is cut by a fixed penalty. Below
+``answer.refusal_threshold``, or when an amount, count or percentage is asked and the
+evidence holds none, the answer says the documents do not contain it and lists the
+closest passages as "related" instead of citing them. Both thresholds are calibrated by
+``bench/calibrate_refusal.py``.
 """
 
 from __future__ import annotations
@@ -185,8 +189,8 @@ class ExtractiveAnswerer:
             return self._refusal(query, citations_pool, english, 0.0)
         best = max(scored, key=lambda s: s.score)
         support, typed_ok = self._support(query, qtype, best, passages)
-        threshold = (self.settings.refusal_threshold if tokens.is_mostly_cjk(query.question)
-                     else self.settings.cross_lingual_threshold)
+        threshold = (self.settings.cross_lingual_threshold if english
+                     else self.settings.refusal_threshold)
         if support < threshold or not typed_ok:
             return self._refusal(query, citations_pool, english, support, typed_ok)
 
