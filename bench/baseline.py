@@ -64,7 +64,8 @@ def baseline(documents, items, embeddings) -> dict[str, float]:
         latencies.append((time.perf_counter() - t) * 1000)
         if not item.answerable:
             continue  # never refuses: every unanswerable question is a miss
-        rel = [_relevant(item, d.metadata.get("source", ""), d.page_content) for d in found]
+        rel = [evaluation.relevant(item, d.metadata.get("source", ""), d.page_content)
+               for d in found]
         rank = rel.index(True) + 1 if True in rel else None
         hits1 += rank == 1
         hits5 += rank is not None
@@ -78,12 +79,6 @@ def baseline(documents, items, embeddings) -> dict[str, float]:
             "citation_precision": precise / (answered or 1), "refusal_recall": 0.0,
             "latency_p50_ms": statistics.median(latencies),
             "ingest_seconds": ingest_seconds}
-
-
-def _relevant(item: evaluation.Item, source: str, text: str) -> bool:
-    if item.context is not None:
-        return source == item.context
-    return bool(item.evidence) and evaluation.fold(item.evidence) in evaluation.fold(text)
 
 
 def ours(documents, items, embeddings) -> dict[str, float]:

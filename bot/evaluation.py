@@ -233,18 +233,21 @@ def _dcg(relevances: Sequence[bool]) -> float:
 
 
 # ----- running ------------------------------------------------------------------------------
+def relevant(item: Item, source: str, text: str) -> bool:
+    """A passage is relevant when it comes from the item's gold context (SQuAD-style) or
+    contains its evidence (after folding)."""
+    if item.context is not None:
+        return source == item.context
+    target = fold(item.evidence)
+    return bool(target) and target in fold(text)
+
+
 class Scorer:
-    """Knows which passages are relevant to an item, and how many the index holds."""
+    """Counts the relevant chunks the index holds for an item (nDCG's ideal ranking)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._all: list[tuple[str, str]] | None = None  # (source, text) of every chunk
-
-    def relevant(self, item: Item, source: str, text: str) -> bool:
-        if item.context is not None:
-            return source == item.context
-        target = fold(item.evidence)
-        return bool(target) and target in fold(text)
 
     def relevant_total(self, item: Item) -> int:
         if item.context is not None:
@@ -253,7 +256,7 @@ class Scorer:
         if self._all is None:
             got = self.engine.index.all_chunks()
             self._all = [(d.metadata.get("source", ""), d.page_content) for d in got]
-        return sum(self.relevant(item, s, t) for s, t in self._all)
+        return sum(relevant(item, s, t) for s, t in self._all)
 
 
 def run(engine: Engine, items: Sequence[Item], *,
@@ -273,10 +276,10 @@ def run(engine: Engine, items: Sequence[Item], *,
         latency = (time.perf_counter() - started) * 1000
         retrieved = deep.search(result.standalone_query) if result.standalone_query.strip() \
             else []
-        rel = [scorer.relevant(item, str(d.metadata.get("source", "")), d.page_content)
+        rel = [relevant(item, str(d.metadata.get("source", "")), d.page_content)
                for d in retrieved]
         rank = rel.index(True) + 1 if True in rel else None
-        cited = [scorer.relevant(item, c.source, c.text) for c in result.citations]
+        cited = [relevant(item, c.source, c.text) for c in result.citations]
         row: dict[str, Any] = {
             "id": item.id, "type": item.type, **result.to_dict(),
             "retrieved": [{"chunk_id": d.id, "source": d.metadata.get("source"),

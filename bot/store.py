@@ -91,14 +91,14 @@ class Index:
     """An opened index. Build one with ``ingest``; open one with ``Index.open``."""
 
     def __init__(self, settings: Settings, embeddings: QabotEmbeddings,
-                 manifest: dict[str, Any]) -> None:
+                 manifest: dict[str, Any], *, client: Any = None) -> None:
         self.settings = settings
         self.embeddings = embeddings
         self.manifest = manifest
         self.home = settings.home
         tokens.set_cache_dir(settings.cache_dir)
         self.remote = bool(settings.store.url)
-        self._client = _chroma_client(settings)
+        self._client = client or _chroma_client(settings)
         self._chunks = self._collection(CHUNKS)
         self._sentences = self._collection(SENTENCES)
         self._bm25: Any = None
@@ -111,9 +111,11 @@ class Index:
     def open(cls, settings: Settings, embeddings: QabotEmbeddings) -> Index:
         """Open the index for questions; errors say how to build or rebuild it."""
         manifest = read_manifest(settings.home)
+        client = None
         if manifest is None and settings.store.url:
             # a serving process on another machine: what the ingesting one recorded
-            manifest = _read_info(_chroma_client(settings), settings)
+            client = _chroma_client(settings)
+            manifest = _read_info(client, settings)
         if manifest is None:
             where = (f"collection {settings.store.collection!r} on {settings.store.url}"
                      if settings.store.url else str(settings.home))
@@ -125,7 +127,7 @@ class Index:
                 f"The index at {settings.home} was built with {built_with}, but the "
                 f"configured embedder is {embeddings.identity}. Re-ingest with "
                 "`qabot ingest --rebuild`, or set embeddings.backend back.")
-        index = cls(settings, embeddings, manifest)
+        index = cls(settings, embeddings, manifest, client=client)
         stored = index._chunks._collection.count()
         if stored != index.chunk_count:
             raise IndexCorruptError(
