@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SEED_SET = ROOT / "tests" / "data" / "seed_testset.jsonl"
 CMRC = ROOT.parent / "shared" / "data" / "cmrc2018_trial.json"
 COLUMNS = ("hit@1", "hit@5", "mrr@10", "accuracy", "citation_precision", "refusal_recall",
-           "latency_p50_ms", "ingest_seconds")
+           "answer_chars_p50", "latency_p50_ms", "ingest_seconds")
 
 
 def baseline(documents, items, embeddings) -> dict[str, float]:
@@ -55,7 +55,7 @@ def baseline(documents, items, embeddings) -> dict[str, float]:
     ingest_seconds = time.perf_counter() - started
 
     hits1 = hits5 = rr = right = precise = answered = 0
-    latencies = []
+    latencies, lengths = [], []
     answerable = [it for it in items if it.answerable]
     for item in items:
         query = " ".join([*item.history, item.question])  # the obvious follow-up handling
@@ -72,11 +72,13 @@ def baseline(documents, items, embeddings) -> dict[str, float]:
         rr += 1 / rank if rank else 0
         top = found[0].page_content if found else ""
         right += evaluation.contains_answer(top, item.answers)
+        lengths.append(len(top))
         answered += 1
         precise += rel[0] if rel else 0
     n = len(answerable) or 1
     return {"hit@1": hits1 / n, "hit@5": hits5 / n, "mrr@10": rr / n, "accuracy": right / n,
             "citation_precision": precise / (answered or 1), "refusal_recall": 0.0,
+            "answer_chars_p50": statistics.median(lengths) if lengths else 0.0,
             "latency_p50_ms": statistics.median(latencies),
             "ingest_seconds": ingest_seconds}
 
@@ -92,8 +94,8 @@ def ours(documents, items, embeddings) -> dict[str, float]:
 def table(name: str, a: dict[str, float], b: dict[str, float]) -> str:
     lines = [f"\n{name}", "| metric | baseline | ours |", "|---|---|---|"]
     for k in COLUMNS:
-        lines.append(f"| {k} | {a[k]:.3f} | {b[k]:.3f} |" if "ms" not in k and "sec" not in k
-                     else f"| {k} | {a[k]:.1f} | {b[k]:.1f} |")
+        digits = 1 if k.endswith(("_ms", "seconds", "_p50")) else 3
+        lines.append(f"| {k} | {a[k]:.{digits}f} | {b[k]:.{digits}f} |")
     for k in ("em", "f1"):
         lines.append(f"| CMRC {k} (short answer) | - | {b[k]:.3f} |")
     return "\n".join(lines)

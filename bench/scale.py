@@ -5,8 +5,9 @@
    run; peak memory of the ingest process.
 2. Query latency p50/p95 (warm, in-process, retrieval + answer) at 10^2..10^5 chunks,
    embedded store and Chroma server: chunk texts are real Chinese sentences (CMRC
-   passages recombined), their vectors are SYNTHETIC (random unit vectors; embedding
-   10^5 chunks for real takes about an hour here); questions and their vectors are real.
+   passages recombined), their vectors and their sentences' vectors are SYNTHETIC
+   (random unit vectors; embedding 10^5 chunks for real takes about an hour here);
+   questions and their vectors are real.
    Cold `qabot ask` wall time (median of 3) and the peak memory of that process.
 
     python bench/scale.py [--sizes 100,1000,10000,100000] [--ingest-docs 40] [--no-server]
@@ -32,7 +33,14 @@ from bot.config import load_settings
 from bot.embeddings import make_embeddings
 from bot.engine import Engine
 from bot.sessions import SessionStore
-from bot.store import MANIFEST_VERSION, PIPELINE_VERSION, Index, chunk_metadata, write_manifest
+from bot.store import (
+    MANIFEST_VERSION,
+    PIPELINE_VERSION,
+    Index,
+    chunk_metadata,
+    chunk_sentences,
+    write_manifest,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 CMRC = ROOT.parent / "shared" / "data" / "cmrc2018_trial.json"
@@ -148,14 +156,25 @@ def build_synthetic(n: int, url: str | None) -> tuple[str, dict[str, str]]:
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     from bot.chunking import Chunk
 
+    sentence_rng = np.random.default_rng(n + 1)
     for i in range(0, n, 5000):
         ids = [f"c{j}" for j in range(i, min(n, i + 5000))]
-        metas = [chunk_metadata(Chunk(cid, f"synthetic/{int(cid[1:]) // 20}.txt", 0,
-                                      len(texts[int(cid[1:])]), texts[int(cid[1:])]))
-                 for cid in ids]
+        chunks = [Chunk(cid, f"synthetic/{int(cid[1:])}.txt", 0, len(texts[int(cid[1:])]),
+                        texts[int(cid[1:])]) for cid in ids]
         index._chunks._collection.add(ids=ids, embeddings=vectors[i:i + len(ids)].tolist(),
-                                      documents=[texts[int(c[1:])] for c in ids],
-                                      metadatas=metas)
+                                      documents=[c.text for c in chunks],
+                                      metadatas=[chunk_metadata(c) for c in chunks])
+        # the answerer reads sentence vectors and retrieval searches them: store them too
+        # (synthetic as well), as an ingest would
+        sentences = {sid: (text, meta) for c in chunks
+                     for sid, text, meta in chunk_sentences(c)}
+        svecs = sentence_rng.normal(size=(len(sentences), 384)).astype(np.float32)
+        svecs /= np.linalg.norm(svecs, axis=1, keepdims=True)
+        for j in range(0, len(sentences), 5000):
+            part = list(sentences.items())[j:j + 5000]
+            index._sentences._collection.add(
+                ids=[sid for sid, _ in part], embeddings=svecs[j:j + len(part)].tolist(),
+                documents=[t for _, (t, _m) in part], metadatas=[m for _, (_t, m) in part])
     manifest["chunk_count"] = n
     manifest["built_at"] = "synthetic"
     manifest["build_id"] = f"synthetic-{n}-{rng.randint(0, 10**9)}"

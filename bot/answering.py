@@ -5,20 +5,29 @@ every passage by
 
 * lexical coverage: idf-weighted share of the question's terms the sentence holds,
   plus the share of the question's character bigrams (catches paraphrase and jieba
-  segmentation differences);
+  segmentation differences). A document's title counts as part of each of its
+  sentences, and a term found only elsewhere in the document's retrieved text counts
+  for part of its weight: "它的面积约为0.3平方公里" answers "乍都节公园的面积" in the
+  document about 乍都节公园;
+* local coverage: the same share with idf computed over the candidate sentences, so
+  the words that single one sentence out (面积) outweigh the topic every sentence shares;
 * dense similarity of the sentence's stored vector to the question's vector, relative
   to the best sentence (so the scale of each embedder does not matter);
 * answer type: a question asking 多少钱 / how many / 哪一年 / 叫什么 wants a sentence
-  that holds an amount, a count, a date or a quoted name it does not already state;
+  that holds an amount, a count (in the asked unit, for 「多少亩」), a date or a quoted
+  name it does not already state;
 * the passage's retrieval rank, and a penalty for site chrome.
 
-The best sentence is cited as ``[n]`` and, when the question asks for an amount, count,
-percentage, date or name, the matching span closest to the question's words in that
-sentence becomes the short answer, shown first.
+The best sentence is quoted with what it needs to be read alone: the sentence before
+it when it points back (因此…, 此战…, 他…), and for open questions (what, why, which)
+the one after it, where such answers often run on. Adjacent sentences are quoted as
+one passage, cited as ``[n]``. When the question asks for an amount, count,
+percentage, date or name, the matching span closest to the question's words in the
+best sentence becomes the short answer, shown first.
 
-Refusal: ``support`` measures, in absolute terms, how well the best sentence covers
-the question (term and bigram coverage plus dense similarity for questions in the
-documents' script; dense similarity alone for the others, against
+Refusal: ``support`` measures, in absolute terms, how well the best sentence (with its
+document's title) covers the question (term and bigram coverage plus dense similarity
+for questions in the documents' script; dense similarity alone for the others, against
 ``answer.cross_lingual_threshold``). When the question asks for an attribute
 (「…的负责人是谁」) its passage never names, support is cut by a fixed penalty. Below
 ``answer.refusal_threshold``, or when an amount, count or percentage is asked and the
@@ -43,19 +52,26 @@ from bot.chunking import KIND_BOILERPLATE, KIND_HEADER, sentence_id, split_sente
 from bot.config import AnswerSettings
 from bot.store import Index
 
-_NUM = r"(?:\d+(?:\.\d+)?|[一二两三四五六七八九十百千万零〇]+)"
-_UNITS = (r"人次|场次|公里|千米|平方公里|平方米|公顷|公斤|千克|小时|分钟|个月|周年"
-          r"|km|cm|mm|kg|m²|m|个|名|人|项|次|场|所|户|批|家|位|亩|张|条|村|栋|座|期|米|吨"
+# 33,700 / 1.601 / 三十
+_NUM = r"(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|[一二两三四五六七八九十百千万零〇]+)"
+_AMOUNT = rf"{_NUM}(?:\s?[至到~～–-]\s?{_NUM})?"  # 15至20
+_UNITS = (r"人次|场次|平方公里|平方千米|平方米|公里|千米|厘米|公分|毫米|公尺|英尺|英寸|英里"
+          r"|公顷|公斤|千克|小时|分钟|个月|周年"
+          r"|km²|km|cm|mm|kg|m²|m|ft|个|名|人|项|次|场|所|户|批|家|位|亩|张|条|村|栋|座|期|米|吨"
           r"|岁|年|天|日|秒|部|本|首|集|届|层|种|只|头|匹|辆|台|架|艘|枚|颗|块|篇|件|份|间"
           r"|卷|册|章|节|分|倍|度|克")
 PATTERNS: dict[str, re.Pattern[str]] = {
-    "money": re.compile(rf"(?:近|约)?{_NUM}(?:余|多)?(?:万|亿|千)?(?:余|多)?元(?:以上)?"),
+    "money": re.compile(rf"(?:近|约)?{_AMOUNT}(?:余|多)?(?:万|亿|千)?(?:余|多)?"
+                        rf"(?:美元|港元|港币|欧元|日元|英镑|元|人民币)(?:以上)?"),
     "percent": re.compile(rf"{_NUM}\s*%(?:以上)?|百分之[一二三四五六七八九十百\d]+"),
-    "count": re.compile(rf"(?:近|约)?{_NUM}(?:余|多)?(?:万|千|百)?(?:余|多)?(?:{_UNITS})"),
+    # a number with a unit (182cm, 1.601 km²) or a magnitude (5000万)
+    "count": re.compile(rf"(?:近|约)?{_AMOUNT}(?:余|多)?(?:(?:万|千|百)?(?:余|多)?\s?(?:{_UNITS})"
+                        rf"(?![a-z])|[万亿](?:余|多)?)", re.I),
     "date": re.compile(r"\d{4}-\d{1,2}-\d{1,2}|\d{4}年(?:\d{1,2}月)?(?:\d{1,2}日)?"
                        r"|(?:今年|去年|明年)?\d{1,2}月(?:\d{1,2}日)?"),
     "name": re.compile(r"“([^”]{2,40})”|《([^》]{1,40})》|「([^」]{1,40})」|\"([^\"]{2,40})\""),
 }
+_ASKED_UNIT = re.compile(rf"(?:多少|几)\s?({_UNITS})(?![a-z])", re.I)
 _QTYPE: list[tuple[str, re.Pattern[str]]] = [
     ("percent", re.compile(r"比例|百分之|百分比|多少%|percent|proportion|share of", re.I)),
     ("money", re.compile(
@@ -93,6 +109,8 @@ _MISSING_ATTRIBUTE_PENALTY = 0.45
 # Any constant works: a shift here is a shift of answer.refusal_threshold, which is
 # what bench/calibrate_refusal.py calibrates.
 _DENSE_ZERO = 0.85
+# A question word found only elsewhere in the sentence's document counts this much.
+_SURROUNDING_CREDIT = 0.6
 _NOT_FOUND_ZH = "文档中没有找到这个问题的答案。"
 _NOT_FOUND_EN = "The documents do not contain an answer to this question."
 
@@ -150,6 +168,7 @@ class Query:
 @dataclass
 class _Scored:
     passage: int
+    source: str
     start: int  # offsets in the source document
     end: int
     text: str
@@ -194,23 +213,19 @@ class ExtractiveAnswerer:
         if support < threshold or not typed_ok:
             return self._refusal(query, citations_pool, english, support, typed_ok)
 
-        chosen = [best]
-        # Open questions (what is X, which ones, why) are often answered by a sentence
-        # and the one after it; amount/date/name questions by one sentence stating one
-        # value. Otherwise a second sentence only when it is nearly as good.
+        chosen = _context(best, scored, open_question=not qtype,
+                          limit=self.settings.max_sentences)
+        # then other sentences nearly as good as the best (lists, several facts), for
+        # open questions only: an amount or a date is one value in one sentence
         if not qtype:
-            following = [c for c in scored if c.passage == best.passage
-                         and c.start > best.end and c.start - best.end <= 4]
-            ranked = following + sorted(scored, key=lambda s: -s.score)[1:]
-        else:
-            following, ranked = [], []
-        for cand in ranked:
-            if len(chosen) >= self.settings.max_sentences:
-                break
-            nearly = cand.score >= best.score - 0.08 and cand.support >= best.support * 0.85
-            if (cand in following or nearly) and not _overlaps(cand, chosen):
-                chosen.append(cand)
-        chosen.sort(key=lambda s: (s.passage, s.start))
+            for cand in sorted(scored, key=lambda s: -s.score)[1:]:
+                if len(chosen) >= self.settings.max_sentences:
+                    break
+                nearly = cand.score >= best.score - 0.08 and cand.support >= best.support * 0.85
+                if nearly and not _overlaps(cand, chosen):
+                    chosen.append(cand)
+        order = {s.source: s.passage for s in sorted(chosen, key=lambda s: -s.passage)}
+        chosen.sort(key=lambda s: (order[s.source], s.start))
 
         numbering: dict[int, int] = {}
         for s in chosen:
@@ -223,7 +238,10 @@ class ExtractiveAnswerer:
         lines = []
         if short:
             lines.append(f"{short} [{numbering[best.passage]}]")
-        lines += [f"{s.text} [{numbering[s.passage]}]" for s in chosen]
+        # consecutive sentences read as one quote, as they stand in the document
+        for run in _runs(chosen):
+            marks = "".join(f"[{n}]" for n in dict.fromkeys(numbering[s.passage] for s in run))
+            lines.append(f"{_quote(run, passages)} {marks}")
         related = [c for i, c in enumerate(citations_pool) if i not in numbering]
         for i, c in enumerate(related, start=len(citations) + 1):
             c.n = i
@@ -291,17 +309,18 @@ class ExtractiveAnswerer:
         focus = tokens.content_terms(query.question)
         context = [t for t in tokens.content_terms(query.standalone) if t not in focus]
         weights = {t: self.index.idf(t) for t in focus + context}
-        focus_bigrams = _bigrams(query.question)
+        focus_bigrams = sorted(_bigrams(query.question))
         qvec = np.asarray(self.index.embeddings.embed_query(query.standalone), dtype=np.float32)
 
-        sentences: list[tuple[int, int, int, str, str]] = []
+        sentences: list[tuple[int, str, int, int, str, str]] = []
         for p_index, doc in enumerate(passages):
             base = int(doc.metadata.get("start", 0))
+            source = str(doc.metadata.get("source", ""))
             for span in split_sentences(doc.page_content):
                 text = doc.page_content[span.start:span.end]
-                sid = sentence_id(str(doc.metadata.get("source", "")), text)
-                sentences.append((p_index, base + span.start, base + span.end, text, sid))
-        vectors = self.index.sentence_vectors([s[4] for s in sentences])
+                sentences.append((p_index, source, base + span.start, base + span.end, text,
+                                  sentence_id(source, text)))
+        vectors = self.index.sentence_vectors([s[5] for s in sentences])
         dense = {
             sid: float(np.dot(vec, qvec) / ((np.linalg.norm(vec) * np.linalg.norm(qvec)) or 1))
             for sid, vec in vectors.items()
@@ -309,19 +328,35 @@ class ExtractiveAnswerer:
         top_dense = max(dense.values(), default=0.0)
         q_norm = tokens.normalize(query.question)
         q_script_cjk = tokens.is_mostly_cjk(query.question)
+        # A document's title scopes every sentence in it, and the rest of its retrieved
+        # text is the sentence's surroundings: "它的面积约为0.3平方公里" answers
+        # "乍都节公园的面积" in the document about 乍都节公园 without naming it.
+        titles: dict[str, str] = {}
+        surroundings: dict[str, str] = {}
+        for doc in passages:
+            source = str(doc.metadata.get("source", ""))
+            titles[source] = tokens.normalize(str(doc.metadata.get("title") or ""))
+            surroundings[source] = " ".join(filter(None, (
+                surroundings.get(source), tokens.normalize(doc.page_content))))
 
-        seen: set[tuple[int, int]] = set()
+        seen: set[tuple[str, int, int]] = set()
+        unique: list[tuple[int, str, int, int, str, str, str]] = []
+        for sentence in sentences:
+            if sentence[1:4] not in seen:  # overlapping chunks repeat sentences
+                seen.add(sentence[1:4])
+                titled = tokens.normalize(sentence[4]) + " \n" + titles[sentence[1]]
+                unique.append((*sentence, titled))
+        # Which of the question's words single a sentence out among the candidates: the
+        # topic is in most of them, 面积 in one. idf over the corpus cannot see that;
+        # idf over the candidate sentences can.
+        local = _local_idf(focus, [u[6] for u in unique])
         out: list[_Scored] = []
-        for p_index, start, end, text, sid in sentences:
-            if (start, end) in seen:  # overlapping chunks repeat sentences
-                continue
-            seen.add((start, end))
-            norm = tokens.normalize(text)
-            lex_focus = _coverage(focus, norm, weights)
-            lex_context = _coverage(context, norm, weights) if context else 0.0
+        for p_index, source, start, end, text, sid, titled in unique:
+            lex_local = _coverage(focus, titled, local)
+            lex_focus = _coverage(focus, titled, weights, surroundings[source])
+            lex_context = _coverage(context, titled, weights) if context else 0.0
             lexical = lex_focus if not context else 0.75 * lex_focus + 0.25 * lex_context
-            bigram = (sum(1 for b in focus_bigrams if b in norm) / len(focus_bigrams)
-                      if focus_bigrams else 0.0)
+            bigram = _coverage(focus_bigrams, titled, {}, surroundings[source])
             cos = dense.get(sid, top_dense - 0.2)
             dense_rel = max(0.0, 1.0 + 5.0 * (cos - top_dense))  # 1 at the best, 0 at -0.2
             typed = 0.0
@@ -332,19 +367,24 @@ class ExtractiveAnswerer:
             # site chrome and bare title lines are findable but rarely the answer
             chrome = -0.3 if meta.get("kind") in (KIND_BOILERPLATE, KIND_HEADER) else 0.0
             # a sentence that only repeats the question's words tells the user nothing
-            new = sum(1 for ch in norm if ch.isalnum() and ch not in q_norm)
+            new = sum(1 for ch in tokens.normalize(text) if ch.isalnum() and ch not in q_norm)
             echo = -0.3 if new < 4 else 0.0
-            score = (0.45 * lexical + 0.15 * bigram + 0.30 * dense_rel + 0.12 * typed
-                     + 0.05 * rank_prior + chrome + echo)
-            # absolute evidence that the documents speak to this question: words shared
-            # (when the scripts match), plus dense similarity above the floor
+            score = (0.30 * lexical + 0.30 * lex_local + 0.10 * bigram + 0.20 * dense_rel
+                     + 0.12 * typed + 0.05 * rank_prior + chrome + echo)
+            # absolute evidence that the documents speak to this question: words the
+            # sentence and its title share with it (when the scripts match; not the
+            # surroundings, which would vouch for every sentence of a long document),
+            # plus dense similarity above the floor
             if q_script_cjk:
-                support = 0.6 * lex_focus + 0.4 * bigram + 2.0 * (cos - _DENSE_ZERO)
+                support = (0.6 * _coverage(focus, titled, weights)
+                           + 0.4 * _coverage(focus_bigrams, titled, {})
+                           + 2.0 * (cos - _DENSE_ZERO))
             else:
                 support = cos
-            out.append(_Scored(p_index, start, end, text, score, support, {
-                "lexical": round(lexical, 3), "bigram": round(bigram, 3),
-                "cos": round(cos, 4), "dense_rel": round(dense_rel, 3), "typed": typed,
+            out.append(_Scored(p_index, source, start, end, text, score, support, {
+                "lexical": round(lexical, 3), "lex_local": round(lex_local, 3),
+                "bigram": round(bigram, 3), "cos": round(cos, 4),
+                "dense_rel": round(dense_rel, 3), "typed": typed,
                 "rank_prior": round(rank_prior, 3), "chrome": chrome, "echo": echo}))
         return out
 
@@ -371,11 +411,30 @@ def citation_of(n: int, doc: Document) -> Citation:
                     text=doc.page_content, score=float(m.get("score", 0.0)))
 
 
-def _coverage(terms: Sequence[str], text: str, weights: dict[str, float]) -> float:
+def _coverage(terms: Sequence[str], text: str, weights: dict[str, float],
+              surroundings: str = "") -> float:
+    """idf-weighted share of ``terms`` in ``text``; a term found only in the text's
+    surroundings (same document) counts ``_SURROUNDING_CREDIT`` of its weight."""
     total = sum(weights.get(t, 1.0) for t in terms)
     if not total:
         return 0.0
-    return sum(weights.get(t, 1.0) for t in terms if t in text) / total
+    got = 0.0
+    for t in terms:
+        if t in text:
+            got += weights.get(t, 1.0)
+        elif surroundings and t in surroundings:
+            got += _SURROUNDING_CREDIT * weights.get(t, 1.0)
+    return got / total
+
+
+def _local_idf(terms: Sequence[str], texts: Sequence[str]) -> dict[str, float]:
+    """BM25's idf of each term over ``texts``."""
+    n = len(texts)
+    weights = {}
+    for t in terms:
+        df = sum(1 for x in texts if t in x)
+        weights[t] = float(np.log1p((n - df + 0.5) / (df + 0.5)))
+    return weights
 
 
 _QUESTION_CHARS = set("什么哪些谁几多少吗呢是的了在有")
@@ -387,17 +446,78 @@ def _bigrams(text: str) -> set[str]:
             if not (a in _QUESTION_CHARS and b in _QUESTION_CHARS)}
 
 
+# A sentence that opens by pointing back (因此…, 此战…, 在此背景下…, 他…) means little
+# without the one before it.
+_POINTS_BACK = re.compile(r"^(?:因此|因而|所以|于是|故此|此后|其后|随后|之后|后来|然而|但是?|不过"
+                          r"|同时|此外|另外|并且|而且|在此|这|此|该|其|他|她|它|本)")
+
+
+def _context(best: _Scored, scored: Sequence[_Scored], *, open_question: bool,
+             limit: int) -> list[_Scored]:
+    """The best sentence with what it needs to be read on its own: the sentence before
+    it when it points back, the one after it for open questions (what is X, why, which
+    ones), whose answers often run on into the next sentence; ``limit`` sentences in
+    all, the one before first."""
+    def adjacent(before: bool) -> _Scored | None:
+        return next((c for c in scored if c.source == best.source and (
+            best.start - 4 <= c.end <= best.start if before
+            else best.end <= c.start <= best.end + 4)), None)
+
+    chosen = [best]
+    previous = adjacent(before=True) if _POINTS_BACK.match(best.text) else None
+    if previous is not None and len(chosen) < limit:
+        chosen.insert(0, previous)
+    following = adjacent(before=False) if open_question else None
+    if following is not None and len(chosen) < limit:
+        chosen.append(following)
+    return chosen
+
+
+_LATIN_END = re.compile(r"[A-Za-z0-9.,;:!?)\"']$|^[A-Za-z0-9(\"']")
+
+
+def _runs(chosen: Sequence[_Scored]) -> list[list[_Scored]]:
+    """``chosen`` (in document order) cut into runs of adjacent sentences."""
+    runs: list[list[_Scored]] = []
+    for s in chosen:
+        last = runs[-1][-1] if runs else None
+        if last is not None and last.source == s.source and 0 <= s.start - last.end <= 4:
+            runs[-1].append(s)
+        else:
+            runs.append([s])
+    return runs
+
+
+def _quote(run: Sequence[_Scored], passages: Sequence[Document]) -> str:
+    """The text of a run of adjacent sentences, with what stands between them."""
+    text = run[0].text
+    for prev, s in itertools.pairwise(run):
+        doc = passages[s.passage]
+        base = int(doc.metadata.get("start", 0))
+        gap = doc.page_content[prev.end - base:s.start - base] if prev.end >= base else ""
+        if not gap.strip():  # a line break between them is layout, not text
+            gap = " " if _LATIN_END.search(text) and _LATIN_END.match(s.text) else ""
+        text += gap + s.text
+    return text
+
+
 def _overlaps(cand: _Scored, chosen: list[_Scored]) -> bool:
-    return any(cand.start < c.end and c.start < cand.end for c in chosen)
+    return any(cand.source == c.source and cand.start < c.end and c.start < cand.end
+               for c in chosen)
 
 
 def _candidates(qtype: str, sentence: str, question_norm: str) -> list[re.Match[str]]:
-    """Spans of the wanted type that the question does not already contain."""
+    """Spans of the wanted type that the question does not already contain; for
+    「多少亩」 or "how many km" only spans in that unit."""
+    unit = _ASKED_UNIT.search(question_norm) if qtype == "count" else None
     found = []
     for m in PATTERNS[qtype].finditer(sentence):
         value = _value(m)
-        if value and tokens.normalize(value) not in question_norm:
-            found.append(m)
+        if not value or tokens.normalize(value) in question_norm:
+            continue
+        if unit and unit.group(1) not in tokens.normalize(value):
+            continue
+        found.append(m)
     return found
 
 

@@ -1,7 +1,8 @@
 """Chinese-aware chunking: sentences in, overlapping chunks out, offsets exact.
 
 Sentences end at 。！？；(and ``! ? ;``, and ``.`` before a space), at any closing
-quote or bracket right after those, and at newlines. Chunks are whole sentences merged
+quote or bracket right after those, and at newlines; not inside brackets or title
+marks (「《卡拉OK.LIVE！‧台北‧我》是…」 is one sentence). Chunks are whole sentences merged
 up to ``size`` characters, repeating up to ``overlap`` characters of trailing
 sentences; only a single sentence longer than ``size`` is cut (at a comma when it can
 be). A document's header (title, source line) and its boilerplate spans are chunked
@@ -22,6 +23,10 @@ from bot.loading import Document
 
 _SENTENCE_END = re.compile(r"[。！？；!?;…]+[”’」』）)\]\"']*|\.(?=\s)|\n")
 _SOFT_BREAK = re.compile(r"[，,、：:]")
+# A terminator inside brackets or title marks does not end the sentence, unless the
+# bracket has run this long (an unclosed bracket must not swallow a whole document).
+_OPENERS, _CLOSERS = "(（《〈【[", ")）》〉】]"
+_MAX_BRACKETED = 160
 
 KIND_BODY = "body"
 KIND_HEADER = "header"
@@ -51,6 +56,9 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[S
     spans: list[Span] = []
     pos = start
     for match in _SENTENCE_END.finditer(text, start, end):
+        if match.group() != "\n" and match.start() - pos < _MAX_BRACKETED \
+                and _open_brackets(text, pos, match.start()):
+            continue  # 「萱侬律(又名：东芭乐园；泰文：…)」 is one sentence
         _append_trimmed(spans, text, pos, match.end())
         pos = match.end()
     _append_trimmed(spans, text, pos, end)
@@ -82,6 +90,17 @@ def sentence_id(source: str, text: str) -> str:
 
 def _hash(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8")).hexdigest()[:24]
+
+
+def _open_brackets(text: str, start: int, end: int) -> bool:
+    """Whether a bracket or title mark opened in ``text[start:end]`` is still open."""
+    depth = 0
+    for ch in text[start:end]:
+        if ch in _OPENERS:
+            depth += 1
+        elif ch in _CLOSERS and depth:
+            depth -= 1
+    return depth > 0
 
 
 def _append_trimmed(spans: list[Span], text: str, start: int, end: int) -> None:

@@ -65,6 +65,7 @@ class RetrievalSettings:
     rrf_k: int = 60  # reciprocal-rank-fusion constant
     dense: bool = True
     bm25: bool = True
+    sentence_side: bool = True  # dense score of a chunk: max(chunk, best sentence)
     boilerplate_penalty: float = 0.5  # fused score multiplier for site chrome
 
 
@@ -73,9 +74,9 @@ class AnswerSettings:
     # The three refusal settings are calibrated for the default embedder by
     # `python bench/calibrate_refusal.py` (see README), not hand-picked; re-run it after
     # changing embeddings.backend.
-    refusal_threshold: float = 0.287  # support below this: "the documents do not say"
+    refusal_threshold: float = 0.295  # support below this: "the documents do not say"
     cross_lingual_threshold: float = 0.726  # cosine needed when scripts differ (en vs zh)
-    max_sentences: int = 2
+    max_sentences: int = 3
     max_question_chars: int = 2000
 
 

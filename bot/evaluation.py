@@ -318,6 +318,7 @@ def metrics(rows: Sequence[dict[str, Any]], *, ingest_seconds: float | None = No
     precisions = [r["citation_precision"] for r in answerable
                   if r.get("citation_precision") is not None]
     lat = sorted(r["latency_ms"] for r in rows)
+    lengths = sorted(len(r["answer"]) for r in answerable if not r["refused"])
 
     def share(n: float, d: int) -> float:
         return round(n / d, 4) if d else 0.0
@@ -340,6 +341,8 @@ def metrics(rows: Sequence[dict[str, Any]], *, ingest_seconds: float | None = No
         "hit@5": share(sum(1 for k in ranks if k and k <= 5), len(ranks)),
         "mrr@10": share(sum(r["rr"] for r in answerable), len(answerable)),
         "ndcg@10": share(sum(r["ndcg@10"] for r in answerable), len(answerable)),
+        # accuracy rewards long answers ("contains a gold answer"): show what it cost
+        "answer_chars_p50": round(_percentile(lengths, 50), 1),
         "latency_p50_ms": round(_percentile(lat, 50), 1),
         "latency_p95_ms": round(_percentile(lat, 95), 1),
         "latency_max_ms": round(lat[-1], 1) if lat else 0.0,

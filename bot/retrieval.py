@@ -1,5 +1,10 @@
 """Hybrid retrieval: dense (Chroma) and BM25 (jieba tokens), fused by reciprocal rank.
 
+The dense side scores a chunk by the better of its own similarity and its best
+sentence's (``retrieval.sentence_side``): chunks are 200 characters of several
+sentences, and a question answered by one of them should not lose to a chunk that is
+merely on topic.
+
 RRF only counts a side that has signal: BM25 contributes only chunks whose score is
 above zero, so an English question about a Chinese document (no shared terms) is
 ranked by the dense side alone instead of being averaged with noise. Boilerplate
@@ -45,6 +50,7 @@ class HybridRetriever(BaseRetriever):
         fused: dict[str, dict[str, Any]] = {}
         docs: dict[str, Document] = {}
 
+        vector = None
         if s.dense and self.mode in ("hybrid", "dense"):
             vector = self.index.embeddings.embed_query(query)
             for rank, (doc, score) in enumerate(self.index.dense_search(vector, s.fetch_k), 1):
@@ -57,6 +63,8 @@ class HybridRetriever(BaseRetriever):
 
         missing = [i for i in fused if i not in docs]
         docs.update(self.index.get_chunks(missing))
+        if vector is not None and s.sentence_side:
+            self._sentence_side(vector, s.fetch_k, docs, fused)
 
         ranked = []
         for chunk_id, sides in fused.items():
@@ -84,3 +92,23 @@ class HybridRetriever(BaseRetriever):
             )
             out.append(Document(page_content=src.page_content, metadata=meta, id=chunk_id))
         return out
+
+    def _sentence_side(self, vector: list[float], k: int, docs: dict[str, Document],
+                       fused: dict[str, dict[str, Any]]) -> None:
+        """Make the dense side score a candidate by the better of its own similarity and
+        its best sentence's: a chunk whose one sentence answers the question can sit low
+        at chunk level when the rest of it is about something else. Still one dense
+        side in the fusion (its ranks are redone), and only candidates the two sides
+        found are scored, so no chunk is added."""
+        by_source: dict[str, list[tuple[int, int, str]]] = {}
+        for chunk_id, doc in docs.items():
+            m = doc.metadata
+            by_source.setdefault(str(m.get("source", "")), []).append(
+                (int(m.get("start", 0)), int(m.get("end", 0)), chunk_id))
+        best = {cid: sides["dense"][1] for cid, sides in fused.items() if "dense" in sides}
+        for source, start, end, score in self.index.sentence_search(vector, k):
+            for a, b, cid in by_source.get(source, ()):
+                if a <= start and end <= b and score > best.get(cid, -1.0):
+                    best[cid] = score
+        for rank, cid in enumerate(sorted(best, key=lambda c: -best[c]), 1):
+            fused[cid]["dense"] = (rank, best[cid])

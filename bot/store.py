@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 MANIFEST_VERSION = 1
 # Bump when loading or chunking changes what gets indexed: every file is re-chunked
 # (only text that actually changed is embedded again).
-PIPELINE_VERSION = 3
+PIPELINE_VERSION = 5
 CHUNKS = "chunks"
 SENTENCES = "sentences"
 INFO = "info"  # server mode: embedder identity and build time, for processes without a manifest
@@ -164,6 +164,20 @@ class Index:
                                     "`qabot ingest --rebuild`.") from exc
         # cosine space: Chroma returns distance = 1 - cosine
         return [(doc, 1.0 - float(dist)) for doc, dist in hits]
+
+    def sentence_search(self, query_vector: Sequence[float], k: int
+                        ) -> list[tuple[str, int, int, float]]:
+        """(source, start, end, cosine) of the sentences nearest to the query vector."""
+        try:
+            got = self._sentences._collection.query(
+                query_embeddings=[list(query_vector)], n_results=k,
+                include=["metadatas", "distances"])
+        except Exception as exc:
+            raise IndexCorruptError(f"Chroma query failed: {exc}. Rebuild with "
+                                    "`qabot ingest --rebuild`.") from exc
+        return [(str(m.get("source", "")), int(m.get("start", 0)), int(m.get("end", 0)),
+                 1.0 - float(d))
+                for m, d in zip(got["metadatas"][0], got["distances"][0], strict=True) if m]
 
     def bm25_search(self, query: str, k: int) -> list[tuple[str, float]]:
         """(chunk id, BM25 score) for chunks sharing terms with the query; zeros dropped."""

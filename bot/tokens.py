@@ -24,6 +24,8 @@ _STOPWORDS_TEXT = """
 什么 哪 哪些 哪个 哪里 哪儿 哪年 几 多少 多 谁 何 何时 怎么 怎样
 如何 为什么 为何 请问 请 告诉 我 你 他 她 它 我们 你们 他们 她们 它们
 该 此 所 是否 有没有
+时候 什么时候 哪一年 哪一天 哪一个 哪一位 哪一种 哪位 哪种 哪国 哪家 哪些地方 什么样
+几个 多久 多大 多长 多高 多远 叫 会 来 着 过 要 做 约
 a an the of to in on at by for with from and or is are was were be been being do does
 did what which who whom whose when where why how much many this that these those it its
 they them their there here as about into than then so if not no yes can could would

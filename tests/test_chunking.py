@@ -66,6 +66,18 @@ def test_sentence_splitter_handles_chinese_and_ascii_ends() -> None:
                      "“引号。”", "之后 Mr.", "Smith paid 1.4 yuan.", "End"]
 
 
+def test_terminators_inside_brackets_do_not_end_a_sentence() -> None:
+    text = ("萱侬律(又名：「东芭乐园」；泰文：สวน)位于泰国。《卡拉OK.LIVE！‧台北‧我》是专辑。"
+            "（未闭合的括号；" + "很长" * 100 + "。后一句。")
+    parts = [text[s.start:s.end] for s in split_sentences(text)]
+    assert parts[:2] == ["萱侬律(又名：「东芭乐园」；泰文：สวน)位于泰国。",
+                         "《卡拉OK.LIVE！‧台北‧我》是专辑。"]
+    # an unclosed bracket stops protecting after _MAX_BRACKETED characters: the next
+    # terminator ends the sentence, and the rest of the document is split as usual
+    assert parts[2].startswith("（未闭合的括号；") and parts[2].endswith("很长。")
+    assert parts[3:] == ["后一句。"]
+
+
 def test_chunk_ids_are_stable_and_content_derived(seed_doc, tmp_path: Path) -> None:
     first = chunk_document(seed_doc, size=200, overlap=60)
     again = chunk_document(load(SEED, root=ROOT), size=200, overlap=60)

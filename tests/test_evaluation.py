@@ -24,7 +24,7 @@ from bot.evaluation import (
 def row(**kw):
     base = {"gold_answers": ["x"], "refused": False, "correct": True, "citation_hit": True,
             "citation_precision": 1.0, "evidence_rank": 1, "rr": 1.0, "ndcg@10": 1.0,
-            "em": 1.0, "f1": 1.0, "latency_ms": 10.0, "type": "t"}
+            "em": 1.0, "f1": 1.0, "latency_ms": 10.0, "type": "t", "answer": "x"}
     base.update(kw)
     if not base["gold_answers"]:
         for key in ("citation_hit", "citation_precision", "rr", "ndcg@10", "em", "f1"):
@@ -47,9 +47,9 @@ def test_evidence_rank_is_one_based_and_none_when_absent() -> None:
 
 def test_metrics_hand_worked() -> None:
     rows = [
-        row(latency_ms=10),  # answerable, right, rank 1
+        row(latency_ms=10, answer="ab"),  # answerable, right, rank 1
         row(correct=False, citation_hit=False, citation_precision=0.5, evidence_rank=3,
-            rr=1 / 3, **{"ndcg@10": 0.5}, em=0.0, f1=0.5, latency_ms=20),
+            rr=1 / 3, **{"ndcg@10": 0.5}, em=0.0, f1=0.5, latency_ms=20, answer="abcd"),
         row(refused=True, correct=False, citation_hit=False, citation_precision=None,
             evidence_rank=None, rr=0.0, **{"ndcg@10": 0.0}, em=0.0, f1=0.0, latency_ms=30),
         row(gold_answers=[], refused=True, correct=True, evidence_rank=None, latency_ms=40),
@@ -67,6 +67,7 @@ def test_metrics_hand_worked() -> None:
     assert m["ndcg@10"] == 0.5 and m["em"] == round(1 / 3, 4) and m["f1"] == 0.5
     assert m["citation_precision"] == 0.75  # mean over the two answered answerable items
     assert m["latency_p50_ms"] == 30.0 and m["latency_max_ms"] == 50.0
+    assert m["answer_chars_p50"] == 3.0  # answers given to answerable questions: 2 and 4
     assert "ingest_seconds" not in m
     assert metrics(rows, ingest_seconds=1.234)["ingest_seconds"] == 1.23
 
