@@ -10,8 +10,10 @@
    questions and their vectors are real.
    Cold `qabot ask` wall time (median of 3) and the peak memory of that process.
 
+   Peak memory of `qabot ingest` (real embeddings) on 32..256 CMRC passages.
+
     python bench/scale.py [--sizes 100,1000,10000,100000] [--ingest-docs 40] [--no-server]
-                          [--modes embedded,server]
+                          [--modes embedded,server] [--ingest-memory 32,64,128,256]
 """
 
 from __future__ import annotations
@@ -123,6 +125,25 @@ def ingest_overhead(n_docs: int) -> None:
           f"process: {peak:.0f} MiB")
 
 
+def ingest_memory(sizes: list[int]) -> None:
+    """Peak memory of `qabot ingest` (real embedder) as the corpus grows."""
+    from bot import evaluation
+
+    contexts = evaluation.load_testset(CMRC).contexts
+    print("\n## Ingest peak memory by corpus size (real embeddings, CMRC passages)")
+    print("| passages | chunks | sentences | seconds | peak MiB |\n|---|---|---|---|---|")
+    for n in sizes:
+        folder = Path(tempfile.mkdtemp(prefix="qabot-scale-docs-"))
+        for d in contexts[:n]:
+            (folder / f"{d.source.split('/')[-1]}.txt").write_text(d.text, "utf-8")
+        home = tempfile.mkdtemp(prefix="qabot-scale-ingest-")
+        wall, peak = child(["ingest", str(folder)], home)
+        manifest = json.loads((Path(home) / "manifest.json").read_text("utf-8"))
+        sentences = sum(len(f.get("sentences", [])) for f in manifest["files"].values())
+        print(f"| {min(n, len(contexts))} | {manifest['chunk_count']} | {sentences} | "
+              f"{wall:.0f} | {peak:.0f} |", flush=True)
+
+
 def corpus(n: int, rng: random.Random) -> list[str]:
     from bot import evaluation
 
@@ -209,6 +230,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="100,1000,10000,100000")
     parser.add_argument("--ingest-docs", type=int, default=40)
+    parser.add_argument("--ingest-memory", default="32,64,128,256",
+                        help="CMRC passage counts for the ingest memory table ('' skips)")
     parser.add_argument("--no-server", action="store_true")
     parser.add_argument("--modes", default="embedded,server")
     args = parser.parse_args()
@@ -217,6 +240,8 @@ def main() -> None:
         return
     if args.ingest_docs:
         ingest_overhead(args.ingest_docs)
+    if args.ingest_memory:
+        ingest_memory([int(x) for x in args.ingest_memory.split(",")])
     server = None
     url = None
     if not args.no_server:

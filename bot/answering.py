@@ -234,7 +234,8 @@ class ExtractiveAnswerer:
         for p_index, n in numbering.items():
             c = citations_pool[p_index]
             citations.append(Citation(n, c.source, c.chunk_id, c.start, c.end, c.text, c.score))
-        short = _short_answer(qtype, best.text, query) if qtype else None
+        short = (_short_answer(qtype, best.text, query, self.index.segmenter) if qtype
+                 else None)
         lines = []
         if short:
             lines.append(f"{short} [{numbering[best.passage]}]")
@@ -261,7 +262,8 @@ class ExtractiveAnswerer:
         support = best.support
         attribute = _ATTRIBUTE.search(query.question)
         if attribute and qtype not in _TYPES_IMPLYING_ATTRIBUTE:
-            wanted = tokens.content_terms(attribute.group(1)) or [attribute.group(1)]
+            wanted = (self.index.segmenter.content_terms(attribute.group(1))
+                      or [attribute.group(1)])
             passage = tokens.normalize(passages[best.passage].page_content)
             if not any(tokens.normalize(t) in passage for t in wanted):
                 # the evidence never names what was asked ("…的负责人是谁"): it may still
@@ -306,8 +308,9 @@ class ExtractiveAnswerer:
     # ----- scoring -------------------------------------------------------------
     def _score(self, query: Query, passages: Sequence[Document], qtype: str | None
                ) -> list[_Scored]:
-        focus = tokens.content_terms(query.question)
-        context = [t for t in tokens.content_terms(query.standalone) if t not in focus]
+        terms = self.index.segmenter.content_terms
+        focus = terms(query.question)
+        context = [t for t in terms(query.standalone) if t not in focus]
         weights = {t: self.index.idf(t) for t in focus + context}
         focus_bigrams = sorted(_bigrams(query.question))
         qvec = np.asarray(self.index.embeddings.embed_query(query.standalone), dtype=np.float32)
@@ -526,15 +529,16 @@ def _value(m: re.Match[str]) -> str:
     return groups[0] if groups else m.group(0)
 
 
-def _short_answer(qtype: str, sentence: str, query: Query) -> str | None:
+def _short_answer(qtype: str, sentence: str, query: Query, segmenter: tokens.Segmenter
+                  ) -> str | None:
     """The span of the wanted type nearest to the question's own words in the sentence."""
     q_norm = tokens.normalize(query.question)
     found = _candidates(qtype, sentence, q_norm)
     if not found:
         return None
-    focus = tokens.content_terms(query.question)
+    focus = segmenter.content_terms(query.question)
     terms = [(t, 1.0) for t in focus] + [
-        (t, 0.5) for t in tokens.content_terms(query.standalone) if t not in focus]
+        (t, 0.5) for t in segmenter.content_terms(query.standalone) if t not in focus]
     anchors = [(w, [m.start() for m in re.finditer(re.escape(t), sentence)]) for t, w in terms]
     anchors = [(w, starts) for w, starts in anchors if starts]
     if not anchors:

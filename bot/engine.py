@@ -73,7 +73,7 @@ class Engine:
         t0 = time.perf_counter()
         turns = self._history(session, history)
         standalone = (self.llm.rewrite(question, turns) if self.llm else None) \
-            or standalone_query(question, turns)
+            or standalone_query(question, turns, self.index.segmenter)
         query = Query(question=question, standalone=standalone)
         if query.standalone != question:
             log.info("follow-up rewritten for retrieval: %r", query.standalone)
@@ -122,7 +122,7 @@ class Engine:
         if history:
             turns: list[Turn] = []
             for q in history:  # replay: each earlier question made standalone in turn
-                turns.append(Turn(q, standalone_query(q, turns), ""))
+                turns.append(Turn(q, standalone_query(q, turns, self.index.segmenter), ""))
             return turns
         if session is None:
             return []

@@ -43,13 +43,13 @@ class Turn:
     id: int | None = None  # row id once stored
 
 
-def is_followup(question: str) -> bool:
+def is_followup(question: str, segmenter: tokens.Segmenter = tokens.FULL) -> bool:
     """Does the question lean on an earlier turn to say what it is about?"""
     if _ANAPHORA_ZH.search(question) or _ANAPHORA_EN.search(question):
         return True
     if _ELLIPSIS.search(question.strip()):
         return True
-    terms = tokens.content_terms(question)
+    terms = segmenter.content_terms(question)
     specific = [t for t in terms if len(t) >= 3 or any(ch.isdigit() for ch in t)]
     has_quote = any(q in question for q in "“”\"《》「」")
     short = len(re.sub(r"\W", "", question)) <= 12
@@ -63,9 +63,10 @@ def topic_of(question: str) -> str:
     return core[:100]
 
 
-def standalone_query(question: str, history: list[Turn]) -> str:
+def standalone_query(question: str, history: list[Turn],
+                     segmenter: tokens.Segmenter = tokens.FULL) -> str:
     """The retrieval query for ``question`` in a chat with ``history`` (oldest first)."""
-    if not history or not is_followup(question):
+    if not history or not is_followup(question, segmenter):
         return question
     previous = topic_of(history[-1].standalone)
     return f"{previous} {question}".strip() if previous else question

@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 MANIFEST_VERSION = 1
 # Bump when loading or chunking changes what gets indexed: every file is re-chunked
 # (only text that actually changed is embedded again).
-PIPELINE_VERSION = 5
+PIPELINE_VERSION = 6
 CHUNKS = "chunks"
 SENTENCES = "sentences"
 INFO = "info"  # server mode: embedder identity and build time, for processes without a manifest
@@ -105,6 +105,8 @@ class Index:
         self._bm25_ids: list[str] = []
         self._df: dict[str, int] = {}
         self._n_docs = 0
+        # question segmentation: the corpus vocabulary once BM25 is loaded (tokens.py)
+        self.segmenter: tokens.Segmenter = tokens.FULL
 
     # ----- opening -------------------------------------------------------------
     @classmethod
@@ -181,7 +183,7 @@ class Index:
 
     def bm25_search(self, query: str, k: int) -> list[tuple[str, float]]:
         """(chunk id, BM25 score) for chunks sharing terms with the query; zeros dropped."""
-        terms = [t for t in tokens.tokenize(query) if t in self._df]
+        terms = [t for t in self.segmenter.tokenize(query) if t in self._df]
         if self._bm25 is None or not terms:
             return []
         k = min(k, len(self._bm25_ids))
@@ -251,6 +253,8 @@ class Index:
                 return
             self._bm25_ids, self._df, self._n_docs = meta["ids"], meta["df"], meta["n"]
             self._bm25 = bm25s.BM25.load(str(path / "model")) if self._bm25_ids else None
+            if (path / "vocab.json").is_file():  # absent in indexes built before it
+                self.segmenter = tokens.Segmenter.load(path / "vocab.json")
         except Exception as exc:
             raise IndexCorruptError(f"The BM25 index in {path} is unreadable: {exc}. "
                                     "Rebuild with `qabot ingest --rebuild`.") from exc
@@ -260,7 +264,8 @@ class Index:
         bm25s = _bm25s()
         got = self._chunks.get(include=["documents"])
         ids, texts = list(got["ids"]), list(got["documents"])
-        corpus = [tokens.tokenize(t) for t in texts]
+        with tokens.FULL.recording() as vocabulary:
+            corpus = [tokens.FULL.tokenize(t) for t in texts]
         df: dict[str, int] = {}
         for toks in corpus:
             for tok in set(toks):
@@ -274,6 +279,7 @@ class Index:
             self._bm25 = model
         else:
             self._bm25 = None
+        self.segmenter = tokens.FULL.save_vocabulary(vocabulary, path / "vocab.json")
         _atomic_write(path / "ids.json", json.dumps(
             {"ids": ids, "df": df, "n": len(ids), "build": self.manifest.get("build_id")},
             ensure_ascii=False))

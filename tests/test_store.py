@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from conftest import SEED, make_settings
 
+from bot import tokens
+from bot.chunking import split_sentences
 from bot.embeddings import HashingEmbeddings, make_embeddings
 from bot.engine import Engine
 from bot.errors import EmbedderMismatchError, IndexCorruptError, IndexMissingError
@@ -154,3 +158,41 @@ def test_a_manifest_out_of_step_with_the_store_is_reported(hashing_settings) -> 
     manifest.write_text(json.dumps(data), "utf-8")
     with pytest.raises(IndexCorruptError, match="out of step"):
         Index.open(hashing_settings, HashingEmbeddings())
+
+
+def test_questions_are_segmented_with_the_corpus_vocabulary(hashing_settings) -> None:
+    ingest(hashing_settings, [hashing_settings.docs_dir], HashingEmbeddings())
+    index = Index.open(hashing_settings, HashingEmbeddings())
+    assert not index.segmenter.full
+    # any text of the corpus comes out as the full dictionary cuts it...
+    text = (hashing_settings.docs_dir / SEED.name).read_text("utf-8")
+    for span in split_sentences(text):
+        sentence = text[span.start:span.end]
+        assert index.segmenter.tokenize(sentence) == tokens.FULL.tokenize(sentence), sentence
+    # ...and question words are known, so they are dropped as stopwords, not split
+    question = "霍城县江苏医院综合病房大楼总投资多少?"
+    assert index.segmenter.tokenize(question) == tokens.FULL.tokenize(question)
+
+
+def test_an_index_without_a_vocabulary_falls_back_to_the_full_dictionary(
+        hashing_settings) -> None:
+    ingest(hashing_settings, [hashing_settings.docs_dir], HashingEmbeddings())
+    (hashing_settings.home / "bm25" / "vocab.json").unlink()  # as built before it existed
+    engine = Engine(hashing_settings, embeddings=HashingEmbeddings(),
+                    sessions=SessionStore(":memory:"))
+    assert engine.index.segmenter is tokens.FULL
+    assert engine.answer("霍城县江苏医院综合病房大楼总投资多少?").short_answer == "1.4亿元"
+
+
+def test_answering_does_not_load_the_full_dictionary(hashing_home: Path) -> None:
+    # what makes a cold `qabot ask` fast: only ingest needs jieba's 350,000 words
+    code = ("from bot import tokens\nfrom bot.config import load_settings\n"
+            "from bot.engine import Engine\n"
+            "engine = Engine(load_settings())\n"
+            "a = engine.answer('霍城县江苏医院综合病房大楼总投资多少?')\n"
+            "print(a.short_answer, engine.index.segmenter.loaded, tokens.FULL.loaded)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={"QABOT_HOME": str(hashing_home), "PATH": "/usr/bin:/bin",
+                              "QABOT_EMBEDDINGS_BACKEND": "hashing"}, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1.4亿元", "True", "False"]
