@@ -66,7 +66,7 @@ PATTERNS: dict[str, re.Pattern[str]] = {
     "percent": re.compile(rf"{_NUM}\s*%(?:以上)?|百分之[一二三四五六七八九十百\d]+"),
     # a number with a unit (182cm, 1.601 km²) or a magnitude (5000万)
     "count": re.compile(rf"(?:近|约)?{_AMOUNT}(?:余|多)?(?:(?:万|千|百)?(?:余|多)?\s?(?:{_UNITS})"
-                        rf"(?![a-z])|[万亿](?:余|多)?)", re.I),
+                        rf"(?![a-z])|[万亿](?:余|多)?(?![元美港欧日英]))", re.I),
     "date": re.compile(r"\d{4}-\d{1,2}-\d{1,2}|\d{4}年(?:\d{1,2}月)?(?:\d{1,2}日)?"
                        r"|(?:今年|去年|明年)?\d{1,2}月(?:\d{1,2}日)?"),
     "name": re.compile(r"“([^”]{2,40})”|《([^》]{1,40})》|「([^」]{1,40})」|\"([^\"]{2,40})\""),
@@ -250,7 +250,7 @@ class ExtractiveAnswerer:
             question=query.question, answer="\n".join(lines), short_answer=short,
             refused=False, citations=citations, related=related,
             standalone_query=query.standalone, support=support,
-            evidence={"source": citations[0].source, "start": best.start, "end": best.end,
+            evidence={"source": best.source, "start": best.start, "end": best.end,
                       "text": best.text, "features": best.features},
         )
 

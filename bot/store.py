@@ -53,6 +53,7 @@ MANIFEST_VERSION = 1
 # (only text that actually changed is embedded again).
 PIPELINE_VERSION = 6
 CHUNKS = "chunks"
+_PAGE = 5000  # documents read from Chroma at a time when rebuilding BM25
 SENTENCES = "sentences"
 INFO = "info"  # server mode: embedder identity and build time, for processes without a manifest
 
@@ -262,10 +263,19 @@ class Index:
     def rebuild_bm25(self) -> None:
         """Rebuild BM25 from the chunks stored in Chroma (the one source of truth)."""
         bm25s = _bm25s()
-        got = self._chunks.get(include=["documents"])
-        ids, texts = list(got["ids"]), list(got["documents"])
+        ids: list[str] = []
+        corpus: list[list[str]] = []
+        shared: dict[str, str] = {}  # one string object per distinct token, not per use
+        total = self._chunks._collection.count()
         with tokens.FULL.recording() as vocabulary:
-            corpus = [tokens.FULL.tokenize(t) for t in texts]
+            # in pages: one get() of every document makes Chroma hold all of them (and
+            # more: ~800 MiB at 10^5 chunks) at once; paging keeps it under 400 MiB
+            for offset in range(0, total, _PAGE):
+                got = self._chunks._collection.get(limit=_PAGE, offset=offset,
+                                                   include=["documents"])
+                for chunk_id, text in zip(got["ids"], got["documents"], strict=True):
+                    ids.append(chunk_id)
+                    corpus.append([shared.setdefault(t, t) for t in tokens.FULL.tokenize(text)])
         df: dict[str, int] = {}
         for toks in corpus:
             for tok in set(toks):
