@@ -53,9 +53,9 @@ MANIFEST_VERSION = 1
 # (only text that actually changed is embedded again).
 PIPELINE_VERSION = 6
 CHUNKS = "chunks"
-_PAGE = 5000  # documents read from Chroma at a time when rebuilding BM25
 SENTENCES = "sentences"
 INFO = "info"  # server mode: embedder identity and build time, for processes without a manifest
+_PAGE = 5000  # documents read from Chroma at a time when rebuilding BM25
 
 
 @dataclass

@@ -143,8 +143,10 @@ class Segmenter:
         keep = set(heapq.nlargest(_COMMON_WORDS, freq, key=freq.__getitem__))
         keep |= words | {w for w in STOPWORDS if w in freq}
         vocabulary = {w: freq[w] for w in sorted(keep) if w in freq}
-        path.write_text(json.dumps({"total": tok.total, "freq": vocabulary},
-                                   ensure_ascii=False), "utf-8")
+        partial = path.with_suffix(".tmp")  # never a half-written vocabulary
+        partial.write_text(json.dumps({"total": tok.total, "freq": vocabulary},
+                                      ensure_ascii=False), "utf-8")
+        partial.replace(path)
         return Segmenter(vocabulary, tok.total)
 
     def _tokenize(self, text: str) -> tuple[str, ...]:
