@@ -224,8 +224,11 @@ class ExtractiveAnswerer:
                 nearly = cand.score >= best.score - 0.08 and cand.support >= best.support * 0.85
                 if nearly and not _overlaps(cand, chosen):
                     chosen.append(cand)
-        order = {s.source: s.passage for s in sorted(chosen, key=lambda s: -s.passage)}
-        chosen.sort(key=lambda s: (order[s.source], s.start))
+        # documents in the order their first passage was retrieved, sentences in text order
+        first: dict[str, int] = {}
+        for s in chosen:
+            first[s.source] = min(first.get(s.source, s.passage), s.passage)
+        chosen.sort(key=lambda s: (first[s.source], s.start))
 
         numbering: dict[int, int] = {}
         for s in chosen:
@@ -343,18 +346,18 @@ class ExtractiveAnswerer:
                 surroundings.get(source), tokens.normalize(doc.page_content))))
 
         seen: set[tuple[str, int, int]] = set()
-        unique: list[tuple[int, str, int, int, str, str, str]] = []
+        unique: list[tuple[int, str, int, int, str, str, str, str]] = []
         for sentence in sentences:
             if sentence[1:4] not in seen:  # overlapping chunks repeat sentences
                 seen.add(sentence[1:4])
-                titled = tokens.normalize(sentence[4]) + " \n" + titles[sentence[1]]
-                unique.append((*sentence, titled))
+                norm = tokens.normalize(sentence[4])
+                unique.append((*sentence, norm, norm + " \n" + titles[sentence[1]]))
         # Which of the question's words single a sentence out among the candidates: the
         # topic is in most of them, 面积 in one. idf over the corpus cannot see that;
         # idf over the candidate sentences can.
-        local = _local_idf(focus, [u[6] for u in unique])
+        local = _local_idf(focus, [u[7] for u in unique])
         out: list[_Scored] = []
-        for p_index, source, start, end, text, sid, titled in unique:
+        for p_index, source, start, end, text, sid, norm, titled in unique:
             lex_local = _coverage(focus, titled, local)
             lex_focus = _coverage(focus, titled, weights, surroundings[source])
             lex_context = _coverage(context, titled, weights) if context else 0.0
@@ -370,7 +373,7 @@ class ExtractiveAnswerer:
             # site chrome and bare title lines are findable but rarely the answer
             chrome = -0.3 if meta.get("kind") in (KIND_BOILERPLATE, KIND_HEADER) else 0.0
             # a sentence that only repeats the question's words tells the user nothing
-            new = sum(1 for ch in tokens.normalize(text) if ch.isalnum() and ch not in q_norm)
+            new = sum(1 for ch in norm if ch.isalnum() and ch not in q_norm)
             echo = -0.3 if new < 4 else 0.0
             score = (0.30 * lexical + 0.30 * lex_local + 0.10 * bigram + 0.20 * dense_rel
                      + 0.12 * typed + 0.05 * rank_prior + chrome + echo)
