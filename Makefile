@@ -21,7 +21,7 @@ chat: $(STAMP)
 	$(BIN)/qabot chat
 
 lint: $(STAMP)
-	$(BIN)/ruff check bot tests bench
+	$(BIN)/ruff check bot tests bench train
 
 test: lint
 	$(BIN)/python -m pytest -q

@@ -42,7 +42,7 @@ import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from langchain_core.documents import Document
@@ -139,7 +139,8 @@ class Answer:
     timings_ms: dict[str, float] = field(default_factory=dict)
     evidence: dict[str, Any] = field(default_factory=dict)  # the cited sentence's span
     turn_id: int | None = None  # set when the answer was stored as a session turn
-    mode: str = "extractive"  # extractive | llm | llm-unsupported | extractive-fallback
+    # reader | extractive (rule answerer) | llm | llm-unsupported | extractive-fallback
+    mode: str = "extractive"
 
     def to_dict(self) -> dict[str, Any]:
         """The ``ask --json`` shape."""
@@ -154,6 +155,11 @@ class Answer:
             "support": round(self.support, 4),
             "mode": self.mode,
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
+            # the reader's span (source offsets) and score; null for other answers
+            "span": ({"source": self.evidence["source"], "start": self.evidence["span_start"],
+                      "end": self.evidence["span_end"],
+                      "score": self.evidence.get("reader_score")}
+                     if "span_start" in self.evidence else None),
         }
 
 
@@ -163,6 +169,19 @@ class Query:
 
     question: str
     standalone: str
+    # the question with the previous turn's topic, when it may be a follow-up that
+    # names nothing to resolve; the reader reads both forms (bot/reading.py)
+    contextual: str | None = None
+
+
+class Answerer(Protocol):
+    """What the engine and the LLM fallback need of an answerer."""
+
+    def __call__(self, inputs: dict[str, Any]) -> Answer: ...
+
+    def answer(self, query: Query, passages: Sequence[Document]) -> Answer: ...
+
+    def refusal(self, query: Query, passages: Sequence[Document]) -> Answer: ...
 
 
 @dataclass

@@ -78,6 +78,16 @@ class AnswerSettings:
     cross_lingual_threshold: float = 0.74  # cosine needed when scripts differ (en vs zh)
     max_sentences: int = 3
     max_question_chars: int = 2000
+    # trained (default): the span reader of bot/reader.py | none: the rule answerer
+    # (hand-set sentence scoring), kept as a measured fallback.
+    reader: str = "none"
+    # Reader margin (best span over "not here") below which the answer is a refusal.
+    # Chosen on the DRCD validation articles by `python bench/calibrate_reader.py`
+    # (never on CMRC or the seed test set); see bot/models/reader.md.
+    reader_threshold: float = -2.165
+    # Retrieved passages the reader reads (each is 1-3 windows of 128 tokens): reading
+    # costs about 0.2 s per window on 2 cores, so this bounds latency.
+    reader_passages: int = 4
 
 
 @dataclass(frozen=True)
@@ -299,6 +309,10 @@ def _validate(s: Settings) -> None:
         problems.append("at least one of retrieval.dense and retrieval.bm25 must be true")
     if s.embeddings.batch_size < 1:
         problems.append("embeddings.batch_size must be >= 1")
+    if s.answer.reader not in ("trained", "none"):
+        problems.append("answer.reader must be trained or none")
+    if s.answer.reader_passages < 1:
+        problems.append("answer.reader_passages must be >= 1")
     if s.answer.max_sentences < 1:
         problems.append("answer.max_sentences must be >= 1")
     if s.telegram.rate_limit_per_minute < 1 or s.telegram.workers < 1:

