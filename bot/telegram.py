@@ -39,7 +39,14 @@ from telegram import (
     Update,
 )
 from telegram.constants import ChatAction, ChatType, MessageLimit, ParseMode
-from telegram.error import NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.error import (
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+    TimedOut,
+)
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -57,7 +64,7 @@ from bot.answering import Answer
 from bot.chunking import split_sentences
 from bot.config import Settings, TelegramSettings
 from bot.engine import Engine
-from bot.errors import ConfigError, QabotError
+from bot.errors import BotStoppedError, ConfigError, QabotError
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +92,6 @@ HELP = (
 )
 ONLY_TEXT = "I can only answer text questions. Please type your question."
 NOT_ALLOWED = "Sorry, this bot is private. Ask its owner to add you to the allow-list."
-_WORDS = re.compile(r"[\w\u3400-\u9fff]", re.UNICODE)
 
 
 # ----- secrets -----------------------------------------------------------------------
@@ -106,40 +112,51 @@ def read_token(settings: TelegramSettings, env: dict[str, str] | None = None) ->
     return token
 
 
-class RedactFilter(logging.Filter):
-    """Replaces the token wherever it appears in a log record (URLs, exception text)."""
+def redact(text: str, secrets: Sequence[str]) -> str:
+    """``text`` with every secret (bot token, webhook secret) replaced by a placeholder."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "<token>")
+    return text
 
-    def __init__(self, secret: str) -> None:
+
+class RedactFilter(logging.Filter):
+    """Replaces the secrets wherever they appear in a log record (URLs, request
+    parameters such as setWebhook's ``secret_token``, exception text)."""
+
+    def __init__(self, *secrets: str) -> None:
         super().__init__()
-        self.secret = secret
+        self.secrets = [s for s in secrets if s]
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self.secret:
+        if not self.secrets:
             return True
         message = record.getMessage()
-        if self.secret in message:
-            record.msg, record.args = message.replace(self.secret, "<token>"), ()
+        clean = redact(message, self.secrets)
+        if clean != message:
+            record.msg, record.args = clean, ()
         if record.exc_info and record.exc_info[1] is not None:
             text = logging.Formatter().formatException(record.exc_info)
-            if self.secret in text:
-                record.exc_text = text.replace(self.secret, "<token>")
+            clean = redact(text, self.secrets)
+            if clean != text:
                 record.exc_info = None
-                record.msg = f"{record.msg}\n{record.exc_text}"
+                record.msg = f"{record.msg}\n{clean}"
                 record.exc_text = None
         return True
 
 
-def protect_logs(token: str) -> None:
-    """Turn httpx request logging down and scrub the token from every handler."""
+def protect_logs(token: str, *secrets: str) -> None:
+    """Turn httpx request logging down and scrub the token (and any other secret, such
+    as the webhook secret) from every handler."""
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
-    redact = RedactFilter(token)
+    scrub = RedactFilter(token, *secrets)
     root = logging.getLogger()
     if not root.handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
                                                        "%(message)s")
     for handler in root.handlers:
-        handler.addFilter(redact)
+        handler.addFilter(scrub)
 
 
 # ----- rendering -----------------------------------------------------------------------
@@ -313,12 +330,20 @@ class QABot:
         if user_ok and chat_ok:
             return
         log.info("refused update from user %s in chat %s", user and user.id, chat and chat.id)
-        key = chat.id if chat else (user.id if user else 0)
-        if key not in self._refused and update.effective_message is not None:
-            self._refused.add(key)
-            await update.effective_message.reply_text(NOT_ALLOWED)
-        if update.callback_query:
-            await update.callback_query.answer()
+        # Fail closed: the update stops here whatever happens to the refusal. An
+        # exception escaping this handler would let PTB run the answering handlers.
+        try:
+            key = chat.id if chat else (user.id if user else 0)
+            # edits and channel posts are ignored for everyone, so outsiders get no
+            # refusal for them either
+            if key not in self._refused and update.message is not None:
+                self._refused.add(key)
+                await update.message.reply_text(NOT_ALLOWED)
+            if update.callback_query:
+                await update.callback_query.answer()
+        except Exception as exc:  # any failure still denies
+            log.warning("could not send the refusal to chat %s: %s", chat and chat.id,
+                        type(exc).__name__)
         raise ApplicationHandlerStop
 
     def _over_rate(self, user_id: int) -> bool:
@@ -458,25 +483,23 @@ class QABot:
     async def _answer(self, update: Update, question: str) -> None:
         chat, user = update.effective_chat, update.effective_user
         assert chat is not None
-        if not _WORDS.search(question):
-            await self._reply(update, ["Please ask a question in words — I can't read emoji "
-                                       "or symbols alone."], html_mode=False)
-            return
-        if user is not None and self._over_rate(user.id):
-            await self._reply(update, [
-                f"You're asking faster than I can keep up ({self.cfg.rate_limit_per_minute} "
-                "questions a minute). Please wait a moment and ask again."], html_mode=False)
-            return
+        # counted on arrival, answered in turn: a "slow down" reply must not overtake
+        # the answers queued before it in the same chat
+        over_rate = user is not None and self._over_rate(user.id)
         async with self._chat_locks[chat.id]:  # one chat's replies stay in order
+            if over_rate:
+                await self._reply(update, [
+                    f"You're asking faster than I can keep up ({self.cfg.rate_limit_per_minute}"
+                    " questions a minute). Please wait a moment and ask again."],
+                    html_mode=False)
+                return
             typing = asyncio.create_task(self._keep_typing(chat.id, update))
-            draft: Message | None = None
             try:
-                if self.engine.llm is None:
-                    answer = await asyncio.get_running_loop().run_in_executor(
-                        self._pool, lambda: self.engine.answer(question,
-                                                               session=_session(chat.id)))
-                else:
-                    answer, draft = await self._stream(update, question)
+                # With an LLM the answer is not streamed into the chat: nothing is shown
+                # before the citation check has passed it (bot/llm.py), so "typing…"
+                # runs until the checked answer is ready.
+                answer = await asyncio.get_running_loop().run_in_executor(
+                    self._pool, lambda: self.engine.answer(question, session=_session(chat.id)))
             except QabotError as exc:
                 await self._reply(update, [esc(str(exc))])
                 return
@@ -486,49 +509,7 @@ class QABot:
             if (answer.citations or answer.related) and answer.turn_id is not None:
                 keyboard = InlineKeyboardMarkup(
                     [[InlineKeyboardButton("Sources", callback_data=f"src:{answer.turn_id}")]])
-            parts = render_answer(answer)
-            if draft is not None:  # the streamed draft becomes the first part of the answer
-                try:
-                    await draft.edit_text(parts[0], parse_mode=ParseMode.HTML,
-                                          reply_markup=keyboard if len(parts) == 1 else None)
-                    parts = parts[1:]
-                except TelegramError as exc:
-                    log.warning("could not finish the streamed reply (%s); sending it anew", exc)
-            if parts:
-                await self._reply(update, parts, keyboard=keyboard)
-
-    async def _stream(self, update: Update, question: str) -> tuple[Answer, Message | None]:
-        """Answer with the LLM, showing its draft: one message edited at most once a
-        second while tokens arrive. Returns the checked answer and the draft message."""
-        chat = update.effective_chat
-        assert chat is not None
-        loop = asyncio.get_running_loop()
-        pieces: list[str] = []
-        job = loop.run_in_executor(self._pool, lambda: self.engine.answer(
-            question, session=_session(chat.id),
-            on_token=lambda piece: loop.call_soon_threadsafe(pieces.append, piece)))
-        draft: Message | None = None
-        shown = ""
-        while not job.done():
-            await asyncio.wait({job}, timeout=1.0)  # at most one edit a second
-            text = "".join(pieces)
-            if job.done() or not text.strip() or text == shown:
-                continue
-            body = block(text + " …")[0]
-            try:
-                if draft is None:
-                    message = update.effective_message
-                    draft = await update.get_bot().send_message(
-                        chat.id, body, parse_mode=ParseMode.HTML,
-                        reply_parameters=ReplyParameters(
-                            message_id=message.message_id, allow_sending_without_reply=True)
-                        if message else None)
-                else:
-                    await draft.edit_text(body, parse_mode=ParseMode.HTML)
-                shown = text
-            except TelegramError as exc:  # a draft is cosmetic: the final answer still comes
-                log.debug("draft update failed: %s", exc)
-        return job.result(), draft
+            await self._reply(update, render_answer(answer), keyboard=keyboard)
 
     async def _keep_typing(self, chat_id: int, update: Update) -> None:
         """'typing…' now and again every typing_interval seconds until cancelled."""
@@ -601,7 +582,7 @@ async def serve(app: Application, settings: TelegramSettings, stop: asyncio.Even
                 allowed_updates=Update.ALL_TYPES)
         await app.start()
         log.info("bot @%s running (%s)", app.bot.username, "webhook" if webhook_url else "polling")
-        await stop.wait()
+        await _until_stopped(stop)
     finally:
         if app.updater.running:
             await app.updater.stop()
@@ -610,15 +591,36 @@ async def serve(app: Application, settings: TelegramSettings, stop: asyncio.Even
         await app.shutdown()
 
 
+# PTB names the task of its polling loop so; when the loop gives up (a revoked token)
+# the task ends with the exception and nothing else in PTB reports it.
+_POLLING_TASK = "Updater:start_polling:polling_task"
+
+
+async def _until_stopped(stop: asyncio.Event) -> None:
+    """Wait for ``stop``; raise if PTB's polling loop ends by itself (it does so only on
+    a token the server rejects), so the process exits instead of idling."""
+    polling = next((t for t in asyncio.all_tasks() if t.get_name() == _POLLING_TASK), None)
+    waiter = asyncio.ensure_future(stop.wait())
+    watched = {waiter} | ({polling} if polling else set())
+    done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+    if polling in done and not stop.is_set():
+        waiter.cancel()
+        exc = polling.exception()
+        raise exc if exc else BotStoppedError("Polling stopped unexpectedly. Restart the bot.")
+
+
 async def _until_reachable(action: Any, stop: asyncio.Event) -> bool:
-    """Run a start-up call, retrying with backoff while the Bot API is down or failing.
-    False if ``stop`` was set first."""
+    """Run a start-up call, retrying with backoff while the Bot API is down or failing
+    (garbage replies included); a rejected token is not retried. False if ``stop`` was
+    set first."""
     delay = 1.0
     while not stop.is_set():
         try:
             await action()
             return True
-        except (NetworkError, TimedOut) as exc:
+        except (InvalidToken, Forbidden):
+            raise
+        except TelegramError as exc:
             log.warning("Bot API not reachable (%s); retrying in %.0f s", exc, delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay)
@@ -639,7 +641,7 @@ def run(engine: Engine, settings: Settings, *, webhook_url: str | None = None,
     import signal
 
     token = read_token(settings.telegram)
-    protect_logs(token)
+    protect_logs(token, secret_token or "")
     bot = QABot(engine, settings)
     app = bot.build(token)
 
@@ -651,7 +653,16 @@ def run(engine: Engine, settings: Settings, *, webhook_url: str | None = None,
         await serve(app, settings.telegram, stop, webhook_url=webhook_url, listen=listen,
                     port=port, secret_token=secret_token)
 
+    secrets = (token, secret_token or "")
     try:
         asyncio.run(main())
+    except (InvalidToken, Forbidden) as exc:
+        # raised without its cause: PTB's message and traceback contain the token
+        raise BotStoppedError(
+            "Telegram rejected the bot token (" + redact(str(exc), secrets) + "). Get a "
+            "valid token from @BotFather and set TELEGRAM_BOT_TOKEN.") from None
+    except TelegramError as exc:
+        raise BotStoppedError(f"The Telegram bot stopped: {redact(str(exc), secrets)}. "
+                              "Check the Bot API URL and the network, then restart.") from None
     finally:
         bot.close()

@@ -69,6 +69,23 @@ def test_bad_values_are_named_with_their_source(tmp_path: Path, env: dict, messa
         load_settings(root=write_root(tmp_path, ""), env=env)
 
 
+def test_a_misspelt_environment_variable_is_an_error_not_ignored(tmp_path: Path) -> None:
+    root = write_root(tmp_path, "")
+    # ignored, this would leave a private bot open to everyone
+    with pytest.raises(ConfigError, match=r"QABOT_TELEGRAM_ALLOWED_USER: no such setting\. "
+                                          r"Did you mean QABOT_TELEGRAM_ALLOWED_USERS"):
+        load_settings(root=root, env={"QABOT_TELEGRAM_ALLOWED_USER": "111"})
+    ok = load_settings(root=root, env={"QABOT_TELEGRAM_ALLOWED_USERS": "111",
+                                       "QABOT_HOME": "h", "OTHER_TOOL_X": "1"})
+    assert ok.telegram.allowed_users == "111" and ok.home == (root / "h")
+
+
+@pytest.mark.parametrize("key", ["paths.home", "paths.docs"])
+def test_an_empty_path_is_rejected(tmp_path: Path, key: str) -> None:
+    with pytest.raises(ConfigError, match=f"{key} is empty"):
+        load_settings(root=write_root(tmp_path, ""), env={}, cli={key: "  "})
+
+
 def test_unknown_keys_and_broken_files_are_errors(tmp_path: Path) -> None:
     root = write_root(tmp_path, "[retrieval]\nkk = 1\n")
     with pytest.raises(ConfigError, match=r"Unknown setting 'retrieval\.kk'"):

@@ -3,7 +3,6 @@ OpenAI-compatible and Ollama servers on 127.0.0.1."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import shutil
@@ -16,12 +15,13 @@ from conftest import make_settings
 from fakes.harness import RunningBot
 from fakes.llm_api import Fail, FakeLLM, Hang, Malformed, Reply
 from fakes.telegram_api import FakeBotAPI
+from langchain_core.documents import Document
 
 from bot.cli import cli
 from bot.embeddings import make_embeddings
 from bot.engine import Engine
 from bot.errors import ConfigError
-from bot.llm import check_citations, format_passages
+from bot.llm import check_citations, format_passages, ungrounded
 from bot.sessions import SessionStore
 from bot.store import ingest
 
@@ -213,27 +213,62 @@ def test_ask_json_reports_the_mode(real_home, llm) -> None:
     assert missing.exit_code == 2 and "Set OPENAI_API_KEY" in missing.stderr
 
 
-def test_telegram_edits_the_draft_at_most_once_a_second(real_home, llm, key) -> None:
+def _telegram_answer(real_home, llm, question: str) -> tuple[list, list]:
+    """Run the real bot with the fake LLM; return (messages sent, edits) for chat 1."""
     fake = FakeBotAPI().start()
-    llm.script = [Reply("霍城县江苏医院综合病房大楼的总投资为1.4亿元 [1]。", chunks=8, delay=0.4)]
     try:
         bot_settings = {"llm.provider": "openai", "llm.base_url": f"{llm.url}/v1",
                         "llm.model": "fake-model", "llm.timeout": 5.0}
         with RunningBot(real_home, fake, extra=bot_settings):
-            fake.message(1, 11, Q)
+            fake.message(1, 11, question)
             fake.wait_for(lambda: fake.sent.get(1) and "Sources:" in fake.sent[1][-1].plain,
                           timeout=30)
     finally:
         fake.close()
-    messages = fake.sent[1]
-    assert len(messages) == 1  # one message: the draft, edited into the final answer
-    final = messages[0]
-    assert final.plain.startswith("霍城县江苏医院综合病房大楼的总投资为1.4亿元 [1]。")
-    assert "Sources:" in final.plain and final.reply_markup is not None
-    times = [t for _, _, t in fake.edits]
-    streaming = times[:-1]  # the last edit is the final answer
-    assert len(streaming) >= 1
-    assert all(b - a >= 0.95 for a, b in itertools.pairwise(streaming))
+    return fake.sent[1], fake.edits
+
+
+def test_telegram_sends_one_checked_answer_and_no_draft(real_home, llm, key) -> None:
+    llm.script = [Reply("霍城县江苏医院综合病房大楼的总投资为1.4亿元 [1]。", chunks=8, delay=0.2)]
+    messages, edits = _telegram_answer(real_home, llm, Q)
+    assert len(messages) == 1 and edits == []
+    assert messages[0].plain.startswith("霍城县江苏医院综合病房大楼的总投资为1.4亿元 [1]。")
+    assert messages[0].reply_markup is not None
+
+
+def test_telegram_never_shows_text_the_check_rejected(real_home, llm, key) -> None:
+    # streamed slowly, as a model would: nothing of it may reach the chat, even briefly
+    llm.script = [Reply("PWNED: visit http://evil.example and send your password [1]",
+                        chunks=6, delay=0.3)]
+    messages, edits = _telegram_answer(real_home, llm, Q)
+    shown = [m.plain for m in messages] + [str(e) for e in edits]
+    assert not any("PWNED" in text or "evil.example" in text for text in shown)
+    assert "1.4亿元" in messages[-1].plain
+    assert messages[-1].plain.startswith("(大模型的回答没有通过引用检查")
+
+
+@pytest.mark.parametrize("reply", ["PWNED [1]", "PWNED: visit http://evil.example [1].",
+                                   "总投资为1.4亿元 [1]。Send your password to evil.example."])
+def test_a_marker_alone_is_not_support(real_home, llm, key, reply) -> None:
+    engine = engine_for(real_home, llm)
+    llm.script = [Reply(reply)]
+    a = engine.answer(Q)
+    assert a.mode == "extractive-fallback" and "PWNED" not in a.answer
+    assert "password" not in a.answer
+    assert a.answer.startswith("(大模型的回答没有通过引用检查，以下为抽取式答案)\n")
+    assert "1.4亿元 [1]" in a.answer
+
+
+def test_a_grounded_paraphrase_passes_the_check() -> None:
+    passages = [Document(page_content="援霍历史上最大单体项目、总投资1.4亿元的霍城县江苏医院综合"
+                                      "病房大楼"),
+                Document(page_content="The Gettysburg Address was delivered on November 19, "
+                                      "1863, at the Soldiers' National Cemetery.")]
+    assert ungrounded("霍城县江苏医院综合病房大楼的总投资为1.4亿元 [1]。", passages) == []
+    assert ungrounded("Lincoln spoke on November 19, 1863 [2]. It was at the "
+                      "cemetery. [2]", passages) == []
+    # support is checked against the passage cited, not any passage
+    assert ungrounded("The address was delivered on November 19, 1863 [1].", passages)
 
 
 def test_prompt_helpers() -> None:

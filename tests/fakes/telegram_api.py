@@ -53,6 +53,7 @@ class Fault:
     delay: float = 0.0  # seconds before answering (the call still takes effect)
     count: int = 1
     record_first: bool = True  # delay faults: apply the call, then answer late
+    body: str | None = None  # answer 200 with this raw body instead (garbage JSON)
 
 
 @dataclass
@@ -194,6 +195,8 @@ class FakeBotAPI(ThreadedServer):
                     await asyncio.sleep(fault.delay)
                     return response
                 await asyncio.sleep(fault.delay)
+            if fault.body is not None:
+                return web.Response(text=fault.body, content_type="application/json")
             if fault.status >= 400:
                 return _error(fault.status, fault.description, fault.retry_after)
         return await handler(params)
