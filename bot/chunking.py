@@ -23,6 +23,9 @@ from bot.loading import Document
 
 _SENTENCE_END = re.compile(r"[。！？；!?;…]+[”’」』）)\]\"']*|\.(?=\s)|\n")
 _SOFT_BREAK = re.compile(r"[，,、：:]")
+# "&amp;" / "&#38;" / "&#x26;" as plain text (a page saved from the web, an HTML
+# example in a README): that ";" closes a character reference, it ends no sentence.
+_ENTITY_BEFORE = re.compile(r"&(?:[A-Za-z][A-Za-z0-9]{1,31}|#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6})$")
 # A terminator inside brackets or title marks does not end the sentence, unless the
 # bracket has run this long (an unclosed bracket must not swallow a whole document).
 _OPENERS, _CLOSERS = "(（《〈【[", ")）》〉】]"
@@ -56,6 +59,9 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[S
     spans: list[Span] = []
     pos = start
     for match in _SENTENCE_END.finditer(text, start, end):
+        if match.group() == ";" and _ENTITY_BEFORE.search(text, max(pos, match.start() - 40),
+                                                          match.start()):
+            continue
         if match.group() != "\n" and match.start() - pos < _MAX_BRACKETED \
                 and _open_brackets(text, pos, match.start()):
             continue  # 「萱侬律(又名：东芭乐园；泰文：…)」 is one sentence

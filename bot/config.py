@@ -80,15 +80,17 @@ class AnswerSettings:
     cross_lingual_threshold: float = 0.74  # cosine needed when scripts differ (en vs zh)
     max_sentences: int = 3
     max_question_chars: int = 2000
-    # trained (default): the span reader of bot/reader.py | none: the rule answerer
-    # (hand-set sentence scoring), kept as a measured fallback.
+    # none (default): the rule answerer (hand-set sentence scoring) | trained: the span
+    # reader of bot/reader.py, measured beside it in docs/benchmarks.md.
     reader: str = "none"
     # Reader margin (best span over "not here") below which the answer is a refusal.
     # Chosen on the DRCD validation articles by `python bench/calibrate_reader.py`
-    # (never on CMRC or the seed test set); see bot/models/reader.md.
-    reader_threshold: float = -2.165
+    # (never on CMRC or the seed test set), at most 4 % of answerable questions refused;
+    # see bot/models/reader.md.
+    reader_threshold: float = -16.194
     # Retrieved passages the reader reads (each is 1-3 windows of 128 tokens): reading
-    # costs about 0.2 s per window on 2 cores, so this bounds latency.
+    # costs about 55 ms per window on 2 cores (bench/reader_speed.py), so this bounds
+    # latency.
     reader_passages: int = 4
 
 

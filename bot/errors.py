@@ -52,6 +52,10 @@ class EmbedderMismatchError(IndexError_):
     """The index was built by a different embedder than the one configured."""
 
 
+class IndexBusyError(IndexError_):
+    """Another process is writing this index (ingest, remove or rebuild)."""
+
+
 class StoreUnavailableError(IndexError_):
     """The configured Chroma server does not answer."""
 

@@ -1,4 +1,5 @@
-"""Answers from the trained reader (``answer.reader = trained``, the default).
+"""Answers from the trained reader (``answer.reader = trained``; opt-in, see
+docs/benchmarks.md for why the rule answerer stays the default).
 
 The retrieved passages are read by ``bot.reader.Reader``; the span with the largest
 margin over "not here" wins, across windows and passages. Then:

@@ -10,15 +10,16 @@ The answerer still focuses on the words of the current question.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bot import tokens
 
@@ -87,11 +88,26 @@ def contextual_query(question: str, history: list[Turn],
 
 
 _COLUMNS = "question, standalone, answer, citations, at, id"
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def _turn(row: tuple[Any, ...]) -> Turn:
     q, s, a, c, at, turn_id = row
-    return Turn(q, s, a, json.loads(c), at, turn_id)
+    try:
+        citations = json.loads(c)
+    except (TypeError, ValueError):
+        # one bad row costs its citations (a /sources reply), never the session
+        log.warning("Session turn %s has unreadable citations; shown without them.", turn_id)
+        citations = []
+    return Turn(str(q), str(s), str(a), citations if isinstance(citations, list) else [],
+                at, turn_id)
+
+
+def _corrupt(exc: sqlite3.DatabaseError) -> bool:
+    """A damaged file, as opposed to a locked or busy one (which waits and retries)."""
+    text = str(exc).lower()
+    return "malformed" in text or "not a database" in text or "corrupt" in text
 
 
 class SessionStore:
@@ -104,7 +120,31 @@ class SessionStore:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._memory = sqlite3.connect(":memory:", check_same_thread=False) \
             if self.path == ":memory:" else None
+        try:
+            self._create()
+        except sqlite3.DatabaseError as exc:
+            if not _corrupt(exc):
+                raise
+            self._set_aside(exc)
+            self._create()
+
+    def _set_aside(self, exc: sqlite3.DatabaseError) -> None:
+        """Histories are not worth the service: keep the damaged file beside the new
+        one for whoever wants to look at it, say so once, start empty."""
+        src = Path(self.path)
+        dest = src.with_name(f"{src.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            part = Path(str(src) + suffix)
+            if part.exists():
+                part.replace(str(dest) + suffix)
+        log.warning("The session store %s was unreadable (%s); moved it to %s and started "
+                    "with empty chat histories.", src, exc, dest)
+
+    def _create(self) -> None:
         with self._connect() as db:
+            problems = [r[0] for r in db.execute("PRAGMA quick_check").fetchall()]
+            if problems != ["ok"]:
+                raise sqlite3.DatabaseError(f"database disk image is malformed: {problems[:3]}")
             db.execute(
                 "CREATE TABLE IF NOT EXISTS turns (id INTEGER PRIMARY KEY AUTOINCREMENT, "
                 "session TEXT NOT NULL, question TEXT NOT NULL, standalone TEXT NOT NULL, "
@@ -122,7 +162,22 @@ class SessionStore:
                 if self._memory is None:
                     db.close()
 
+    def _guarded(self, run: Callable[[], T]) -> T:
+        """Run one query; if the file turns out damaged while serving, set it aside,
+        start fresh and run the query once more on the empty store."""
+        try:
+            return run()
+        except sqlite3.DatabaseError as exc:
+            if not _corrupt(exc) or self._memory is not None:
+                raise
+            self._set_aside(exc)
+            self._create()
+            return run()
+
     def history(self, session: str, limit: int) -> list[Turn]:
+        return self._guarded(lambda: self._history(session, limit))
+
+    def _history(self, session: str, limit: int) -> list[Turn]:
         with self._connect() as db:
             rows = db.execute(
                 f"SELECT {_COLUMNS} FROM turns WHERE session = ? ORDER BY id DESC LIMIT ?",
@@ -131,6 +186,9 @@ class SessionStore:
 
     def get(self, session: str, turn_id: int) -> Turn | None:
         """One stored turn of this session (None once reset or never there)."""
+        return self._guarded(lambda: self._get(session, turn_id))
+
+    def _get(self, session: str, turn_id: int) -> Turn | None:
         with self._connect() as db:
             row = db.execute(f"SELECT {_COLUMNS} FROM turns WHERE session = ? AND id = ?",
                              (session, turn_id)).fetchone()
@@ -138,6 +196,9 @@ class SessionStore:
 
     def append(self, session: str, turn: Turn) -> int:
         """Store a turn; returns its id."""
+        return self._guarded(lambda: self._append(session, turn))
+
+    def _append(self, session: str, turn: Turn) -> int:
         with self._connect() as db:
             cur = db.execute(
                 "INSERT INTO turns (session, question, standalone, answer, citations, at) "
@@ -147,8 +208,11 @@ class SessionStore:
             return int(cur.lastrowid or 0)
 
     def reset(self, session: str) -> int:
-        with self._connect() as db:
-            return db.execute("DELETE FROM turns WHERE session = ?", (session,)).rowcount
+        def run() -> int:
+            with self._connect() as db:
+                return int(db.execute("DELETE FROM turns WHERE session = ?",
+                                      (session,)).rowcount)
+        return self._guarded(run)
 
     def last(self, session: str) -> Turn | None:
         turns = self.history(session, 1)

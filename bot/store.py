@@ -24,7 +24,7 @@ import math
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,6 +39,7 @@ from bot.config import Settings
 from bot.embeddings import QabotEmbeddings
 from bot.errors import (
     EmbedderMismatchError,
+    IndexBusyError,
     IndexCorruptError,
     IndexMissingError,
     QabotError,
@@ -51,11 +52,15 @@ log = logging.getLogger(__name__)
 MANIFEST_VERSION = 1
 # Bump when loading or chunking changes what gets indexed: every file is re-chunked
 # (only text that actually changed is embedded again).
-PIPELINE_VERSION = 6
+PIPELINE_VERSION = 7
 CHUNKS = "chunks"
 SENTENCES = "sentences"
 INFO = "info"  # server mode: embedder identity and build time, for processes without a manifest
 _PAGE = 5000  # documents read from Chroma at a time when rebuilding BM25
+# Rows per Chroma write. Chroma refuses a write larger than its client's max batch
+# size (5,461 with the SQLite it ships here: one 2.5 MB text made 6,801 chunks and the
+# ingest failed); 1,000 stays far below it on any backend, at no measurable cost.
+WRITE_BATCH = 1000
 
 
 @dataclass
@@ -297,36 +302,33 @@ class Index:
 
     # ----- writing ---------------------------------------------------------------
     def add_chunks(self, chunks: Sequence[Chunk]) -> int:
-        if not chunks:
-            return 0
-        self._chunks.add_texts(
-            texts=[c.text for c in chunks],
-            metadatas=[chunk_metadata(c) for c in chunks],
-            ids=[c.id for c in chunks],
-        )
+        for at in range(0, len(chunks), WRITE_BATCH):
+            part = chunks[at:at + WRITE_BATCH]
+            self._chunks.add_texts(texts=[c.text for c in part],
+                                   metadatas=[chunk_metadata(c) for c in part],
+                                   ids=[c.id for c in part])
         return len(chunks)
 
     def update_metadata(self, chunks: Sequence[Chunk]) -> None:
-        if chunks:
-            self._chunks._collection.update(ids=[c.id for c in chunks],
-                                            metadatas=[chunk_metadata(c) for c in chunks])
+        for at in range(0, len(chunks), WRITE_BATCH):
+            part = chunks[at:at + WRITE_BATCH]
+            self._chunks._collection.update(ids=[c.id for c in part],
+                                            metadatas=[chunk_metadata(c) for c in part])
 
     def add_sentences(self, sentences: Sequence[tuple[str, str, dict[str, Any]]]) -> int:
-        if not sentences:
-            return 0
-        self._sentences.add_texts(
-            texts=[s[1] for s in sentences],
-            metadatas=[s[2] for s in sentences],
-            ids=[s[0] for s in sentences],
-        )
+        for at in range(0, len(sentences), WRITE_BATCH):
+            part = sentences[at:at + WRITE_BATCH]
+            self._sentences.add_texts(texts=[s[1] for s in part],
+                                      metadatas=[s[2] for s in part],
+                                      ids=[s[0] for s in part])
         return len(sentences)
 
     def delete(self, chunk_ids: Iterable[str], sentence_ids: Iterable[str]) -> None:
         chunk_ids, sentence_ids = list(chunk_ids), list(sentence_ids)
-        if chunk_ids:
-            self._chunks.delete(ids=chunk_ids)
-        if sentence_ids:
-            self._sentences.delete(ids=sentence_ids)
+        for at in range(0, len(chunk_ids), WRITE_BATCH):
+            self._chunks.delete(ids=chunk_ids[at:at + WRITE_BATCH])
+        for at in range(0, len(sentence_ids), WRITE_BATCH):
+            self._sentences.delete(ids=sentence_ids[at:at + WRITE_BATCH])
 
 
 def chunk_metadata(chunk: Chunk) -> dict[str, Any]:
@@ -356,27 +358,29 @@ def ingest(settings: Settings, paths: Sequence[Path], embeddings: QabotEmbedding
     Unchanged files (same bytes, same chunking settings) cost nothing.
     """
     files, ignored = discover(paths)
-    run = Ingestion(settings, embeddings, rebuild=rebuild)
-    run.report.ignored = len(ignored)
-    for done, item in enumerate(iter_documents(files, root=settings.root), start=1):
-        run.add(item)
-        if progress:
-            progress(done, len(files))
-    roots = [p.resolve() for p in paths]
-    run.remove(lambda path: any(_is_under(path, r) for r in roots) and not path.is_file())
-    return run.finish()
+    with writer_lock(settings.home):
+        run = Ingestion(settings, embeddings, rebuild=rebuild)
+        run.report.ignored = len(ignored)
+        for done, item in enumerate(iter_documents(files, root=settings.root), start=1):
+            run.add(item)
+            if progress:
+                progress(done, len(files))
+        roots = [p.resolve() for p in paths]
+        run.remove(lambda path: any(_is_under(path, r) for r in roots) and not path.is_file())
+        return run.finish()
 
 
 def ingest_documents(settings: Settings, documents: Iterable[Document],
                      embeddings: QabotEmbeddings, *, rebuild: bool = False,
                      progress: ProgressFn | None = None, total: int = 0) -> IngestReport:
     """Index documents built in memory (e.g. the contexts of an evaluation set)."""
-    run = Ingestion(settings, embeddings, rebuild=rebuild)
-    for done, doc in enumerate(documents, start=1):
-        run.add(doc)
-        if progress:
-            progress(done, total)
-    return run.finish()
+    with writer_lock(settings.home):
+        run = Ingestion(settings, embeddings, rebuild=rebuild)
+        for done, doc in enumerate(documents, start=1):
+            run.add(doc)
+            if progress:
+                progress(done, total)
+        return run.finish()
 
 
 def remove(settings: Settings, paths: Sequence[Path], embeddings: QabotEmbeddings
@@ -384,10 +388,40 @@ def remove(settings: Settings, paths: Sequence[Path], embeddings: QabotEmbedding
     """Drop documents (files, or every document under a folder) from the index."""
     if read_manifest(settings.home) is None:
         raise IndexMissingError(f"No index at {settings.home}: nothing to remove.")
-    run = Ingestion(settings, embeddings, rebuild=False)
-    roots = [p.resolve() if p.exists() else (settings.root / p).resolve() for p in paths]
-    run.remove(lambda path: any(_is_under(path, r) for r in roots))
-    return run.finish()
+    with writer_lock(settings.home):
+        run = Ingestion(settings, embeddings, rebuild=False)
+        roots = [p.resolve() if p.exists() else (settings.root / p).resolve() for p in paths]
+        run.remove(lambda path: any(_is_under(path, r) for r in roots))
+        return run.finish()
+
+
+@contextlib.contextmanager
+def writer_lock(home: Path) -> Iterator[None]:
+    """One writer per index: two ingests at once left manifest and store out of step.
+    An OS file lock, so a writer killed with -9 releases it with its process (no stale
+    lock to clear by hand). It guards one home directory; writers on other machines
+    sharing a Chroma server are not covered."""
+    import fcntl
+
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "ingest.lock"
+    fh = path.open("a+", encoding="utf-8")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            pid = fh.read().strip() or "unknown"
+            raise IndexBusyError(
+                f"Another ingest is running on {home} (pid {pid}). Wait for it to finish, "
+                "then run this again.") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        yield
+    finally:
+        fh.close()  # closing releases the lock
 
 
 class Ingestion:

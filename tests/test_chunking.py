@@ -210,3 +210,10 @@ def test_broken_and_textless_pdfs_are_clear_errors(tmp_path: Path) -> None:
     empty.write_bytes(make_pdf([]))
     with pytest.raises(DocumentError, match="no text layer"):
         load(empty, root=tmp_path)
+
+
+@pytest.mark.parametrize("entity", ["&amp;", "&#38;", "&#x26;", "&nbsp;"])
+def test_a_character_reference_does_not_end_a_sentence(entity: str) -> None:
+    text = f"Use X{entity}Y for both. 价格{entity}折扣见下表；其他另议。"
+    assert [text[s.start:s.end] for s in split_sentences(text)] == [
+        f"Use X{entity}Y for both.", f"价格{entity}折扣见下表；", "其他另议。"]

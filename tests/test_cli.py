@@ -283,3 +283,37 @@ def test_eval_compare_prints_differences(tmp_path: Path) -> None:
     assert ["name", "-", "1"] in [line.split() for line in lines]
     broken = run(tmp_path, "eval", "--compare", str(a), str(tmp_path))
     assert broken.exit_code == 1 and "not a metrics.json" in broken.stderr
+
+
+def test_ask_survives_a_corrupt_session_store(hashing_home: Path) -> None:
+    """A damaged sessions.sqlite3 costs the histories, never the answers."""
+    sessions = hashing_home / "sessions.sqlite3"
+    sessions.parent.mkdir(parents=True, exist_ok=True)
+    sessions.write_bytes(b"\x00garbage" * 2000)
+    for extra in ((), ("--session", "s1")):
+        result = run(hashing_home, "ask", README_QUESTION, *extra,
+                     QABOT_EMBEDDINGS_BACKEND="hashing")
+        assert result.exit_code == 0, result.output
+        assert "1.4亿元" in result.stdout
+    assert list(hashing_home.glob("sessions.sqlite3.corrupt-*"))
+
+
+def test_a_second_ingest_waits_its_turn_with_a_clear_message(hashing_home: Path) -> None:
+    """Two ingests at once left manifest and store out of step; the second now stops
+    before writing anything and says who holds the index."""
+    import os
+
+    from bot.store import writer_lock
+
+    env = {"QABOT_EMBEDDINGS_BACKEND": "hashing"}
+    before = (hashing_home / "manifest.json").read_bytes()
+    with writer_lock(hashing_home):
+        result = run(hashing_home, "ingest", "--rebuild", **env)
+        assert result.exit_code != 0
+        assert f"Another ingest is running on {hashing_home} (pid {os.getpid()})" \
+            in result.output
+        assert "Traceback" not in result.output
+    assert (hashing_home / "manifest.json").read_bytes() == before  # nothing touched
+    result = run(hashing_home, "ask", README_QUESTION, **env)
+    assert result.exit_code == 0 and "1.4亿元" in result.stdout
+    assert run(hashing_home, "ingest", **env).exit_code == 0  # free again afterwards

@@ -49,3 +49,45 @@ def test_store_keeps_history_per_session_across_reopen(tmp_path: Path) -> None:
     assert reopened.last("b").answer == "x"
     assert reopened.reset("a") == 2
     assert reopened.history("a", 10) == [] and reopened.last("b") is not None
+
+
+def _garbage_page(path: Path) -> None:
+    """Overwrite the second page of an SQLite file with random bytes."""
+    import os
+
+    with path.open("r+b") as fh:
+        fh.seek(4096)
+        fh.write(os.urandom(4096))
+
+
+@pytest.mark.parametrize("damage", ["page", "not_sqlite"])
+def test_a_damaged_store_is_set_aside_and_a_fresh_one_started(
+        tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "sessions.sqlite3"
+    store = SessionStore(path)
+    for i in range(200):  # several pages
+        store.append("chat", Turn(f"问题{i}" * 20, "q", "a" * 200))
+    if damage == "page":
+        _garbage_page(path)
+    else:
+        path.write_bytes(b"this is not a database" * 300)
+    again = SessionStore(path)
+    assert again.history("chat", 5) == []  # fresh, working
+    again.append("chat", Turn("新问题", "新问题", "答"))
+    assert [t.question for t in again.history("chat", 5)] == ["新问题"]
+    kept = list(tmp_path.glob("sessions.sqlite3.corrupt-*"))
+    assert kept and kept[0].stat().st_size > 0  # the damaged file is kept, not deleted
+    assert "moved it to" in caplog.text
+
+
+def test_a_bad_row_costs_its_citations_not_the_session(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "sessions.sqlite3"
+    store = SessionStore(path)
+    store.append("chat", Turn("一", "一", "答一", [{"n": 1}]))
+    store.append("chat", Turn("二", "二", "答二", [{"n": 2}]))
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE turns SET citations = '{not json' WHERE question = '一'")
+    turns = store.history("chat", 5)
+    assert [(t.question, t.citations) for t in turns] == [("一", []), ("二", [{"n": 2}])]

@@ -196,3 +196,28 @@ def test_answering_does_not_load_the_full_dictionary(hashing_home: Path) -> None
                               "QABOT_EMBEDDINGS_BACKEND": "hashing"}, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["1.4亿元", "True", "False"]
+
+
+def test_a_document_with_more_chunks_than_one_chroma_write_is_indexed(
+        hashing_settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chroma refuses writes over its max batch size (5,461 here); 100,000 short lines
+    crashed ingest. Writes go in batches, so any size indexes; a small batch makes the
+    test quick and still crosses several boundaries."""
+    from bot import store
+
+    monkeypatch.setattr(store, "WRITE_BATCH", 7)
+    lines = "\n".join(f"第{i}号仓库存放了{i * 3}箱货物。" for i in range(600))
+    (hashing_settings.docs_dir / "big.txt").write_text(lines, "utf-8")
+    emb = make_embeddings(hashing_settings.embeddings)
+    report = ingest(hashing_settings, [hashing_settings.docs_dir], emb)
+    assert report.chunks > 5 * 7
+    Index.open(hashing_settings, emb)  # opens: manifest and store agree on the counts
+    engine = Engine(hashing_settings, embeddings=emb, sessions=SessionStore(":memory:"))
+    answer = engine.answer("第417号仓库存放了多少箱货物?")
+    # every batch landed: the line from the middle of the file is found
+    assert any("第417号仓库存放了1251箱" in c.text for c in [*answer.citations, *answer.related])
+    # and removing it again deletes in batches too
+    (hashing_settings.docs_dir / "big.txt").unlink()
+    after = ingest(hashing_settings, [hashing_settings.docs_dir], emb)
+    assert after.chunks < report.chunks
+    Index.open(hashing_settings, emb)
