@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import subprocess
@@ -42,6 +41,7 @@ from bot.store import (
     Index,
     chunk_metadata,
     chunk_sentences,
+    read_manifest,
     write_manifest,
 )
 
@@ -118,7 +118,7 @@ def ingest_overhead(n_docs: int) -> None:
     in_process = time.perf_counter() - t
     home = tempfile.mkdtemp(prefix="qabot-scale-ingest-")
     wall, peak = child(["ingest", str(folder)], home)
-    manifest = json.loads((Path(home) / "manifest.json").read_text("utf-8"))
+    manifest = read_manifest(Path(home)) or {}
     chunks = manifest["chunk_count"]
     print(f"\n## Ingest: {len(docs)} CMRC passages, {chunks} chunks + "
           f"{len(texts) - chunks} sentences = {len(texts)} texts embedded")
@@ -146,7 +146,7 @@ def ingest_memory(sizes: list[int]) -> None:
             (folder / f"{d.source.split('/')[-1]}.txt").write_text(d.text, "utf-8")
         home = tempfile.mkdtemp(prefix="qabot-scale-ingest-")
         wall, peak = child(["ingest", str(folder)], home)
-        manifest = json.loads((Path(home) / "manifest.json").read_text("utf-8"))
+        manifest = read_manifest(Path(home)) or {}
         sentences = sum(len(f.get("sentences", [])) for f in manifest["files"].values())
         print(f"| {min(n, len(contexts))} | {manifest['chunk_count']} | {sentences} | "
               f"{wall:.0f} | {peak:.0f} |", flush=True)
@@ -166,7 +166,7 @@ def ingest_memory_hashing(sizes: list[int]) -> None:
             (folder / f"{i // 10}.txt").write_text("\n".join(texts[i:i + 10]), "utf-8")
         home = tempfile.mkdtemp(prefix="qabot-scale-ingest-")
         wall, peak = child(["--embedder", "hashing", "ingest", str(folder)], home)
-        manifest = json.loads((Path(home) / "manifest.json").read_text("utf-8"))
+        manifest = read_manifest(Path(home)) or {}
         sentences = sum(len(f.get("sentences", [])) for f in manifest["files"].values())
         print(f"| {len(manifest['files'])} | {manifest['chunk_count']} | {sentences} | "
               f"{wall:.0f} | {peak:.0f} |", flush=True)
@@ -199,7 +199,7 @@ def build_synthetic(n: int, url: str | None) -> tuple[str, dict[str, str]]:
                 "embedder": emb.identity, "chunk_count": 0, "files": {},
                 "chunking": {"size": settings.chunking.size,
                              "overlap": settings.chunking.overlap}}
-    index = Index(settings, emb, manifest)
+    index = Index(settings, emb, manifest, build=Path(home))  # the single-build layout
     texts = corpus(n, rng)
     vectors = np.random.default_rng(n).normal(size=(n, 384)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrou
 from bot.answering import Answer, Answerer, ExtractiveAnswerer, Query
 from bot.config import Settings
 from bot.embeddings import QabotEmbeddings, make_embeddings
-from bot.errors import QuestionError
+from bot.errors import IndexError_, QuestionError
 from bot.reading import ReaderAnswerer
 from bot.retrieval import HybridRetriever
 from bot.sessions import SessionStore, Turn, contextual_query, standalone_query
@@ -39,36 +40,100 @@ class Stats:
     sources: list[str]
 
 
+@dataclass(frozen=True)
+class _Pipeline:
+    """Everything that reads one build of the index; replaced whole when a new build
+    goes live, so a question in flight finishes on the build it started with."""
+
+    index: Index
+    retriever: HybridRetriever
+    answerer: Answerer
+    llm: Any  # LLMAnswerer or None
+    chain: Runnable[dict[str, Any], dict[str, Any]]
+
+
 class Engine:
-    """Opened index + retriever + answerer + sessions. Build once, ask many times."""
+    """Opened index + retriever + answerer + sessions. Build once, ask many times.
+
+    A serving process follows the index: when an ingest makes a new build live, the
+    next question opens it (bot/store.py explains why the switch is safe)."""
 
     def __init__(self, settings: Settings, *, embeddings: QabotEmbeddings | None = None,
                  sessions: SessionStore | None = None) -> None:
         started = time.perf_counter()
         self.settings = settings
         self.embeddings = embeddings or make_embeddings(settings.embeddings)
-        self.index = Index.open(settings, self.embeddings)
-        self.retriever = HybridRetriever(index=self.index, settings=settings.retrieval)
-        self.answerer: Answerer = (
-            ReaderAnswerer(self.index, settings.answer) if settings.answer.reader == "trained"
-            else ExtractiveAnswerer(self.index, settings.answer))
-        self.llm = None
+        self._lock = threading.Lock()
+        self._pipe = self._open()
+        self._retired: Index | None = None  # the build before, for questions in flight
+        self.sessions = sessions or SessionStore(settings.sessions_path)
+        self.load_ms = (time.perf_counter() - started) * 1000
+
+    def _open(self) -> _Pipeline:
+        settings = self.settings
+        index = Index.open(settings, self.embeddings)
+        retriever = HybridRetriever(index=index, settings=settings.retrieval)
+        answerer: Answerer = (
+            ReaderAnswerer(index, settings.answer) if settings.answer.reader == "trained"
+            else ExtractiveAnswerer(index, settings.answer))
+        llm = None
         if settings.llm.provider != "none":
             from bot.llm import LLMAnswerer  # langchain-openai/-ollama only when configured
 
-            self.llm = LLMAnswerer(settings, self.answerer)
-        final = self.llm or self.answerer
-        self.sessions = sessions or SessionStore(settings.sessions_path)
+            llm = LLMAnswerer(settings, answerer)
+        final = llm or answerer
         # retriever | answerer, with a clock read between the two for timings_ms; the
         # input is {"query": Query, "on_token": callback or None}
-        self.chain: Runnable[dict[str, Any], dict[str, Any]] = (
+        chain: Runnable[dict[str, Any], dict[str, Any]] = (
             RunnablePassthrough.assign(
-                passages=RunnableLambda(lambda d: d["query"].standalone) | self.retriever,
-                context_passages=RunnableLambda(self._context_passages))
+                passages=RunnableLambda(lambda d: d["query"].standalone) | retriever,
+                context_passages=RunnableLambda(
+                    lambda d: retriever.invoke(d["query"].contextual)
+                    if d["query"].contextual else []))
             | RunnableLambda(lambda d: {**d, "retrieved_at": time.perf_counter()})
             | RunnableLambda(lambda d: {**d, "answer": final(d)})
         )
-        self.load_ms = (time.perf_counter() - started) * 1000
+        return _Pipeline(index, retriever, answerer, llm, chain)
+
+    def _current(self, *, failed: bool = False) -> _Pipeline:
+        """The pipeline for the next question: the live build's. ``failed``: the one in
+        hand just failed, so reopen even if no new build is announced (a Chroma server
+        whose collections were rebuilt, a build pruned under a long-idle process)."""
+        with self._lock:
+            pipe = self._pipe
+            if not (failed or pipe.index.superseded()):
+                return pipe
+            try:
+                fresh = self._open()
+            except IndexError_ as exc:
+                if failed:
+                    raise
+                log.warning("a new index build is live but cannot be opened (%s); "
+                            "answering from the previous one", exc)
+                return pipe
+            log.info("opened the new index build (%d documents, %d chunks)",
+                     fresh.index.document_count, fresh.index.chunk_count)
+            if self._retired is not None:  # two builds back: nothing answers from it now
+                self._retired.close()
+            self._retired, self._pipe = pipe.index, fresh
+            return fresh
+
+    # the pipeline's parts, for callers that read them (evaluation, tests)
+    @property
+    def index(self) -> Index:
+        return self._pipe.index
+
+    @property
+    def retriever(self) -> HybridRetriever:
+        return self._pipe.retriever
+
+    @property
+    def answerer(self) -> Answerer:
+        return self._pipe.answerer
+
+    @property
+    def llm(self) -> Any:
+        return self._pipe.llm
 
     def answer(self, question: str, *, session: str | None = None,
                history: list[str] | None = None,
@@ -78,17 +143,25 @@ class Engine:
         such as the evaluator. ``on_token`` receives an LLM answer as it streams."""
         question = self.check_question(question)
         t0 = time.perf_counter()
-        turns = self._history(session, history)
-        standalone = (self.llm.rewrite(question, turns) if self.llm else None) \
-            or standalone_query(question, turns, self.index.segmenter)
-        contextual = (contextual_query(question, turns, self.index.segmenter)
-                      if isinstance(self.answerer, ReaderAnswerer) and self.llm is None
+        pipe = self._current()
+        turns = self._history(session, history, pipe)
+        standalone = (pipe.llm.rewrite(question, turns) if pipe.llm else None) \
+            or standalone_query(question, turns, pipe.index.segmenter)
+        contextual = (contextual_query(question, turns, pipe.index.segmenter)
+                      if isinstance(pipe.answerer, ReaderAnswerer) and pipe.llm is None
                       and standalone == question else None)
         query = Query(question=question, standalone=standalone, contextual=contextual)
         if query.standalone != question:
             log.info("follow-up rewritten for retrieval: %r", query.standalone)
         t1 = time.perf_counter()
-        out = self.chain.invoke({"query": query, "on_token": on_token})
+        try:
+            out = pipe.chain.invoke({"query": query, "on_token": on_token})
+        except IndexError_ as exc:
+            # the store under this pipeline went away (rebuilt on a Chroma server, or
+            # pruned): open what is live now and ask once more
+            log.warning("index query failed (%s); reopening the index", exc)
+            pipe = self._current(failed=True)
+            out = pipe.chain.invoke({"query": query, "on_token": on_token})
         result: Answer = out["answer"]
         t2, t3 = out["retrieved_at"], time.perf_counter()
         result.timings_ms = {"rewrite": (t1 - t0) * 1000, "retrieve": (t2 - t1) * 1000,
@@ -99,10 +172,6 @@ class Engine:
                 answer=result.answer,
                 citations=[c.__dict__ for c in result.citations]))
         return result
-
-    def _context_passages(self, inputs: dict[str, Any]) -> list[Any]:
-        contextual = inputs["query"].contextual
-        return self.retriever.invoke(contextual) if contextual else []
 
     def check_question(self, question: str) -> str:
         text = (question or "").strip()
@@ -125,22 +194,24 @@ class Engine:
         return self.sessions.last(session)
 
     def stats(self) -> Stats:
-        m: dict[str, Any] = self.index.manifest
-        return Stats(documents=self.index.document_count, chunks=self.index.chunk_count,
+        index = self._current().index
+        m: dict[str, Any] = index.manifest
+        return Stats(documents=index.document_count, chunks=index.chunk_count,
                      embedder=str(m.get("embedder")), built_at=str(m.get("built_at", "?")),
                      sources=sorted(m.get("files", {})))
 
     def document_titles(self) -> list[str]:
         """Each document's title (or its source name when it has none)."""
-        files: dict[str, Any] = self.index.manifest.get("files", {})
+        files: dict[str, Any] = self._current().index.manifest.get("files", {})
         return [str(entry.get("meta", {}).get("title") or source)
                 for source, entry in sorted(files.items())]
 
-    def _history(self, session: str | None, history: list[str] | None) -> list[Turn]:
+    def _history(self, session: str | None, history: list[str] | None,
+                 pipe: _Pipeline) -> list[Turn]:
         if history:
             turns: list[Turn] = []
             for q in history:  # replay: each earlier question made standalone in turn
-                turns.append(Turn(q, standalone_query(q, turns, self.index.segmenter), ""))
+                turns.append(Turn(q, standalone_query(q, turns, pipe.index.segmenter), ""))
             return turns
         if session is None:
             return []

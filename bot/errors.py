@@ -21,9 +21,14 @@ from __future__ import annotations
 
 
 class QabotError(Exception):
-    """Base class: anything the user can fix. ``str(exc)`` is the message to show."""
+    """Base class: anything the user can fix. ``str(exc)`` is the message to show to
+    whoever runs qabot (it may name commands and settings)."""
 
     exit_code: int = 1
+    # Whether ``str(exc)`` suits the person chatting with the bot. Most messages are
+    # for the operator ("rebuild with `qabot ingest --rebuild`"): the Telegram front
+    # end logs those and tells the chat only that it cannot answer now.
+    for_end_user: bool = False
 
 
 class ConfigError(QabotError):
@@ -77,3 +82,4 @@ class QuestionError(QabotError):
     """The question cannot be answered as given (empty, too long)."""
 
     exit_code = 2
+    for_end_user = True

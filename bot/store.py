@@ -2,9 +2,22 @@
 
 Layout under the state directory (``paths.home``, default ``index/``)::
 
-    manifest.json   embedder identity, chunking settings, per-file hashes and ids
-    chroma/         Chroma PersistentClient: collections "chunks" and "sentences"
-    bm25/           bm25s index over jieba tokens of every chunk, plus ids and df
+    CURRENT              names the live build (one line); replaced atomically
+    builds/<id>/         one complete build:
+        manifest.json    embedder identity, chunking settings, per-file hashes and ids
+        chroma/          Chroma PersistentClient: collections "chunks" and "sentences"
+        bm25/            bm25s index over jieba tokens of every chunk, plus ids and df
+    ingest.lock          held by the one writer
+
+An ingest never writes into the live build: it copies it (or starts empty with
+``--rebuild``), changes the copy, and only then points CURRENT at it. A reader therefore
+always opens a complete build, an ingest killed at any moment leaves the previous build
+live (its half-made copy is cleared by the next ingest), and a serving process notices
+the new CURRENT and switches at its next question. The previous build is kept for
+processes still answering from it. Indexes made before builds/ existed (manifest.json,
+chroma/ and bm25/ directly under home) are read as they are and converted by the next
+ingest. With a Chroma server (store.url) the collections are shared and written in
+place; home then holds the manifest and BM25 cache directly.
 
 Chunks are what retrieval ranks and citations point at; sentences carry their own
 vectors so the extractive answerer can pick the supporting sentence inside a chunk
@@ -61,6 +74,11 @@ _PAGE = 5000  # documents read from Chroma at a time when rebuilding BM25
 # size (5,461 with the SQLite it ships here: one 2.5 MB text made 6,801 chunks and the
 # ingest failed); 1,000 stays far below it on any backend, at no measurable cost.
 WRITE_BATCH = 1000
+CURRENT = "CURRENT"
+BUILDS = "builds"
+# How often a serving process asks a Chroma server whether another process ingested
+# (a round trip); a local index is checked at every question (reading one small file).
+REMOTE_CHECK_SECONDS = 10.0
 
 
 @dataclass
@@ -97,14 +115,15 @@ class Index:
     """An opened index. Build one with ``ingest``; open one with ``Index.open``."""
 
     def __init__(self, settings: Settings, embeddings: QabotEmbeddings,
-                 manifest: dict[str, Any], *, client: Any = None) -> None:
+                 manifest: dict[str, Any], *, build: Path, client: Any = None) -> None:
         self.settings = settings
         self.embeddings = embeddings
         self.manifest = manifest
-        self.home = settings.home
+        self.build = build  # the directory this index reads: a build, or home itself
         tokens.set_cache_dir(settings.cache_dir)
         self.remote = bool(settings.store.url)
-        self._client = client or _chroma_client(settings)
+        self._client = client or _chroma_client(settings, build)
+        self._checked_at = time.monotonic()
         self._chunks = self._collection(CHUNKS)
         self._sentences = self._collection(SENTENCES)
         self._bm25: Any = None
@@ -118,11 +137,12 @@ class Index:
     @classmethod
     def open(cls, settings: Settings, embeddings: QabotEmbeddings) -> Index:
         """Open the index for questions; errors say how to build or rebuild it."""
-        manifest = read_manifest(settings.home)
+        build = live_build(settings.home) or settings.home
+        manifest = _manifest_in(build)
         client = None
         if manifest is None and settings.store.url:
             # a serving process on another machine: what the ingesting one recorded
-            client = _chroma_client(settings)
+            client = _chroma_client(settings, build)
             manifest = _read_info(client, settings)
         if manifest is None:
             where = (f"collection {settings.store.collection!r} on {settings.store.url}"
@@ -135,8 +155,9 @@ class Index:
                 f"The index at {settings.home} was built with {built_with}, but the "
                 f"configured embedder is {embeddings.identity}. Re-ingest with "
                 "`qabot ingest --rebuild`, or set embeddings.backend back.")
-        index = cls(settings, embeddings, manifest, client=client)
-        stored = index._chunks._collection.count()
+        index = cls(settings, embeddings, manifest, build=build, client=client)
+        with _chroma_errors(settings, "Reading the Chroma store"):
+            stored = index._chunks._collection.count()
         if stored != index.chunk_count:
             raise IndexCorruptError(
                 f"The index is out of step: the manifest lists {index.chunk_count} chunks but "
@@ -149,14 +170,33 @@ class Index:
         from langchain_chroma import Chroma
 
         full = _name(self.settings, name)
-        try:
+        with _chroma_errors(self.settings, f"Opening the Chroma collection {full!r}"), \
+                _native_stderr_to_log():
             return Chroma(collection_name=full, client=self._client,
                           embedding_function=self.embeddings,
                           collection_metadata={"hnsw:space": "cosine"})
-        except Exception as exc:
-            raise IndexCorruptError(f"Cannot open the Chroma collection {full!r} "
-                                    f"({_where(self.settings)}): {exc}. Rebuild with "
-                                    "`qabot ingest --rebuild`.") from exc
+
+    def superseded(self) -> bool:
+        """Whether another process has made a newer build live since this one opened.
+        A pointer that cannot be read says no: the build in hand keeps serving."""
+        try:
+            if not self.remote:
+                return live_build(self.settings.home) != self.build
+            now = time.monotonic()
+            if now - self._checked_at < REMOTE_CHECK_SECONDS:
+                return False
+            self._checked_at = now
+            info = _read_info(self._client, self.settings)
+            return info is not None and info.get("build_id") != self.manifest.get("build_id")
+        except (QabotError, OSError) as exc:
+            log.debug("cannot tell whether the index was rebuilt: %s", exc)
+            return False
+
+    def close(self) -> None:
+        """Release the Chroma store (its SQLite handles and caches)."""
+        if not self.remote:
+            with contextlib.suppress(Exception):
+                self._client.close()
 
     # ----- questions -----------------------------------------------------------
     def dense_search(self, query_vector: Sequence[float], k: int) -> list[tuple[LCDocument, float]]:
@@ -164,25 +204,19 @@ class Index:
         n = min(k, self.chunk_count)
         if n == 0:
             return []
-        try:
+        with _chroma_errors(self.settings, "A Chroma query"):
             hits = self._chunks.similarity_search_by_vector_with_relevance_scores(
                 list(query_vector), k=n)
-        except Exception as exc:
-            raise IndexCorruptError(f"Chroma query failed: {exc}. Rebuild with "
-                                    "`qabot ingest --rebuild`.") from exc
         # cosine space: Chroma returns distance = 1 - cosine
         return [(doc, 1.0 - float(dist)) for doc, dist in hits]
 
     def sentence_search(self, query_vector: Sequence[float], k: int
                         ) -> list[tuple[str, int, int, float]]:
         """(source, start, end, cosine) of the sentences nearest to the query vector."""
-        try:
+        with _chroma_errors(self.settings, "A Chroma query"):
             got = self._sentences._collection.query(
                 query_embeddings=[list(query_vector)], n_results=k,
                 include=["metadatas", "distances"])
-        except Exception as exc:
-            raise IndexCorruptError(f"Chroma query failed: {exc}. Rebuild with "
-                                    "`qabot ingest --rebuild`.") from exc
         return [(str(m.get("source", "")), int(m.get("start", 0)), int(m.get("end", 0)),
                  1.0 - float(d))
                 for m, d in zip(got["metadatas"][0], got["distances"][0], strict=True) if m]
@@ -200,7 +234,8 @@ class Index:
     def get_chunks(self, ids: Sequence[str]) -> dict[str, LCDocument]:
         if not ids:
             return {}
-        got = self._chunks.get(ids=list(ids), include=["documents", "metadatas"])
+        with _chroma_errors(self.settings, "Reading chunks"):
+            got = self._chunks.get(ids=list(ids), include=["documents", "metadatas"])
         return {
             i: LCDocument(page_content=d, metadata=dict(m or {}), id=i)
             for i, d, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
@@ -208,14 +243,17 @@ class Index:
 
     def all_chunks(self) -> list[LCDocument]:
         """Every chunk with its metadata (evaluation uses it; not for the question path)."""
-        got = self._chunks.get(include=["documents", "metadatas"])
+        with _chroma_errors(self.settings, "Reading chunks"):
+            got = self._chunks.get(include=["documents", "metadatas"])
         return [LCDocument(page_content=d, metadata=dict(m or {}), id=i)
                 for i, d, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)]
 
     def find_chunk(self, source: str, contains: str) -> LCDocument | None:
         """The first chunk of ``source`` whose text contains ``contains``."""
-        got = self._chunks.get(where={"source": source}, where_document={"$contains": contains},
-                               include=["documents", "metadatas"], limit=1)
+        with _chroma_errors(self.settings, "Reading chunks"):
+            got = self._chunks.get(where={"source": source},
+                                   where_document={"$contains": contains},
+                                   include=["documents", "metadatas"], limit=1)
         if not got["ids"]:
             return None
         meta = dict(got["metadatas"][0] or {})
@@ -225,7 +263,8 @@ class Index:
     def sentence_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
         if not ids:
             return {}
-        got = self._sentences.get(ids=list(dict.fromkeys(ids)), include=["embeddings"])
+        with _chroma_errors(self.settings, "Reading sentence vectors"):
+            got = self._sentences.get(ids=list(dict.fromkeys(ids)), include=["embeddings"])
         return {i: np.asarray(v, dtype=np.float32)
                 for i, v in zip(got["ids"], got["embeddings"], strict=True)}
 
@@ -245,7 +284,7 @@ class Index:
 
     # ----- BM25 ------------------------------------------------------------------
     def _load_bm25(self) -> None:
-        path = self.home / "bm25"
+        path = self.build / "bm25"
         if not (path / "ids.json").is_file():
             self.rebuild_bm25()
             return
@@ -271,13 +310,15 @@ class Index:
         ids: list[str] = []
         corpus: list[list[str]] = []
         shared: dict[str, str] = {}  # one string object per distinct token, not per use
-        total = self._chunks._collection.count()
+        with _chroma_errors(self.settings, "Reading chunks"):
+            total = self._chunks._collection.count()
         with tokens.FULL.recording() as vocabulary:
             # in pages: one get() of every document makes Chroma hold all of them (and
             # more: ~800 MiB at 10^5 chunks) at once; paging keeps it under 400 MiB
             for offset in range(0, total, _PAGE):
-                got = self._chunks._collection.get(limit=_PAGE, offset=offset,
-                                                   include=["documents"])
+                with _chroma_errors(self.settings, "Reading chunks"):
+                    got = self._chunks._collection.get(limit=_PAGE, offset=offset,
+                                                       include=["documents"])
                 for chunk_id, text in zip(got["ids"], got["documents"], strict=True):
                     ids.append(chunk_id)
                     corpus.append([shared.setdefault(t, t) for t in tokens.FULL.tokenize(text)])
@@ -285,7 +326,7 @@ class Index:
         for toks in corpus:
             for tok in set(toks):
                 df[tok] = df.get(tok, 0) + 1
-        path = self.home / "bm25"
+        path = self.build / "bm25"
         path.mkdir(parents=True, exist_ok=True)
         if ids:
             model = bm25s.BM25()
@@ -304,31 +345,40 @@ class Index:
     def add_chunks(self, chunks: Sequence[Chunk]) -> int:
         for at in range(0, len(chunks), WRITE_BATCH):
             part = chunks[at:at + WRITE_BATCH]
-            self._chunks.add_texts(texts=[c.text for c in part],
-                                   metadatas=[chunk_metadata(c) for c in part],
-                                   ids=[c.id for c in part])
+            self._add(self._chunks, [c.id for c in part], [c.text for c in part],
+                      [chunk_metadata(c) for c in part], "Writing chunks")
         return len(chunks)
+
+    def _add(self, store: Any, ids: list[str], texts: list[str],
+             metadatas: list[dict[str, Any]], what: str) -> None:
+        # embedded here, outside the Chroma error conversion: an embedder failure is
+        # the embedder's (EmbedderError), not a damaged store
+        vectors = self.embeddings.embed_documents(texts)
+        with _chroma_errors(self.settings, what):
+            store._collection.add(ids=ids, embeddings=vectors, documents=texts,
+                                  metadatas=metadatas)
 
     def update_metadata(self, chunks: Sequence[Chunk]) -> None:
         for at in range(0, len(chunks), WRITE_BATCH):
             part = chunks[at:at + WRITE_BATCH]
-            self._chunks._collection.update(ids=[c.id for c in part],
-                                            metadatas=[chunk_metadata(c) for c in part])
+            with _chroma_errors(self.settings, "Writing chunks"):
+                self._chunks._collection.update(ids=[c.id for c in part],
+                                                metadatas=[chunk_metadata(c) for c in part])
 
     def add_sentences(self, sentences: Sequence[tuple[str, str, dict[str, Any]]]) -> int:
         for at in range(0, len(sentences), WRITE_BATCH):
             part = sentences[at:at + WRITE_BATCH]
-            self._sentences.add_texts(texts=[s[1] for s in part],
-                                      metadatas=[s[2] for s in part],
-                                      ids=[s[0] for s in part])
+            self._add(self._sentences, [s[0] for s in part], [s[1] for s in part],
+                      [s[2] for s in part], "Writing sentences")
         return len(sentences)
 
     def delete(self, chunk_ids: Iterable[str], sentence_ids: Iterable[str]) -> None:
         chunk_ids, sentence_ids = list(chunk_ids), list(sentence_ids)
-        for at in range(0, len(chunk_ids), WRITE_BATCH):
-            self._chunks.delete(ids=chunk_ids[at:at + WRITE_BATCH])
-        for at in range(0, len(sentence_ids), WRITE_BATCH):
-            self._sentences.delete(ids=sentence_ids[at:at + WRITE_BATCH])
+        with _chroma_errors(self.settings, "Deleting old vectors"):
+            for at in range(0, len(chunk_ids), WRITE_BATCH):
+                self._chunks.delete(ids=chunk_ids[at:at + WRITE_BATCH])
+            for at in range(0, len(sentence_ids), WRITE_BATCH):
+                self._sentences.delete(ids=sentence_ids[at:at + WRITE_BATCH])
 
 
 def chunk_metadata(chunk: Chunk) -> dict[str, Any]:
@@ -425,12 +475,13 @@ def writer_lock(home: Path) -> Iterator[None]:
 
 
 class Ingestion:
-    """One ingest run: documents in, vectors written in batches, manifest saved at the end.
+    """One ingest run: documents in, vectors written in batches, a new build made live.
 
     Embedding work is buffered across documents, so many small files still embed in
     full batches; the buffer is bounded, so memory stays flat however large the corpus.
-    New vectors are written before stale ones are deleted: an interrupted run leaves
-    extra vectors (cleaned up next time), never missing ones.
+    All writes go to a new build (a copy of the live one, made at the first write; empty
+    with ``rebuild``), which becomes live only once complete: see the module docstring.
+    A run that changes nothing writes nothing.
     """
 
     FLUSH_AT = 512  # texts waiting to be embedded
@@ -438,11 +489,22 @@ class Ingestion:
     def __init__(self, settings: Settings, embeddings: QabotEmbeddings, *, rebuild: bool) -> None:
         self.started = time.perf_counter()
         self.settings = settings
+        self.embeddings = embeddings
         self.home = settings.home
+        self.remote = bool(settings.store.url)
+        self.rebuild = rebuild
         self.report = IngestReport()
-        manifest = None if rebuild else read_manifest(self.home)
-        if rebuild:
-            _wipe(settings)
+        self.home.mkdir(parents=True, exist_ok=True)
+        _clear_unfinished(self.home)  # half-made builds of killed ingests (we hold the lock)
+        try:
+            self.live = live_build(self.home)
+        except IndexCorruptError:
+            if not rebuild:
+                raise
+            self.live = None  # --rebuild works from any state: the old build is not read
+        manifest = None if rebuild or self.live is None else _manifest_in(self.live)
+        if rebuild and self.remote:
+            _wipe_remote(settings)
         if manifest is not None and manifest.get("embedder") != embeddings.identity:
             raise EmbedderMismatchError(
                 f"The index at {self.home} was built with {manifest.get('embedder')}, not "
@@ -458,13 +520,27 @@ class Ingestion:
         manifest["pipeline"] = PIPELINE_VERSION
         self.manifest = manifest
         self.entries: dict[str, Any] = manifest["files"]
-        self.home.mkdir(parents=True, exist_ok=True)
-        self.index = Index(settings, embeddings, manifest)
+        self._index: Index | None = None
         self.seen: set[str] = set()
         self._chunks: list[Chunk] = []
         self._sentences: dict[str, tuple[str, str, dict[str, Any]]] = {}
         self._stale_chunks: set[str] = set()
         self._stale_sentences: set[str] = set()
+
+    @property
+    def index(self) -> Index:
+        """The index being written, made at the first write (see the class docstring)."""
+        if self._index is None:
+            if self.remote:
+                build = self.home
+            else:
+                stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+                build = self.home / BUILDS / f"{stamp}-{uuid.uuid4().hex[:8]}"
+                build.mkdir(parents=True)
+                if self.live is not None and not self.rebuild:
+                    _copy_store(self.live / "chroma", build / "chroma")
+            self._index = Index(self.settings, self.embeddings, self.manifest, build=build)
+        return self._index
 
     def add(self, item: Document | QabotError) -> None:
         if isinstance(item, QabotError):
@@ -485,7 +561,9 @@ class Ingestion:
         self._chunks += [c for c in chunks if c.id not in old_chunks]
         self._sentences.update((i, s) for i, s in sentences.items() if i not in old_sents)
         # same text, maybe new metadata: no re-embedding
-        self.index.update_metadata([c for c in chunks if c.id in old_chunks])
+        kept = [c for c in chunks if c.id in old_chunks]
+        if kept:
+            self.index.update_metadata(kept)
         stale = old_chunks - {c.id for c in chunks}
         self._stale_chunks |= stale
         self._stale_sentences |= old_sents - set(sentences)
@@ -513,33 +591,82 @@ class Ingestion:
                 self.report.removed_files += 1
 
     def _flush(self) -> None:
-        self.report.embedded_sentences += self.index.add_sentences(list(self._sentences.values()))
-        self.report.embedded_chunks += self.index.add_chunks(self._chunks)
+        if self._sentences:
+            self.report.embedded_sentences += self.index.add_sentences(
+                list(self._sentences.values()))
+        if self._chunks:
+            self.report.embedded_chunks += self.index.add_chunks(self._chunks)
         self._chunks, self._sentences = [], {}
 
     def finish(self) -> IngestReport:
         self._flush()
         live_sentences = {i for e in self.entries.values() for i in e["sentences"]}
-        self.index.delete(self._stale_chunks, self._stale_sentences - live_sentences)
+        stale_sentences = self._stale_sentences - live_sentences
+        if self._stale_chunks or stale_sentences:
+            self.index.delete(self._stale_chunks, stale_sentences)
         report, manifest = self.report, self.manifest
-        changed = report.added_files or report.changed_files or report.removed_files
+        changed = bool(report.added_files or report.changed_files or report.removed_files)
         manifest["chunk_count"] = sum(len(e["chunks"]) for e in self.entries.values())
-        if changed or "built_at" not in manifest:
-            manifest["built_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-            manifest["build_id"] = uuid.uuid4().hex  # what cached BM25 copies check
-        if changed or self.rechunk_all or not (self.home / "bm25" / "ids.json").is_file():
-            self.index.rebuild_bm25()
-        write_manifest(self.home, manifest)
-        if self.index.remote:
-            _write_info(self.index._client, self.settings, manifest)
         report.documents = len(self.entries)
         report.chunks = manifest["chunk_count"]
+        bm25_missing = self.live is None or not (self.live / "bm25" / "ids.json").is_file()
+        if self._index is None and not (changed or self.rechunk_all or bm25_missing
+                                        or self.rebuild or "built_at" not in manifest):
+            # nothing changed: the live build stays, once it is shown to be readable
+            # (a damaged store must not pass for "unchanged")
+            assert self.live is not None
+            probe = Index(self.settings, self.embeddings, manifest, build=self.live)
+            with _chroma_errors(self.settings, "Reading the Chroma store"):
+                stored = probe._chunks._collection.count()
+            probe.close()
+            if stored != report.chunks:
+                raise IndexCorruptError(
+                    f"The index is out of step: the manifest lists {report.chunks} chunks "
+                    f"but the store holds {stored}. Rebuild with `qabot ingest --rebuild`.")
+            report.seconds = time.perf_counter() - self.started
+            return report
+        if changed or self.rebuild or "built_at" not in manifest:
+            manifest["built_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+            manifest["build_id"] = uuid.uuid4().hex  # what cached BM25 copies check
+        index = self.index
+        index.rebuild_bm25()
+        write_manifest(index.build, manifest)
+        if self.remote:
+            _write_info(index._client, self.settings, manifest)
+        else:
+            index.close()
+            _make_live(self.home, index.build)
+            _prune(self.home, keep={index.build, self.live})
         report.seconds = time.perf_counter() - self.started
         return report
 
 
+def live_build(home: Path) -> Path | None:
+    """The directory of the live build: ``builds/<CURRENT>``, or home itself for an index
+    made before builds/ existed (and for the Chroma-server layout); None when none."""
+    pointer = home / CURRENT
+    try:
+        name = pointer.read_text("utf-8").strip()
+    except FileNotFoundError:
+        return home if (home / "manifest.json").exists() else None
+    except OSError as exc:
+        raise IndexCorruptError(f"{pointer} is unreadable ({exc}). Rebuild with "
+                                "`qabot ingest --rebuild`.") from exc
+    build = home / BUILDS / name
+    if not name or Path(name).name != name or not (build / "manifest.json").is_file():
+        raise IndexCorruptError(f"{pointer} names the build {name!r}, which is not there. "
+                                "Rebuild with `qabot ingest --rebuild`.")
+    return build
+
+
 def read_manifest(home: Path) -> dict[str, Any] | None:
-    path = home / "manifest.json"
+    """The live build's manifest, or None when nothing was built under ``home``."""
+    build = live_build(home)
+    return None if build is None else _manifest_in(build)
+
+
+def _manifest_in(build: Path) -> dict[str, Any] | None:
+    path = build / "manifest.json"
     if not path.exists():
         return None
     try:
@@ -552,37 +679,134 @@ def read_manifest(home: Path) -> dict[str, Any] | None:
     return manifest
 
 
-def write_manifest(home: Path, manifest: dict[str, Any]) -> None:
-    _atomic_write(home / "manifest.json", json.dumps(manifest, ensure_ascii=False, indent=1))
+def write_manifest(build: Path, manifest: dict[str, Any]) -> None:
+    _atomic_write(build / "manifest.json", json.dumps(manifest, ensure_ascii=False, indent=1))
 
 
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, "utf-8")
+    with tmp.open("w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())  # on disk before the rename makes it visible
     os.replace(tmp, path)
 
 
-def _wipe(settings: Settings) -> None:
-    """Remove what ingest built, and nothing else (sessions and caches stay)."""
+def _copy_store(src: Path, dst: Path) -> None:
+    """Copy a Chroma directory that readers may have open (no writer: we hold the lock).
+    SQLite files go through SQLite's backup API, which reads a consistent snapshot
+    (its -wal and -shm companions are folded in); the vector segments are plain files."""
+    import shutil
+    import sqlite3
+
+    if not src.is_dir():
+        return
+    dst.mkdir(parents=True, exist_ok=True)
+    for item in src.iterdir():
+        if item.is_dir():
+            shutil.copytree(item, dst / item.name)
+        elif item.suffix == ".sqlite3":
+            try:
+                with contextlib.closing(sqlite3.connect(f"file:{item}?mode=ro", uri=True)) as a, \
+                        contextlib.closing(sqlite3.connect(dst / item.name)) as b:
+                    a.backup(b)
+            except sqlite3.DatabaseError as exc:
+                raise IndexCorruptError(
+                    f"The Chroma store {item} is damaged ({exc}). Rebuild with "
+                    "`qabot ingest --rebuild`: it does not read the damaged copy.") from exc
+        elif not item.name.endswith(("-wal", "-shm", "-journal")):
+            shutil.copy2(item, dst / item.name)
+
+
+def _make_live(home: Path, build: Path) -> None:
+    """Point CURRENT at ``build``: one rename, so a reader sees the old build or the new."""
+    _atomic_write(home / CURRENT, build.name + "\n")
+    with contextlib.suppress(OSError):  # make the rename itself durable
+        fd = os.open(home, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _prune(home: Path, *, keep: set[Path | None]) -> None:
+    """Delete builds other than ``keep`` (the new one, and the previous for processes
+    still answering from it), and the pre-builds/ layout once it is not among them."""
     import shutil
 
-    home = settings.home
-    try:
-        # through the client: Chroma caches open stores per process, so deleting the
-        # files under a live client would leave it writing to a vanished database
-        client = _chroma_client(settings)
-        for name in (CHUNKS, SENTENCES, INFO):
-            with contextlib.suppress(Exception):  # absent collection: nothing to drop
-                client.delete_collection(_name(settings, name))
-    except StoreUnavailableError:
-        raise
-    except IndexCorruptError:
-        from chromadb.api.shared_system_client import SharedSystemClient
+    for build in (home / BUILDS).iterdir() if (home / BUILDS).is_dir() else ():
+        if build not in keep:
+            shutil.rmtree(build, ignore_errors=True)
+    if home not in keep:
+        for name in ("chroma", "bm25"):
+            shutil.rmtree(home / name, ignore_errors=True)
+        (home / "manifest.json").unlink(missing_ok=True)
 
-        SharedSystemClient.clear_system_cache()
-        shutil.rmtree(home / "chroma", ignore_errors=True)
-    shutil.rmtree(home / "bm25", ignore_errors=True)
-    (home / "manifest.json").unlink(missing_ok=True)
+
+def _clear_unfinished(home: Path) -> None:
+    """Remove builds without a manifest: an ingest was killed while making them."""
+    import shutil
+
+    for build in (home / BUILDS).iterdir() if (home / BUILDS).is_dir() else ():
+        if not (build / "manifest.json").is_file():
+            shutil.rmtree(build, ignore_errors=True)
+
+
+def _wipe_remote(settings: Settings) -> None:
+    """--rebuild with a Chroma server: drop our collections there and the local cache."""
+    import shutil
+
+    client = _chroma_client(settings, settings.home)
+    for name in (CHUNKS, SENTENCES, INFO):
+        with contextlib.suppress(Exception):  # absent collection: nothing to drop
+            client.delete_collection(_name(settings, name))
+    shutil.rmtree(settings.home / "bm25", ignore_errors=True)
+    (settings.home / "manifest.json").unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _chroma_errors(settings: Settings, what: str) -> Iterator[None]:
+    """Convert whatever Chroma raises into IndexCorruptError. Its Rust core reports a
+    damaged database with pyo3's PanicException, which derives from BaseException, so
+    ``except Exception`` alone lets it through as a traceback."""
+    try:
+        yield
+    except QabotError:
+        raise
+    except BaseException as exc:
+        if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+            raise  # KeyboardInterrupt, SystemExit
+        detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else \
+            type(exc).__name__
+        raise IndexCorruptError(f"{what} failed ({_where(settings)}): {detail}. Rebuild "
+                                "with `qabot ingest --rebuild`.") from exc
+
+
+@contextlib.contextmanager
+def _native_stderr_to_log() -> Iterator[None]:
+    """Chroma's Rust core prints a panic's message and backtrace straight to file
+    descriptor 2 before raising PanicException (a damaged chroma.sqlite3 does it while
+    the store opens). Catch what is written there meanwhile: a panic goes to the debug
+    log, so the user sees our one-line error; anything else is passed on unchanged."""
+    import sys
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            written = tmp.read()
+            if b"panicked at" in written:
+                log.debug("Chroma's native core: %s", written.decode("utf-8", "replace"))
+            elif written:
+                os.write(2, written)
 
 
 def _bm25s() -> Any:
@@ -603,10 +827,10 @@ def _name(settings: Settings, kind: str) -> str:
 
 def _where(settings: Settings) -> str:
     return f"server {settings.store.url}" if settings.store.url else \
-        str(settings.home / "chroma")
+        str(settings.home)
 
 
-def _chroma_client(settings: Settings) -> Any:
+def _chroma_client(settings: Settings, build: Path) -> Any:
     """An embedded PersistentClient under home, or an HttpClient for store.url."""
     import chromadb
     from chromadb.config import Settings as ChromaSettings
@@ -627,13 +851,11 @@ def _chroma_client(settings: Settings) -> Any:
                 f"Cannot reach the Chroma server at {settings.store.url} ({exc}). Start it "
                 "(`chroma run --path DIR --host HOST --port PORT`) or fix store.url / "
                 "QABOT_STORE_URL.") from exc
-    path = settings.home / "chroma"
-    try:
-        path.mkdir(parents=True, exist_ok=True)
+    path = build / "chroma"
+    path.mkdir(parents=True, exist_ok=True)
+    with _chroma_errors(settings, f"Opening the Chroma store {path}"), \
+            _native_stderr_to_log():
         return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
-    except Exception as exc:
-        raise IndexCorruptError(f"Cannot open the Chroma store at {path}: {exc}. Rebuild "
-                                "with `qabot ingest --rebuild`.") from exc
 
 
 def _read_info(client: Any, settings: Settings) -> dict[str, Any] | None:

@@ -92,6 +92,8 @@ HELP = (
 )
 ONLY_TEXT = "I can only answer text questions. Please type your question."
 NOT_ALLOWED = "Sorry, this bot is private. Ask its owner to add you to the allow-list."
+UNAVAILABLE = ("Sorry, I can't answer right now: my document index is unavailable. Please "
+               "try again in a few minutes.")
 
 
 # ----- secrets -----------------------------------------------------------------------
@@ -501,7 +503,9 @@ class QABot:
                 answer = await asyncio.get_running_loop().run_in_executor(
                     self._pool, lambda: self.engine.answer(question, session=_session(chat.id)))
             except QabotError as exc:
-                await self._reply(update, [esc(str(exc))])
+                if not exc.for_end_user:  # operator's instructions go to the log only
+                    log.error("could not answer in chat %s: %s", chat.id, exc)
+                await self._reply(update, [esc(str(exc) if exc.for_end_user else UNAVAILABLE)])
                 return
             finally:
                 typing.cancel()

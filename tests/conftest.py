@@ -10,7 +10,10 @@ Two kinds of index:
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +24,7 @@ from bot.config import Settings
 from bot.embeddings import make_embeddings
 from bot.store import ingest
 
-__all__ = ["ROOT", "SEED", "TESTSET", "make_settings"]
+__all__ = ["ROOT", "SEED", "TESTSET", "chroma_run", "make_settings"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "seeds" / "000_122f56e846ff3a80.txt"
@@ -84,19 +87,17 @@ def real_engine(_real_home_master: Path):  # -> Engine
     return Engine(make_settings(_real_home_master), sessions=SessionStore(":memory:"))
 
 
-@pytest.fixture(scope="session")
-def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real `chroma run` server on a free 127.0.0.1 port, for the whole session."""
+@contextlib.contextmanager
+def chroma_run(path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A real `chroma run` server on a free 127.0.0.1 port: (url, process)."""
     import socket
-    import subprocess
-    import sys
     import time
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     chroma = Path(sys.executable).with_name("chroma")
-    proc = subprocess.Popen([str(chroma), "run", "--path", str(tmp_path_factory.mktemp("srv")),
+    proc = subprocess.Popen([str(chroma), "run", "--path", str(path),
                              "--host", "127.0.0.1", "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
@@ -112,7 +113,14 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise RuntimeError("chroma run did not start") from None
                 time.sleep(0.3)
-        yield url
+        yield url, proc
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `chroma run` server for the whole session."""
+    with chroma_run(tmp_path_factory.mktemp("srv")) as (url, _proc):
+        yield url

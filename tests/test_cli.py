@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from conftest import ROOT, SEED, TESTSET
 
 from bot.cli import cli
+from bot.store import live_build
 
 README_QUESTION = "霍城县江苏医院综合病房大楼总投资多少?"
 CITATION_KEYS = {"n", "source", "chunk_id", "start", "end", "text", "score"}
@@ -81,11 +82,41 @@ def test_missing_index_exit_1_and_says_what_to_run(tmp_path: Path) -> None:
 
 
 def test_corrupt_index_exit_1_and_nothing_is_deleted(hashing_home: Path) -> None:
-    manifest = hashing_home / "manifest.json"
+    build = live_build(hashing_home)
+    assert build is not None
+    manifest = build / "manifest.json"
     manifest.write_text("{broken", "utf-8")
     result = run(hashing_home, "ask", README_QUESTION, QABOT_EMBEDDINGS_BACKEND="hashing")
     assert result.exit_code == 1 and "qabot ingest --rebuild" in result.stderr
-    assert manifest.read_text("utf-8") == "{broken" and (hashing_home / "chroma").exists()
+    assert manifest.read_text("utf-8") == "{broken" and (build / "chroma").exists()
+
+
+def test_a_damaged_chroma_store_is_one_clear_line_and_rebuild_repairs_it(
+        hashing_home: Path, docs_dir: Path) -> None:
+    """In a real process: Chroma's Rust core prints its panic straight to stderr."""
+    import os
+    import subprocess
+    import sys
+
+    build = live_build(hashing_home)
+    assert build is not None
+    with (build / "chroma" / "chroma.sqlite3").open("r+b") as fh:
+        fh.seek(4096)
+        fh.write(bytes(range(256)) * 16)
+    env = {**os.environ, "QABOT_HOME": str(hashing_home), "QABOT_PATHS_DOCS": str(docs_dir),
+           "QABOT_EMBEDDINGS_BACKEND": "hashing"}
+
+    def qabot(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "bot", *args], env=env, text=True,
+                              capture_output=True, timeout=120)
+
+    ask = qabot("ask", README_QUESTION)
+    assert ask.returncode == 1 and "qabot ingest --rebuild" in ask.stderr
+    assert len(ask.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in ask.stderr and "panicked" not in ask.stderr
+    assert qabot("ingest", "--rebuild").returncode == 0
+    again = qabot("ask", README_QUESTION)
+    assert again.returncode == 0 and "1.4亿元" in again.stdout
 
 
 def test_ingest_reports_and_is_idempotent(tmp_path: Path) -> None:
@@ -245,7 +276,7 @@ def test_eval_squad_file_builds_a_separate_index_and_writes_a_report(tmp_path: P
                  "--report", str(report_dir), "--predictions", str(pred))
     assert result.exit_code == 0, result.output
     assert "Contexts indexed in" in result.stderr
-    assert not (home / "manifest.json").exists()  # the user's main index is untouched
+    assert live_build(home) is None  # the user's main index is untouched
     for name in ("report.md", "metrics.json", "by_type.png", "latency.png"):
         assert (report_dir / name).stat().st_size > 0
     assert (report_dir / "by_type.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -306,14 +337,14 @@ def test_a_second_ingest_waits_its_turn_with_a_clear_message(hashing_home: Path)
     from bot.store import writer_lock
 
     env = {"QABOT_EMBEDDINGS_BACKEND": "hashing"}
-    before = (hashing_home / "manifest.json").read_bytes()
+    before = (hashing_home / "CURRENT").read_bytes()
     with writer_lock(hashing_home):
         result = run(hashing_home, "ingest", "--rebuild", **env)
         assert result.exit_code != 0
         assert f"Another ingest is running on {hashing_home} (pid {os.getpid()})" \
             in result.output
         assert "Traceback" not in result.output
-    assert (hashing_home / "manifest.json").read_bytes() == before  # nothing touched
+    assert (hashing_home / "CURRENT").read_bytes() == before  # nothing touched
     result = run(hashing_home, "ask", README_QUESTION, **env)
     assert result.exit_code == 0 and "1.4亿元" in result.stdout
     assert run(hashing_home, "ingest", **env).exit_code == 0  # free again afterwards

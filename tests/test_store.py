@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +19,14 @@ from bot.embeddings import HashingEmbeddings, make_embeddings
 from bot.engine import Engine
 from bot.errors import EmbedderMismatchError, IndexCorruptError, IndexMissingError
 from bot.sessions import SessionStore
-from bot.store import Index, ingest
+from bot.store import Index, ingest, live_build
+
+
+def live(home: Path) -> Path:
+    """The live build's directory (store.py: builds/<CURRENT>)."""
+    build = live_build(home)
+    assert build is not None
+    return build
 
 
 class CountingEmbeddings(HashingEmbeddings):
@@ -104,14 +113,14 @@ def test_embedder_mismatch_is_refused_until_rebuild(hashing_settings) -> None:
 
 def test_corrupt_manifest_and_store_are_reported_and_kept(hashing_settings) -> None:
     ingest(hashing_settings, [hashing_settings.docs_dir], HashingEmbeddings())
-    manifest = hashing_settings.home / "manifest.json"
+    manifest = live(hashing_settings.home) / "manifest.json"
     good = manifest.read_text("utf-8")
     manifest.write_text("{not json", "utf-8")
     with pytest.raises(IndexCorruptError, match="--rebuild"):
         Index.open(hashing_settings, HashingEmbeddings())
     assert manifest.read_text("utf-8") == "{not json"  # nothing deleted behind the user's back
     manifest.write_text(good, "utf-8")
-    bm25_ids = hashing_settings.home / "bm25" / "ids.json"
+    bm25_ids = live(hashing_settings.home) / "bm25" / "ids.json"
     bm25_ids.write_text("garbage", "utf-8")
     with pytest.raises(IndexCorruptError, match="BM25 index"):
         Index.open(hashing_settings, HashingEmbeddings())
@@ -126,7 +135,7 @@ def test_changed_chunking_rechunks_without_reembedding_shared_sentences(hashing_
     report = ingest(bigger, [bigger.docs_dir], emb)
     assert report.changed_files == 1 and report.chunks < first.chunks
     assert report.embedded_sentences == 0 and emb.embedded == report.embedded_chunks
-    manifest = json.loads((bigger.home / "manifest.json").read_text("utf-8"))
+    manifest = json.loads((live(bigger.home) / "manifest.json").read_text("utf-8"))
     assert manifest["chunking"] == {"size": 400, "overlap": 60}
     assert sentences > 0
 
@@ -152,7 +161,7 @@ def test_index_survives_being_moved(hashing_settings, tmp_path: Path) -> None:
 
 def test_a_manifest_out_of_step_with_the_store_is_reported(hashing_settings) -> None:
     ingest(hashing_settings, [hashing_settings.docs_dir], HashingEmbeddings())
-    manifest = hashing_settings.home / "manifest.json"
+    manifest = live(hashing_settings.home) / "manifest.json"
     data = json.loads(manifest.read_text("utf-8"))
     data["chunk_count"] += 5
     manifest.write_text(json.dumps(data), "utf-8")
@@ -177,7 +186,7 @@ def test_questions_are_segmented_with_the_corpus_vocabulary(hashing_settings) ->
 def test_an_index_without_a_vocabulary_falls_back_to_the_full_dictionary(
         hashing_settings) -> None:
     ingest(hashing_settings, [hashing_settings.docs_dir], HashingEmbeddings())
-    (hashing_settings.home / "bm25" / "vocab.json").unlink()  # as built before it existed
+    (live(hashing_settings.home) / "bm25" / "vocab.json").unlink()  # as built before it existed
     engine = Engine(hashing_settings, embeddings=HashingEmbeddings(),
                     sessions=SessionStore(":memory:"))
     assert engine.index.segmenter is tokens.FULL
@@ -221,3 +230,149 @@ def test_a_document_with_more_chunks_than_one_chroma_write_is_indexed(
     after = ingest(hashing_settings, [hashing_settings.docs_dir], emb)
     assert after.chunks < report.chunks
     Index.open(hashing_settings, emb)
+
+
+# ----- builds: readers never see a half-made index ---------------------------------------
+class KilledAfterFirstWrite(HashingEmbeddings):
+    """Stands in for a process killed mid-ingest: the first batch is written, then the
+    run dies. ``kill`` really sends SIGKILL to this process (used in a subprocess)."""
+
+    def __init__(self, kill: bool = False) -> None:
+        super().__init__()
+        self.calls, self.kill = 0, kill
+
+    def embed_documents(self, texts):
+        # call 1 embeds the sentences, which Chroma then stores; call 2 (the chunks) dies
+        self.calls += 1
+        if self.calls == 2:
+            if self.kill:
+                os.kill(os.getpid(), signal.SIGKILL)
+            raise RuntimeError("killed")
+        return super().embed_documents(texts)
+
+
+def test_a_killed_ingest_leaves_the_previous_build_live_and_the_next_ingest_repairs(
+        hashing_settings, tmp_path: Path) -> None:
+    emb = HashingEmbeddings()
+    ingest(hashing_settings, [hashing_settings.docs_dir], emb)
+    before = live(hashing_settings.home)
+    (hashing_settings.docs_dir / "new.md").write_text("# 新\n\n鹦鹉螺号潜艇下水了。", "utf-8")
+    code = ("import sys; sys.path.insert(0, 'tests')\n"
+            "from test_store import KilledAfterFirstWrite\n"
+            "from bot.config import load_settings\nfrom bot.store import ingest\n"
+            "s = load_settings()\n"
+            "ingest(s, [s.docs_dir], KilledAfterFirstWrite(kill=True), rebuild=True)\n")
+    env = {"QABOT_HOME": str(hashing_settings.home), "PATH": "/usr/bin:/bin",
+           "QABOT_PATHS_DOCS": str(hashing_settings.docs_dir),
+           "QABOT_EMBEDDINGS_BACKEND": "hashing"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=Path(__file__).parent.parent,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == -9, out.stderr  # really killed, after writing its first batch
+    half_made = [b for b in (hashing_settings.home / "builds").iterdir() if b != before]
+    assert half_made and all(not (b / "manifest.json").exists() for b in half_made)
+    # readers still get the complete previous build
+    assert live(hashing_settings.home) == before
+    engine = Engine(hashing_settings, embeddings=emb, sessions=SessionStore(":memory:"))
+    assert engine.answer("霍城县江苏医院综合病房大楼总投资多少?").short_answer == "1.4亿元"
+    # a plain ingest repairs: the new document is in, the half-made build is gone
+    report = ingest(hashing_settings, [hashing_settings.docs_dir], emb)
+    assert report.added_files == 1 and report.documents == 2
+    assert sorted((hashing_settings.home / "builds").iterdir()) == sorted(
+        {before, live(hashing_settings.home)})
+    assert Index.open(hashing_settings, emb).bm25_search("鹦鹉螺号", 3)
+
+
+def test_an_ingest_that_fails_midway_changes_nothing(hashing_settings) -> None:
+    emb = HashingEmbeddings()
+    ingest(hashing_settings, [hashing_settings.docs_dir], emb)
+    before = live(hashing_settings.home)
+    (hashing_settings.docs_dir / "new.md").write_text("# 新\n\n鹦鹉螺号潜艇下水了。", "utf-8")
+    with pytest.raises(RuntimeError, match="killed"):
+        ingest(hashing_settings, [hashing_settings.docs_dir], KilledAfterFirstWrite())
+    assert live(hashing_settings.home) == before
+    index = Index.open(hashing_settings, emb)
+    assert index.document_count == 1 and not index.bm25_search("鹦鹉螺号", 3)
+
+
+def test_an_unchanged_ingest_writes_no_new_build(hashing_settings) -> None:
+    emb = HashingEmbeddings()
+    ingest(hashing_settings, [hashing_settings.docs_dir], emb)
+    before = live(hashing_settings.home)
+    again = ingest(hashing_settings, [hashing_settings.docs_dir], emb)
+    assert again.unchanged_files == 1 and live(hashing_settings.home) == before
+    assert list((hashing_settings.home / "builds").iterdir()) == [before]
+
+
+def test_a_running_engine_answers_from_each_new_build(hashing_settings) -> None:
+    emb = HashingEmbeddings()
+    ingest(hashing_settings, [hashing_settings.docs_dir], emb)
+    engine = Engine(hashing_settings, embeddings=emb, sessions=SessionStore(":memory:"))
+    assert engine.answer("霍城县江苏医院综合病房大楼总投资多少?").short_answer == "1.4亿元"
+    first = live(hashing_settings.home)
+    (hashing_settings.docs_dir / "new.md").write_text(
+        "# 潜艇\n\n鹦鹉螺号潜艇于2026年下水,排水量为3000吨。", "utf-8")
+    for _ in range(3):  # --rebuild deletes nothing the engine is reading
+        ingest(hashing_settings, [hashing_settings.docs_dir], emb, rebuild=True)
+        answer = engine.answer("鹦鹉螺号潜艇的排水量是多少?")
+        # (the hashing embedder is too crude to answer it: what matters is that the
+        # passages come from the new build)
+        passages = answer.citations + answer.related
+        assert passages and passages[0].source.endswith("new.md")
+        assert engine.stats().documents == 2
+    builds = sorted((hashing_settings.home / "builds").iterdir())
+    assert len(builds) == 2 and first not in builds  # the live one and the one before
+
+
+def test_an_index_in_the_single_build_layout_is_read_and_converted(hashing_settings) -> None:
+    """Indexes made before builds/ existed keep working and move on the next ingest."""
+    emb = HashingEmbeddings()
+    ingest(hashing_settings, [hashing_settings.docs_dir], emb)
+    home = hashing_settings.home
+    build = live(home)
+    for name in ("chroma", "bm25", "manifest.json"):
+        shutil.move(str(build / name), str(home / name))
+    shutil.rmtree(home / "builds")
+    (home / "CURRENT").unlink()
+    assert Index.open(hashing_settings, emb).chunk_count == 18
+    (hashing_settings.docs_dir / "new.md").write_text("# 新\n\n鹦鹉螺号潜艇下水了。", "utf-8")
+    assert ingest(hashing_settings, [hashing_settings.docs_dir], emb).documents == 2
+    assert live(home) != home and Index.open(hashing_settings, emb).document_count == 2
+    assert (home / "chroma").exists()  # kept while it is the build before the live one
+    (hashing_settings.docs_dir / "new.md").write_text("# 新\n\n鹦鹉螺号又下水了。", "utf-8")
+    ingest(hashing_settings, [hashing_settings.docs_dir], emb)
+    assert not (home / "chroma").exists() and not (home / "manifest.json").exists()
+
+
+@pytest.mark.parametrize("damage", ["header", "data"])
+def test_a_damaged_chroma_store_is_one_clear_error_and_rebuild_repairs_it(
+        hashing_settings, capfd, damage) -> None:
+    """header: page 1, where Chroma's Rust core panics while opening the store (a
+    PanicException, which is no Exception); data: the last four fifths of the pages."""
+    emb = HashingEmbeddings()
+    ingest(hashing_settings, [hashing_settings.docs_dir], emb)
+    db = live(hashing_settings.home) / "chroma" / "chroma.sqlite3"
+    pages = db.stat().st_size // 4096
+    with db.open("r+b") as fh:
+        for page in [1] if damage == "header" else range(pages // 5, pages):
+            fh.seek(page * 4096)
+            fh.write(bytes(range(256)) * 16)  # a page of garbage
+    with pytest.raises(IndexCorruptError, match="ingest --rebuild"):
+        engine = Engine(hashing_settings, embeddings=emb, sessions=SessionStore(":memory:"))
+        engine.answer("霍城县江苏医院综合病房大楼总投资多少?")
+    with pytest.raises(IndexCorruptError, match="ingest --rebuild"):
+        ingest(hashing_settings, [hashing_settings.docs_dir], emb)  # plain ingest: says so
+    assert "panicked" not in capfd.readouterr().err
+    report = ingest(hashing_settings, [hashing_settings.docs_dir], emb, rebuild=True)
+    assert report.added_files == 1
+    engine = Engine(hashing_settings, embeddings=emb, sessions=SessionStore(":memory:"))
+    assert engine.answer("霍城县江苏医院综合病房大楼总投资多少?").short_answer == "1.4亿元"
+
+
+def test_a_pointer_to_a_missing_build_is_reported_and_rebuild_works(hashing_settings) -> None:
+    emb = HashingEmbeddings()
+    ingest(hashing_settings, [hashing_settings.docs_dir], emb)
+    (hashing_settings.home / "CURRENT").write_text("no-such-build\n", "utf-8")
+    with pytest.raises(IndexCorruptError, match="no-such-build"):
+        Index.open(hashing_settings, emb)
+    assert ingest(hashing_settings, [hashing_settings.docs_dir], emb, rebuild=True).chunks == 18
+    assert Index.open(hashing_settings, emb).chunk_count == 18

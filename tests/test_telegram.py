@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,7 +17,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, SEED, make_settings
+from conftest import ROOT, SEED, chroma_run, make_settings
 from fakes.harness import RunningBot
 from fakes.telegram_api import TOKEN, FakeBotAPI, _check_text
 
@@ -277,6 +278,45 @@ def test_long_passages_are_split_and_every_part_accepted(tmp_path, fake) -> None
 
 
 # ----- faults ------------------------------------------------------------------------------------
+def test_a_rebuild_while_the_bot_runs_is_answered_from_without_restart(real_home, fake,
+                                                                      tmp_path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    shutil.copy(SEED, docs / SEED.name)
+    env = {**os.environ, "QABOT_HOME": str(real_home), "QABOT_PATHS_DOCS": str(docs)}
+    with RunningBot(real_home, fake, docs=docs):
+        fake.message(1, 11, Q_HOSPITAL)
+        answers_in(fake, 1)
+        (docs / "sub.md").write_text(
+            "# 潜艇\n\n鹦鹉螺号潜艇于2026年下水,它的排水量为3000吨。\n", "utf-8")
+        out = subprocess.run([sys.executable, "-m", "bot", "ingest", "--rebuild"], env=env,
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        fake.message(1, 11, "鹦鹉螺号潜艇的排水量是多少?")
+        fake.message(1, 11, Q_HOSPITAL)
+        texts = answers_in(fake, 1, 3)
+    assert "3000吨" in texts[1] and texts[2].startswith("1.4亿元")
+    assert not any("qabot" in t or "Rebuild" in t or "Chroma" in t for t in texts)
+
+
+def test_an_unreachable_store_gets_an_apology_not_operator_instructions(tmp_path, fake,
+                                                                      caplog) -> None:
+    from bot.embeddings import make_embeddings
+    from bot.telegram import UNAVAILABLE
+
+    with chroma_run(tmp_path / "srv") as (url, server):
+        extra = {"store.url": url, "store.collection": "tgbot"}
+        settings = make_settings(tmp_path / "state", **extra)
+        ingest(settings, [settings.docs_dir], make_embeddings(settings.embeddings))
+        with RunningBot(tmp_path / "state", fake, extra=extra):
+            fake.message(1, 11, Q_HOSPITAL)
+            answers_in(fake, 1)
+            server.terminate()  # the Chroma server goes away under the running bot
+            server.wait(30)
+            fake.message(1, 11, Q_HOSPITAL)
+            texts = answers_in(fake, 1, 2)
+    assert texts[0].startswith("1.4亿元") and texts[1] == UNAVAILABLE
+    assert any("chroma run" in r.getMessage() for r in caplog.records)  # the operator's
 def test_429_on_send_message_delays_and_loses_no_reply(real_home, fake) -> None:
     fake.fail("sendMessage", status=429, description="Too Many Requests: retry after 1",
               retry_after=1, count=2)
