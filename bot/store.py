@@ -65,7 +65,7 @@ log = logging.getLogger(__name__)
 MANIFEST_VERSION = 1
 # Bump when loading or chunking changes what gets indexed: every file is re-chunked
 # (only text that actually changed is embedded again).
-PIPELINE_VERSION = 7
+PIPELINE_VERSION = 8
 CHUNKS = "chunks"
 SENTENCES = "sentences"
 INFO = "info"  # server mode: embedder identity and build time, for processes without a manifest

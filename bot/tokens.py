@@ -58,8 +58,31 @@ def set_cache_dir(path: Path) -> None:
 
 
 def normalize(text: str) -> str:
-    """NFKC (full width to half width), lower case, whitespace collapsed."""
-    return re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text)).strip().lower()
+    """NFKC (full width to half width), traditional Chinese to simplified, lower case,
+    whitespace collapsed. For matching only (segmentation, BM25, term overlap, answer
+    scoring): quotes and citations keep the document's own characters and offsets."""
+    text = unicodedata.normalize("NFKC", text)
+    if _CJK.search(text):
+        text = _simplified(text)
+    return re.sub(r"\s+", " ", text).strip().lower()
+
+
+_t2s: Any = None
+_t2s_lock = threading.Lock()
+
+
+def _simplified(text: str) -> str:
+    """OpenCC's t2s: jieba's dictionary and every rule here are written for simplified
+    characters (控制著東德 segmented as 著東德; 台灣 never matching 台湾). Phrase-level, so
+    a result may differ in length from its input: never use it for offsets."""
+    global _t2s
+    if _t2s is None:
+        with _t2s_lock:
+            if _t2s is None:
+                import opencc  # 10 ms to load the dictionaries, ~1 µs a question
+
+                _t2s = opencc.OpenCC("t2s")
+    return str(_t2s.convert(text))
 
 
 def is_mostly_cjk(text: str) -> bool:

@@ -63,7 +63,7 @@ def test_sentence_splitter_handles_chinese_and_ascii_ends() -> None:
     text = "第一句。第二句!第三句?  第四句;第五句\n第六句…“引号。”之后 Mr. Smith paid 1.4 yuan. End"
     parts = [text[s.start:s.end] for s in split_sentences(text)]
     assert parts == ["第一句。", "第二句!", "第三句?", "第四句;", "第五句", "第六句…",
-                     "“引号。”", "之后 Mr.", "Smith paid 1.4 yuan.", "End"]
+                     "“引号。”", "之后 Mr. Smith paid 1.4 yuan.", "End"]
 
 
 def test_terminators_inside_brackets_do_not_end_a_sentence() -> None:
@@ -217,3 +217,104 @@ def test_a_character_reference_does_not_end_a_sentence(entity: str) -> None:
     text = f"Use X{entity}Y for both. 价格{entity}折扣见下表；其他另议。"
     assert [text[s.start:s.end] for s in split_sentences(text)] == [
         f"Use X{entity}Y for both.", f"价格{entity}折扣见下表；", "其他另议。"]
+
+
+# ----- English sentences and hard-wrapped text ---------------------------------------------
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Kearney Boulevard is named after M. Theo Kearney, a millionaire. He was rich.",
+     ["Kearney Boulevard is named after M. Theo Kearney, a millionaire.", "He was rich."]),
+    ("It is known in English by John C. Messenger. The end.",
+     ["It is known in English by John C. Messenger.", "The end."]),
+    ("Dr. Smith met Mr. Jones. See e.g. the manual, approx. 5 pages. Next.",
+     ["Dr. Smith met Mr. Jones.", "See e.g. the manual, approx. 5 pages.", "Next."]),
+    ("A loop takes 2.69 ms. Version 1.2.3 is out. Pi is 3.14.",
+     ["A loop takes 2.69 ms.", "Version 1.2.3 is out.", "Pi is 3.14."]),
+    ("He waited... and then left. Nobody saw.", ["He waited... and then left.", "Nobody saw."]),
+    ("They came in Nov. 1863 to stay. It rained.",
+     ["They came in Nov. 1863 to stay.", "It rained."]),
+])
+def test_english_sentence_ends(text: str, expected: list[str]) -> None:
+    assert [text[s.start:s.end] for s in split_sentences(text)] == expected
+
+
+WRAPPED = """\
+The Title
+=========
+
+Four score and seven years ago our fathers brought forth on this continent, a
+new nation, conceived in Liberty, and dedicated to the proposition that all men
+are created equal. Now we are engaged in a great civil war.
+
+- a list item that is
+  not joined to the paragraph above
+- another item
+| a table | row |
+| another | row |
+
+```
+code line one
+code line two
+```
+# A heading
+Text after the heading.
+"""
+
+
+def test_hard_wrapped_lines_join_into_sentences_and_blocks_still_end_them() -> None:
+    parts = [WRAPPED[s.start:s.end] for s in split_sentences(WRAPPED)]
+    assert "Four score and seven years ago our fathers brought forth on this continent, a\n"\
+        "new nation, conceived in Liberty, and dedicated to the proposition that all men\n"\
+        "are created equal." in parts
+    assert "Now we are engaged in a great civil war." in parts
+    for line in ("The Title", "=========", "- another item", "| a table | row |",
+                 "| another | row |", "```", "# A heading", "Text after the heading."):
+        assert line in parts, line  # blocks are never glued to a neighbour
+
+
+def test_chinese_lines_are_never_joined(seed_doc) -> None:
+    # Chinese lines end a sentence as before: a title line stays a sentence of its own
+    for span in split_sentences(seed_doc.text):
+        assert "\n" not in seed_doc.text[span.start:span.end]
+
+
+@pytest.mark.parametrize("name", ["doc.md", "doc.rst", "doc.txt"])
+def test_offsets_stay_exact_in_wrapped_documents(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    path.write_text(WRAPPED * 3, "utf-8")
+    doc = load(path, root=tmp_path)
+    source = path.read_text("utf-8")
+    for chunk in chunk_document(doc, size=200, overlap=60):
+        assert source[chunk.start:chunk.end] == chunk.text
+        for s in split_sentences(source, chunk.start, chunk.end):
+            assert s.start >= chunk.start and s.end <= chunk.end
+
+
+def test_quotes_show_a_wrapped_line_break_as_a_space() -> None:
+    from bot.chunking import unwrap
+
+    assert unwrap("brought forth on this continent, a\nnew nation") == \
+        "brought forth on this continent, a new nation"
+
+
+# ----- titles and reST ------------------------------------------------------------------------
+@pytest.mark.parametrize(("name", "text", "title"), [
+    ("a.md", "<!-- generated\n  by a tool -->\n[![ci](b.svg)](c)\n\n# My Project\n\nText.\n",
+     "My Project"),
+    ("b.md", "My Project\n==========\n\nText.\n", "My Project"),
+    ("c.md", "An intro paragraph.\n\n## Install\n", "An intro paragraph."),
+    ("d.rst", "========\nDocutils\n========\n\n.. contents::\n\nIntro.\n", "Docutils"),
+    ("e.rst", ".. a comment\n\nTitle Here\n----------\n\nBody.\n", "Title Here"),
+    ("f.html", "<html><body><h1>Big Heading</h1><p>Para.</p></body></html>", "Big Heading"),
+])
+def test_titles_come_from_the_first_heading(tmp_path: Path, name: str, text: str,
+                                            title: str) -> None:
+    (tmp_path / name).write_text(text, "utf-8")
+    assert load(tmp_path / name, root=tmp_path).meta["title"] == title
+
+
+def test_rest_documents_are_found_and_loaded(tmp_path: Path) -> None:
+    (tmp_path / "guide.rst").write_text("Guide\n=====\n\nInstall it with pip.\n", "utf-8")
+    found, ignored = discover([tmp_path])
+    assert [p.name for p in found] == ["guide.rst"] and not ignored
+    chunks = chunk_document(load(found[0], root=tmp_path), size=200, overlap=60)
+    assert any("Install it with pip." in c.text for c in chunks)

@@ -376,3 +376,32 @@ def test_a_pointer_to_a_missing_build_is_reported_and_rebuild_works(hashing_sett
         Index.open(hashing_settings, emb)
     assert ingest(hashing_settings, [hashing_settings.docs_dir], emb, rebuild=True).chunks == 18
     assert Index.open(hashing_settings, emb).chunk_count == 18
+
+
+def test_traditional_and_simplified_chinese_match_each_other(hashing_settings) -> None:
+    docs = hashing_settings.docs_dir
+    (docs / "trad.txt").write_text("東德歷史\n蘇聯軍隊於1994年撤離東德，結束了長期駐軍。\n",
+                                   "utf-8")
+    emb = HashingEmbeddings()
+    ingest(hashing_settings, [docs], emb)
+    index = Index.open(hashing_settings, emb)
+    for question in ("苏联军队什么时候撤离东德?", "蘇聯軍隊什麼時候撤離東德?"):
+        hits = index.bm25_search(question, 3)
+        assert hits, question
+        top = index.get_chunks([hits[0][0]])[hits[0][0]]
+        assert top.metadata["source"].endswith("trad.txt")
+        assert "蘇聯軍隊" in top.page_content  # the document's own characters are kept
+
+
+def test_english_questions_over_english_text_count_lexical_evidence(hashing_settings) -> None:
+    docs = hashing_settings.docs_dir
+    (docs / "en.md").write_text(
+        "# Submarines\n\nThe Nautilus submarine was launched in 1954 by the US Navy.\n", "utf-8")
+    emb = HashingEmbeddings()
+    ingest(hashing_settings, [docs], emb)
+    engine = Engine(hashing_settings, embeddings=emb, sessions=SessionStore(":memory:"))
+    english = engine.answer("When was the Nautilus submarine launched?")
+    assert english.evidence["features"]["same_script"] == 1.0
+    assert english.evidence["source"].endswith("en.md")
+    chinese = engine.answer("霍城县江苏医院综合病房大楼总投资多少?")
+    assert chinese.evidence["features"]["same_script"] == 1.0
