@@ -57,6 +57,9 @@ _TITLES = frozenset(("mr", "mrs", "ms", "dr", "prof", "st", "mt", "gen", "gov", 
 _WORD_BEFORE = re.compile(r"(?:^|[\s(\[\"'“‘])((?:[A-Za-z]\.)*[A-Za-z]+)$")
 _LATIN_LINE_END = re.compile(r"[A-Za-z0-9,;:)\]\-'\"’”*_`]$")
 _LATIN_LINE_START = re.compile(r" {0,3}[A-Za-z0-9(\"'‘“*_`]")
+# A wrapped line runs close to the wrap width (60-80 characters in the wild); a shorter
+# one followed by a capital is a title or a line of its own (PDF headings carry no '#').
+_WRAP_MIN_LINE = 40
 # lines that start a block of their own: they are never the tail of a wrapped line
 _BLOCK_START = re.compile(
     r" {0,3}(?:[-*+•]\s|\d{1,3}[.)]\s|#|\||>|```|~~~|\.\. |:\w+:)"
@@ -154,6 +157,8 @@ def _soft_newline(text: str, at: int, end: int) -> bool:
     if not following.strip() or not _LATIN_LINE_START.match(following) \
             or _BLOCK_START.match(following):
         return False
+    if len(line.strip()) < _WRAP_MIN_LINE and not following.lstrip()[:1].islower():
+        return False  # a short line before a capital is a heading or a line of its own
     # a line underlined by the one after it is a reST/setext heading
     after_end = text.find("\n", next_end + 1, end)
     after = text[next_end + 1:end if after_end < 0 else after_end]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, SEED
+from fakes.pdf import make_pdf
 
 from bot.chunking import KIND_BOILERPLATE, KIND_HEADER, chunk_document, split_sentences
 from bot.errors import DocumentError
@@ -161,34 +162,6 @@ def test_discover_skips_hidden_and_unsupported(tmp_path: Path) -> None:
     assert [p.name for p in ignored] == ["b.docx"]
     with pytest.raises(DocumentError, match="does not exist"):
         discover([tmp_path / "missing"])
-
-
-def make_pdf(lines: list[str]) -> bytes:
-    """A minimal one-page PDF with a Helvetica text layer (offsets computed exactly)."""
-    import io
-
-    content = "BT /F1 12 Tf 72 720 Td " + " ".join(f"({t}) Tj 0 -16 Td" for t in lines) + " ET"
-    objects = [
-        "<< /Type /Catalog /Pages 2 0 R >>",
-        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-        "/Resources << /Font << /F1 5 0 R >> >> >>",
-        f"<< /Length {len(content)} >>\nstream\n{content}\nendstream",
-        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
-    out = io.BytesIO()
-    out.write(b"%PDF-1.4\n")
-    offsets = []
-    for i, obj in enumerate(objects, 1):
-        offsets.append(out.tell())
-        out.write(f"{i} 0 obj\n{obj}\nendobj\n".encode())
-    xref = out.tell()
-    out.write(f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode())
-    for offset in offsets:
-        out.write(f"{offset:010d} 00000 n \n".encode())
-    out.write(f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n"
-              "%%EOF\n".encode())
-    return out.getvalue()
 
 
 def test_pdf_text_layer_is_loaded(tmp_path: Path) -> None:
