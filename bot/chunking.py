@@ -15,7 +15,9 @@ up to ``size`` characters (of Chinese; ``LATIN_SCALE`` times as many in Latin-sc
 text), repeating up to ``overlap`` characters of trailing sentences; only a single
 sentence longer than ``size`` is cut (at a comma when it can be). A document's header
 (title, source line) and its boilerplate spans are chunked on their own, so site chrome
-never shares a chunk with article text.
+never shares a chunk with article text, and no chunk crosses a blank line except to take
+a short paragraph with the one after it (``_paragraph_groups``), so an edit re-chunks only
+the paragraphs it touches.
 
 Every chunk satisfies ``document.text[chunk.start:chunk.end] == chunk.text``; its id is
 a hash of its source name and text, so it survives re-ingests of unchanged content.
@@ -71,6 +73,11 @@ _BLOCK_START = re.compile(
 # characters, the same number of embedder tokens (a 200-character Chinese chunk is ~130
 # tokens; so is a 580-character English one).
 LATIN_SCALE = 2.9
+
+# A paragraph shorter than this share of the chunk size (a heading, a dateline) is
+# chunked with the paragraph after it, so it is not a chunk of its own. Hand-set.
+SHORT_PARAGRAPH = 0.5
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
 
 KIND_BODY = "body"
 KIND_HEADER = "header"
@@ -178,8 +185,12 @@ def chunk_document(doc: Document, *, size: int, overlap: int) -> list[Chunk]:
         # sizes are Chinese characters; Latin-script text holds fewer tokens per
         # character, so the same budget in tokens is more characters
         scale = 1.0 if is_mostly_cjk(doc.text[region.start:region.end]) else LATIN_SCALE
-        for span in _merge(doc.text, split_sentences(doc.text, region.start, region.end),
-                           size=int(size * scale), overlap=int(overlap * scale)):
+        limit = int(size * scale)
+        spans = (span for group in _paragraph_groups(doc.text, region, limit)
+                 for span in _merge(doc.text, split_sentences(doc.text, group.start,
+                                                              group.end),
+                                    size=limit, overlap=int(overlap * scale)))
+        for span in spans:
             text = doc.text[span.start:span.end]
             base = _hash(f"{doc.source}\x00{text}")
             # identical text twice in one document: keep ids unique but still stable
@@ -189,6 +200,20 @@ def chunk_document(doc: Document, *, size: int, overlap: int) -> list[Chunk]:
             chunks.append(Chunk(chunk_id, doc.source, span.start, span.end, text, kind,
                                 dict(doc.meta)))
     return chunks
+
+
+def _paragraph_groups(text: str, region: Span, limit: int) -> Iterator[Span]:
+    """The region cut at blank lines into paragraphs, a short one (a heading, a one-line
+    paragraph) joined to what follows. A chunk never spans a paragraph boundary but
+    these, so an edit re-chunks only the paragraphs it touches (and a short one just
+    before them); chunks elsewhere keep their text and ids."""
+    start = region.start
+    for brk in _PARAGRAPH_BREAK.finditer(text, region.start, region.end):
+        if brk.start() - start >= limit * SHORT_PARAGRAPH:
+            yield Span(start, brk.start())
+            start = brk.end()
+    if start < region.end:
+        yield Span(start, region.end)
 
 
 def sentence_id(source: str, text: str) -> str:

@@ -291,3 +291,29 @@ def test_rest_documents_are_found_and_loaded(tmp_path: Path) -> None:
     assert [p.name for p in found] == ["guide.rst"] and not ignored
     chunks = chunk_document(load(found[0], root=tmp_path), size=200, overlap=60)
     assert any("Install it with pip." in c.text for c in chunks)
+
+
+def test_an_edit_rechunks_only_the_paragraphs_it_touches(tmp_path: Path) -> None:
+    """Insert a section and change a number elsewhere: every passage of the untouched
+    sections keeps its text and its chunk id (so citations of them stay valid)."""
+    def page(sections: list[tuple[str, str]]) -> str:
+        body = "".join(f"<h2>{h}</h2><p>{p}</p>" for h, p in sections)
+        return f"<html><head><title>园区年报</title></head><body>{body}</body></html>"
+
+    sections = [(f"第{i}部分", f"第{i}部分的内容说明了园区在这一年的工作。" * 4
+                 + f"该部分涉及的投资为{i}亿元，覆盖{i * 10}个项目。") for i in range(1, 6)]
+    path = tmp_path / "report.html"
+    path.write_text(page(sections), "utf-8")
+    before = chunk_document(load(path, root=tmp_path), size=200, overlap=60)
+    edited = list(sections)
+    # (a paragraph shorter than half a chunk would join the section after it)
+    edited.insert(2, ("新增部分", "这是新增加的一个部分，介绍了新的合作项目。" * 6))
+    edited[5] = (edited[5][0], edited[5][1].replace("5亿元", "6亿元"))
+    path.write_text(page(edited), "utf-8")
+    after = chunk_document(load(path, root=tmp_path), size=200, overlap=60)
+    after_ids = {c.id: c.text for c in after}
+    untouched = [c for c in before if "第5部分" not in c.text]
+    assert len(untouched) >= 4
+    for chunk in untouched:
+        assert after_ids.get(chunk.id) == chunk.text, chunk.text[:30]
+    assert any("新增加" in c.text for c in after) and any("6亿元" in c.text for c in after)

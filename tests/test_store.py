@@ -333,7 +333,7 @@ def test_an_index_in_the_single_build_layout_is_read_and_converted(hashing_setti
         shutil.move(str(build / name), str(home / name))
     shutil.rmtree(home / "builds")
     (home / "CURRENT").unlink()
-    assert Index.open(hashing_settings, emb).chunk_count == 18
+    assert Index.open(hashing_settings, emb).chunk_count == 20
     (hashing_settings.docs_dir / "new.md").write_text("# 新\n\n鹦鹉螺号潜艇下水了。", "utf-8")
     assert ingest(hashing_settings, [hashing_settings.docs_dir], emb).documents == 2
     assert live(home) != home and Index.open(hashing_settings, emb).document_count == 2
@@ -374,8 +374,8 @@ def test_a_pointer_to_a_missing_build_is_reported_and_rebuild_works(hashing_sett
     (hashing_settings.home / "CURRENT").write_text("no-such-build\n", "utf-8")
     with pytest.raises(IndexCorruptError, match="no-such-build"):
         Index.open(hashing_settings, emb)
-    assert ingest(hashing_settings, [hashing_settings.docs_dir], emb, rebuild=True).chunks == 18
-    assert Index.open(hashing_settings, emb).chunk_count == 18
+    assert ingest(hashing_settings, [hashing_settings.docs_dir], emb, rebuild=True).chunks == 20
+    assert Index.open(hashing_settings, emb).chunk_count == 20
 
 
 def test_traditional_and_simplified_chinese_match_each_other(hashing_settings) -> None:
