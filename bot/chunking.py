@@ -169,7 +169,8 @@ def _soft_newline(text: str, at: int, end: int) -> bool:
     # a line underlined by the one after it is a reST/setext heading
     after_end = text.find("\n", next_end + 1, end)
     after = text[next_end + 1:end if after_end < 0 else after_end]
-    return not (after and _BLOCK_START.match(after) and _BLOCK_START.match(after).group(1))
+    underline = _BLOCK_START.match(after) if after else None
+    return not (underline and underline.group(1))
 
 
 def unwrap(text: str) -> str:

@@ -156,15 +156,19 @@ class Index:
                 f"configured embedder is {embeddings.identity}. Re-ingest with "
                 "`qabot ingest --rebuild`, or set embeddings.backend back.")
         index = cls(settings, embeddings, manifest, build=build, client=client)
-        with _chroma_errors(settings, "Reading the Chroma store"):
-            stored = index._chunks._collection.count()
-        if stored != index.chunk_count:
-            raise IndexCorruptError(
-                f"The index is out of step: the manifest lists {index.chunk_count} chunks but "
-                f"the store ({_where(settings)}) holds {stored}. Rebuild with "
-                "`qabot ingest --rebuild`.")
+        index.check_in_step()
         index._load_bm25()
         return index
+
+    def check_in_step(self) -> None:
+        """The store opens and holds as many chunks as the manifest lists."""
+        with _chroma_errors(self.settings, "Reading the Chroma store"):
+            stored = self._chunks._collection.count()
+        if stored != self.chunk_count:
+            raise IndexCorruptError(
+                f"The index is out of step: the manifest lists {self.chunk_count} chunks but "
+                f"the store ({_where(self.settings)}) holds {stored}. Rebuild with "
+                "`qabot ingest --rebuild`.")
 
     def _collection(self, name: str) -> Any:
         from langchain_chroma import Chroma
@@ -616,13 +620,10 @@ class Ingestion:
             # (a damaged store must not pass for "unchanged")
             assert self.live is not None
             probe = Index(self.settings, self.embeddings, manifest, build=self.live)
-            with _chroma_errors(self.settings, "Reading the Chroma store"):
-                stored = probe._chunks._collection.count()
-            probe.close()
-            if stored != report.chunks:
-                raise IndexCorruptError(
-                    f"The index is out of step: the manifest lists {report.chunks} chunks "
-                    f"but the store holds {stored}. Rebuild with `qabot ingest --rebuild`.")
+            try:
+                probe.check_in_step()
+            finally:
+                probe.close()
             report.seconds = time.perf_counter() - self.started
             return report
         if changed or self.rebuild or "built_at" not in manifest:
@@ -734,7 +735,7 @@ def _prune(home: Path, *, keep: set[Path | None]) -> None:
     still answering from it), and the pre-builds/ layout once it is not among them."""
     import shutil
 
-    for build in (home / BUILDS).iterdir() if (home / BUILDS).is_dir() else ():
+    for build in _builds(home):
         if build not in keep:
             shutil.rmtree(build, ignore_errors=True)
     if home not in keep:
@@ -743,11 +744,16 @@ def _prune(home: Path, *, keep: set[Path | None]) -> None:
         (home / "manifest.json").unlink(missing_ok=True)
 
 
+def _builds(home: Path) -> list[Path]:
+    folder = home / BUILDS
+    return list(folder.iterdir()) if folder.is_dir() else []
+
+
 def _clear_unfinished(home: Path) -> None:
     """Remove builds without a manifest: an ingest was killed while making them."""
     import shutil
 
-    for build in (home / BUILDS).iterdir() if (home / BUILDS).is_dir() else ():
+    for build in _builds(home):
         if not (build / "manifest.json").is_file():
             shutil.rmtree(build, ignore_errors=True)
 
