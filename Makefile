@@ -20,8 +20,10 @@ setup: $(STAMP)
 chat: $(STAMP)
 	$(BIN)/qabot chat
 
+# ruff everywhere; mypy --strict on bot/ (settings in pyproject.toml)
 lint: $(STAMP)
 	$(BIN)/ruff check bot tests bench train
+	$(BIN)/mypy
 
 test: lint
 	$(BIN)/python -m pytest -q

@@ -26,9 +26,9 @@ from bot import evaluation
 from bot.config import load_settings
 from bot.embeddings import make_embeddings
 from bot.engine import Engine
+from bot.ingest import ingest_documents
 from bot.loading import discover, iter_documents
 from bot.sessions import SessionStore
-from bot.store import ingest_documents
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_SET = ROOT / "tests" / "data" / "seed_testset.jsonl"

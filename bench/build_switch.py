@@ -25,7 +25,8 @@ from scale import corpus  # a sibling script, not a package
 
 from bot.config import load_settings
 from bot.embeddings import HashingEmbeddings
-from bot.store import _copy_store, ingest, live_build
+from bot.ingest import ingest
+from bot.store import _copy_store, live_build
 
 
 def size_mib(path: Path) -> float:

@@ -34,10 +34,10 @@ from bot import evaluation  # noqa: E402
 from bot.config import load_settings  # noqa: E402
 from bot.embeddings import make_embeddings  # noqa: E402
 from bot.engine import Engine  # noqa: E402
+from bot.ingest import ingest_documents  # noqa: E402
 from bot.loading import Document  # noqa: E402
 from bot.reader import MODEL_PATH  # noqa: E402
 from bot.sessions import SessionStore  # noqa: E402
-from bot.store import ingest_documents  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 OFF = {"answer.reader_threshold": -1000.0}
@@ -111,7 +111,7 @@ def main() -> None:
     rows = []
     for n, item in enumerate(items, 1):
         a = engine.answer(item.question)
-        predicted = a.short_answer or str(a.evidence.get("text") or "")
+        predicted = a.short_answer or a.evidence.text
         rows.append({"id": item.id, "answerable": item.answerable, "cjk": True,
                      "rule_refused": False, "support": a.support,
                      "right_if_answered": item.answerable

@@ -25,8 +25,8 @@ from bot import evaluation
 from bot.config import load_settings
 from bot.embeddings import make_embeddings
 from bot.engine import Engine
+from bot.ingest import ingest
 from bot.sessions import SessionStore
-from bot.store import ingest
 
 ROOT = Path(__file__).resolve().parent.parent
 OFF = {"answer.refusal_threshold": -100.0, "answer.cross_lingual_threshold": -100.0}

@@ -27,8 +27,8 @@ from bot.chunking import split_sentences
 from bot.config import load_settings
 from bot.embeddings import make_embeddings
 from bot.engine import Engine
+from bot.ingest import ingest
 from bot.sessions import SessionStore
-from bot.store import ingest
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTSET = ROOT / "tests" / "data" / "seed_testset.jsonl"

@@ -34,13 +34,13 @@ from bot.chunking import split_sentences
 from bot.config import load_settings
 from bot.embeddings import make_embeddings
 from bot.engine import Engine
+from bot.ingest import chunk_sentences
 from bot.sessions import SessionStore
 from bot.store import (
     MANIFEST_VERSION,
     PIPELINE_VERSION,
     Index,
     chunk_metadata,
-    chunk_sentences,
     read_manifest,
     write_manifest,
 )
@@ -86,7 +86,6 @@ def child(args: list[str], home: str, extra_env: dict[str, str] | None = None
 def ingest_overhead(n_docs: int) -> None:
     from bot import evaluation
     from bot.chunking import chunk_document
-    from bot.store import chunk_sentences
 
     data = evaluation.load_testset(CMRC)
     docs = data.contexts[:n_docs]
@@ -111,7 +110,7 @@ def ingest_overhead(n_docs: int) -> None:
     t = time.perf_counter()
     emb.embed_documents(texts)
     raw = time.perf_counter() - t
-    from bot.store import ingest
+    from bot.ingest import ingest
 
     t = time.perf_counter()
     ingest(load_settings(cli={"paths.home": tempfile.mkdtemp()}), [folder], emb)

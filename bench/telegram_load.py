@@ -27,7 +27,7 @@ from fakes.harness import RunningBot, make_settings  # noqa: E402
 from fakes.telegram_api import FakeBotAPI  # noqa: E402
 
 from bot.embeddings import make_embeddings  # noqa: E402
-from bot.store import ingest  # noqa: E402
+from bot.ingest import ingest  # noqa: E402
 
 QUESTIONS = [json.loads(line)["question"] for line in
              (ROOT / "tests" / "data" / "seed_testset.jsonl").read_text("utf-8").splitlines()

@@ -41,13 +41,14 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 from langchain_core.documents import Document
 
 from bot import tokens
+from bot.answers import Answer, Citation, Evidence, Mode, Quote
 from bot.chunking import KIND_BOILERPLATE, KIND_HEADER, sentence_id, split_sentences, unwrap
 from bot.config import AnswerSettings
 from bot.store import Index
@@ -113,54 +114,6 @@ _DENSE_ZERO = 0.85
 _SURROUNDING_CREDIT = 0.6
 _NOT_FOUND_ZH = "文档中没有找到这个问题的答案。"
 _NOT_FOUND_EN = "The documents do not contain an answer to this question."
-
-
-@dataclass
-class Citation:
-    n: int
-    source: str
-    chunk_id: str
-    start: int
-    end: int
-    text: str
-    score: float
-
-
-@dataclass
-class Answer:
-    question: str
-    answer: str
-    short_answer: str | None
-    refused: bool
-    citations: list[Citation]
-    related: list[Citation] = field(default_factory=list)
-    standalone_query: str = ""
-    support: float = 0.0
-    timings_ms: dict[str, float] = field(default_factory=dict)
-    evidence: dict[str, Any] = field(default_factory=dict)  # the cited sentence's span
-    turn_id: int | None = None  # set when the answer was stored as a session turn
-    # reader | extractive (rule answerer) | llm | llm-unsupported | extractive-fallback
-    mode: str = "extractive"
-
-    def to_dict(self) -> dict[str, Any]:
-        """The ``ask --json`` shape."""
-        return {
-            "question": self.question,
-            "answer": self.answer,
-            "short_answer": self.short_answer,
-            "refused": self.refused,
-            "citations": [asdict(c) for c in self.citations],
-            "related": [asdict(c) for c in self.related],
-            "standalone_query": self.standalone_query,
-            "support": round(self.support, 4),
-            "mode": self.mode,
-            "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
-            # the reader's span (source offsets) and score; null for other answers
-            "span": ({"source": self.evidence["source"], "start": self.evidence["span_start"],
-                      "end": self.evidence["span_end"],
-                      "score": self.evidence.get("reader_score")}
-                     if "span_start" in self.evidence else None),
-        }
 
 
 @dataclass(frozen=True)
@@ -260,22 +213,20 @@ class ExtractiveAnswerer:
             citations.append(Citation(n, c.source, c.chunk_id, c.start, c.end, c.text, c.score))
         short = (_short_answer(qtype, best.text, query, self.index.segmenter) if qtype
                  else None)
-        lines = []
-        if short:
-            lines.append(f"{short} [{numbering[best.passage]}]")
         # consecutive sentences read as one quote, as they stand in the document
-        for run in _runs(chosen):
-            marks = "".join(f"[{n}]" for n in dict.fromkeys(numbering[s.passage] for s in run))
-            lines.append(f"{_quote(run, passages)} {marks}")
+        quotes = [Quote(_quote(run, passages),
+                        tuple(dict.fromkeys(numbering[s.passage] for s in run)))
+                  for run in _runs(chosen)]
         related = [c for i, c in enumerate(citations_pool) if i not in numbering]
         for i, c in enumerate(related, start=len(citations) + 1):
             c.n = i
         return Answer(
-            question=query.question, answer="\n".join(lines), short_answer=short,
+            question=query.question, short_answer=short, quotes=quotes,
+            short_cite=numbering[best.passage] if short else None,
             refused=False, citations=citations, related=related,
-            standalone_query=query.standalone, support=support,
-            evidence={"source": best.source, "start": best.start, "end": best.end,
-                      "text": best.text, "features": best.features},
+            standalone_query=query.standalone, support=support, mode=Mode.EXTRACTIVE,
+            evidence=Evidence(source=best.source, start=best.start, end=best.end,
+                              text=best.text, features=best.features),
         )
 
     def _support(self, query: Query, qtype: str | None, best: _Scored,
@@ -322,10 +273,10 @@ class ExtractiveAnswerer:
             for i, r in enumerate(related, start=2):
                 r.n = i
             return Answer(
-                question=query.question, answer=f"{value} [1]\n{line} [1]", short_answer=value,
-                refused=False, citations=[c], related=related,
-                standalone_query=query.standalone, support=1.0,
-                evidence={"source": source, "text": line, "field": name},
+                question=query.question, short_answer=value, short_cite=1,
+                quotes=[Quote(line, (1,))], refused=False, citations=[c], related=related,
+                standalone_query=query.standalone, support=1.0, mode=Mode.EXTRACTIVE,
+                evidence=Evidence(source=source, text=line, meta_field=name),
             )
         return None
 
@@ -428,10 +379,10 @@ class ExtractiveAnswerer:
     def _refusal(self, query: Query, pool: list[Citation], english: bool,
                  support: float, typed_ok: bool = True) -> Answer:
         return Answer(
-            question=query.question, answer=_NOT_FOUND_EN if english else _NOT_FOUND_ZH,
+            question=query.question, text=_NOT_FOUND_EN if english else _NOT_FOUND_ZH,
             short_answer=None, refused=True, citations=[], related=pool,
-            standalone_query=query.standalone, support=support,
-            evidence={"typed_ok": typed_ok},
+            standalone_query=query.standalone, support=support, mode=Mode.EXTRACTIVE,
+            evidence=Evidence(typed_ok=typed_ok),
         )
 
 

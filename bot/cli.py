@@ -6,6 +6,7 @@ Getting started:
     qabot ask "霍城县江苏医院综合病房大楼总投资多少?"
     qabot chat                   # conversation with follow-up questions
     qabot eval tests/data/seed_testset.jsonl
+    qabot config                 # every setting, and where it came from
 
 Settings come from CLI flags, then QABOT_* environment variables, then
 config/*.toml, then built-in defaults. QABOT_HOME moves all state.
@@ -16,20 +17,25 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
+import re
 import sys
+import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
+from bot import present
+from bot.answers import Mode
 from bot.config import Settings, load_settings, parse_assignment
 from bot.errors import IndexMissingError, QabotError
 
 if TYPE_CHECKING:
-    from bot.answering import Answer, Citation
     from bot.engine import Engine
+    from bot.ingest import IngestReport, Progress
 
 log = logging.getLogger("bot")
 
@@ -43,9 +49,10 @@ CHAT_HELP = """Commands:
 class Context:
     """What the group options resolve to, shared by every command."""
 
-    def __init__(self, cli: dict[str, Any], config_file: str | None) -> None:
+    def __init__(self, cli: dict[str, Any], config_file: str | None, verbose: int = 0) -> None:
         self.cli = cli
         self.config_file = config_file
+        self.verbose = verbose
         self._settings: Settings | None = None
 
     @property
@@ -97,7 +104,7 @@ def cli(ctx: click.Context, config_file: str | None, home: str | None, embedder:
     for item in assignments:
         key, value = parse_assignment(item)
         overrides[key] = value
-    ctx.obj = Context(overrides, config_file)
+    ctx.obj = Context(overrides, config_file, verbose)
 
 
 @cli.command()
@@ -109,7 +116,8 @@ def cli(ctx: click.Context, config_file: str | None, home: str | None, embedder:
 def ingest(obj: Context, paths: tuple[Path, ...], rebuild: bool) -> None:
     """Index documents (.txt, .md, .rst, .html, .pdf with a text layer); default: the
     configured docs folder (seeds/)."""
-    report = _ingest(obj.settings, list(paths) or [obj.settings.docs_dir], rebuild=rebuild)
+    report = _ingest(obj.settings, list(paths) or [obj.settings.docs_dir], rebuild=rebuild,
+                     verbose=obj.verbose)
     if report.documents == 0:
         raise QabotError("No documents could be indexed. Put .txt, .md, .rst, .html or .pdf "
                          f"files in {obj.settings.docs_dir} or pass paths to `qabot ingest`.")
@@ -119,15 +127,11 @@ def ingest(obj: Context, paths: tuple[Path, ...], rebuild: bool) -> None:
 @pass_ctx
 def docs(obj: Context) -> None:
     """List the indexed documents with their chunk counts and titles."""
-    from bot.embeddings import make_embeddings
-    from bot.store import Index
-
-    index = Index.open(obj.settings, make_embeddings(obj.settings.embeddings))
-    files = index.manifest.get("files", {})
-    for source, entry in sorted(files.items()):
-        title = entry.get("meta", {}).get("title", "")
-        click.echo(f"{len(entry.get('chunks', [])):>6}  {source}  {title}".rstrip())
-    click.echo(f"{len(files)} documents, {index.chunk_count} chunks")
+    engine = obj.engine()
+    documents = engine.documents()
+    for d in documents:
+        click.echo(f"{d.chunks:>6}  {d.source}  {d.title}".rstrip())
+    click.echo(f"{len(documents)} documents, {engine.stats().chunks} chunks")
 
 
 @cli.command()
@@ -135,10 +139,7 @@ def docs(obj: Context) -> None:
 @pass_ctx
 def remove(obj: Context, paths: tuple[Path, ...]) -> None:
     """Remove documents (files, or everything under a folder) from the index."""
-    from bot.embeddings import make_embeddings
-    from bot.store import remove as remove_docs
-
-    report = remove_docs(obj.settings, list(paths), make_embeddings(obj.settings.embeddings))
+    report = obj.engine().remove(list(paths))
     if not report.removed_files:
         raise QabotError(f"Nothing indexed under {', '.join(map(str, paths))}. "
                          "`qabot docs` lists what is indexed.")
@@ -171,7 +172,7 @@ def ask(obj: Context, question: str | None, as_json: bool, session: str | None) 
         if as_json:
             click.echo(json.dumps(answer.to_dict(), ensure_ascii=False))
         else:
-            click.echo(render(answer))
+            _say(present.terminal_lines(answer))
     if failed:
         sys.exit(1)
 
@@ -193,7 +194,9 @@ def chat(obj: Context, session: str | None) -> None:
     interactive = sys.stdin.isatty()
     click.echo(f"qabot: {stats.documents} documents, {stats.chunks} passages. "
                "Ask a question; /help for commands.")
-    last: Answer | None = None
+    # the session's latest turn: `chat --session S` after `ask --session S` shows its
+    # passages with /sources
+    last = engine.last_turn(session)
     for line in _read_lines(sys.stdin, "> " if interactive else ""):
         text = line.strip()
         if not text:
@@ -207,26 +210,31 @@ def chat(obj: Context, session: str | None) -> None:
             last = None
             click.echo("Conversation forgotten.")
         elif text == "/sources":
-            click.echo(render_sources(last) if last else "No answer yet: ask a question first.")
+            if last is None:
+                click.echo("No answer yet: ask a question first.")
+            else:
+                _say(present.sources_lines(last.citations, last.related))
         elif text.startswith("/"):
             click.echo(f"Unknown command {text.split()[0]}. " + CHAT_HELP)
         else:
             streamed: list[str] = []
             show = _echo_into(streamed)
             try:
-                last = engine.answer(text, session=session,
-                                     on_token=show if engine.llm else None)
+                answer = engine.answer(text, session=session,
+                                       on_token=show if engine.streams else None)
             except QabotError as exc:
                 click.echo(f"Error: {exc}")
                 continue
+            last = engine.last_turn(session)
             if streamed:
                 click.echo("")
-                if last.mode == "llm" and last.answer == "".join(streamed).strip():
-                    click.echo(render(last, with_answer=False))
+                if answer.mode == Mode.LLM and answer.text == "".join(streamed).strip():
+                    _say(present.terminal_lines(answer, with_answer=False))
                 else:  # the checked answer differs from what streamed (citations fixed)
-                    click.echo("-- checked answer --\n" + render(last))
+                    click.echo("-- checked answer --")
+                    _say(present.terminal_lines(answer))
             else:
-                click.echo(render(last))
+                _say(present.terminal_lines(answer))
         click.echo("")
     click.echo("Bye.")
 
@@ -281,9 +289,9 @@ def eval_cmd(obj: Context, testset: Path | None, predictions: Path | None,
             out.flush()
 
     try:
-        with _progress(len(items), "Evaluating") as advance:
-            for _ in evaluation.run(engine, items, on_result=keep):
-                advance()
+        with _Feedback("Evaluating", "questions") as feedback:
+            for done, _ in enumerate(evaluation.run(engine, items, on_result=keep), 1):
+                feedback.update(done, len(items))
     except KeyboardInterrupt:
         click.echo(f"Interrupted after {len(rows)} of {len(items)} questions; "
                    "scoring those.", err=True)
@@ -314,15 +322,14 @@ def eval_cmd(obj: Context, testset: Path | None, predictions: Path | None,
 def _index_contexts(settings: Settings, data: Any) -> tuple[Settings, float]:
     """A separate index of a SQuAD-style set's contexts under <home>/eval/."""
     from bot.embeddings import make_embeddings
-    from bot.store import ingest_documents
+    from bot.ingest import ingest_documents
 
     home = settings.home / "eval" / f"{data.path.stem}-{data.fingerprint}"
     eval_settings = settings.replace({"paths.home": str(home)})
     embeddings = make_embeddings(settings.embeddings)
-    with _progress(len(data.contexts), "Indexing contexts") as advance:
+    with _Feedback("Indexing contexts", "texts embedded") as feedback:
         report = ingest_documents(eval_settings, data.contexts, embeddings,
-                                  progress=lambda done, total: advance(done=done, total=total),
-                                  total=len(data.contexts))
+                                  progress=feedback.ingest, total=len(data.contexts))
     click.echo(f"Contexts indexed in {home}: {report.summary()}.", err=True)
     return eval_settings, report.seconds
 
@@ -354,6 +361,32 @@ def telegram(obj: Context, webhook_url: str | None, listen: str | None, port: in
            secret_token=secret_token)
 
 
+@cli.command(name="config")
+@pass_ctx
+def config_cmd(obj: Context) -> None:
+    """Show every setting's effective value and where it came from (default, a TOML
+    file, an environment variable or the command line)."""
+    from bot.config import effective
+
+    rows = effective(obj.settings)
+    width = max(len(key) for key, _, _ in rows)
+    secrets = [v for v in (os.environ.get("TELEGRAM_BOT_TOKEN", ""),
+                           os.environ.get("TELEGRAM_WEBHOOK_SECRET", "")) if v]
+    for key, value, origin in rows:
+        click.echo(f"{key:<{width}}  {_shown(value, secrets):<24}  {origin}")
+
+
+def _shown(value: object, secrets: list[str]) -> str:
+    """A setting as TOML would spell it, with URL passwords and known secrets masked:
+    the output is the kind of thing people paste into an issue."""
+    text = json.dumps(value, ensure_ascii=False) if isinstance(value, str) else \
+        str(value).lower() if isinstance(value, bool) else str(value)
+    text = re.sub(r"(://[^:/@\s]+:)[^@/\s]+@", r"\1***@", text)
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
 @cli.command()
 @pass_ctx
 def info(obj: Context) -> None:
@@ -367,31 +400,17 @@ def info(obj: Context) -> None:
 
 
 # ----- rendering --------------------------------------------------------------
-def render(answer: Answer, *, with_answer: bool = True) -> str:
-    lines = [answer.answer] if with_answer else []
-    if answer.standalone_query and answer.standalone_query != answer.question:
-        lines.append(f"(follow-up, searched as: {answer.standalone_query})")
-    if answer.citations:
-        lines.append("Sources:")
-        lines += [f"  {_cite_line(c)}" for c in answer.citations]
-    elif answer.related:
-        lines.append("Closest passages (they do not answer it):")
-        lines += [f"  {_cite_line(c)}" for c in answer.related[:3]]
-    return "\n".join(lines)
+def _say(lines: Sequence[present.Line]) -> None:
+    """Styled lines: colour on a terminal (rich), plain text when piped."""
+    if not sys.stdout.isatty():
+        click.echo(present.plain(lines))
+        return
+    from rich.console import Console
+    from rich.text import Text
 
-
-def render_sources(answer: Answer) -> str:
-    cited = answer.citations or answer.related
-    if not cited:
-        return "The last answer cited no passages."
-    blocks = [f"[{c.n}] {c.source} (chars {c.start}-{c.end})\n{c.text}" for c in cited]
-    return "\n\n".join(blocks)
-
-
-def _cite_line(c: Citation) -> str:
-    snippet = " ".join(c.text.split())
-    snippet = snippet if len(snippet) <= 60 else snippet[:59] + "…"
-    return f"[{c.n}] {c.source}:{c.start}-{c.end}  {snippet}"
+    console = Console(highlight=False, soft_wrap=True)
+    for line in lines:  # Text, not markup: "[1]" in an answer is not a style tag
+        console.print(Text.assemble(*[(t, style or "") for t, style in line]))
 
 
 def _metrics_table(metrics: dict[str, float], types: dict[str, dict[str, float]]) -> str:
@@ -399,49 +418,80 @@ def _metrics_table(metrics: dict[str, float], types: dict[str, dict[str, float]]
     rows.append("")
     rows.append(f"{'type':<14} {'n':>5} {'right':>7} {'acc':>7} {'f1':>7} {'cite':>7} "
                 f"{'hit@5':>7}")
-    rows += [f"{t:<14} {v['n']:>5} {v['correct']:>7.3f} {v['accuracy']:>7.3f} {v['f1']:>7.3f} "
-             f"{v['citation_hit']:>7.3f} {v['hit@5']:>7.3f}" for t, v in types.items()]
+    for t, v in types.items():
+        # accuracy, F1, citations and hit@5 need answerable questions: n/a for a type of none
+        applies = v.get("answerable", 1) > 0
+        cells = [f"{v[k]:>7.3f}" if applies else f"{'n/a':>7}"
+                 for k in ("accuracy", "f1", "citation_hit", "hit@5")]
+        rows.append(f"{t:<14} {v['n']:>5} {v['correct']:>7.3f} " + " ".join(cells))
     return "\n".join(rows)
 
 
 # ----- helpers -----------------------------------------------------------------
-def _ingest(settings: Settings, paths: list[Path], *, rebuild: bool) -> Any:
+def _ingest(settings: Settings, paths: list[Path], *, rebuild: bool,
+            verbose: int = 0) -> IngestReport:
     from bot.embeddings import make_embeddings
-    from bot.store import ingest as run_ingest
+    from bot.ingest import ingest as run_ingest
+    from bot.loading import SUPPORTED_SUFFIXES
 
     embeddings = make_embeddings(settings.embeddings)
-    with _progress(None, "Ingesting") as advance:
+    with _Feedback("Ingesting", "texts embedded") as feedback:
         report = run_ingest(settings, paths, embeddings, rebuild=rebuild,
-                            progress=lambda done, total: advance(done=done, total=total))
+                            progress=feedback.ingest)
     for problem in report.skipped:
         click.echo(f"Skipped: {problem}", err=True)
+    if report.ignored and verbose:
+        kinds = ", ".join(SUPPORTED_SUFFIXES)
+        for path in report.ignored:
+            click.echo(f"Skipped: {path}: not a supported type (qabot reads {kinds})", err=True)
+    elif report.ignored:
+        click.echo(f"Skipped {len(report.ignored)} files of unsupported types; "
+                   "`qabot -v ingest` names them.", err=True)
     click.echo(f"Indexed {report.summary()}.")
     return report
 
 
-class _progress:
-    """A rich progress bar on a terminal; silent when output is piped or in tests."""
+# A log, CI or a pipe gets a progress line this often: often enough to show that a
+# two-minute ingest is moving, rarely enough not to flood the log.
+PROGRESS_LINE_SECONDS = 5.0
 
-    def __init__(self, total: int | None, label: str) -> None:
-        self.total, self.label = total, label
+
+class _Feedback:
+    """Progress on stderr: a rich bar on a terminal; anywhere else a line every
+    ``PROGRESS_LINE_SECONDS``. Ingests report texts embedded of texts to embed (files
+    read is shown beside it): embedding is where the time goes."""
+
+    def __init__(self, label: str, unit: str) -> None:
+        self.label, self.unit = label, unit
         self._bar: Any = None
+        self._last = time.monotonic()
 
-    def __enter__(self) -> Callable[..., None]:
+    def __enter__(self) -> _Feedback:
         if sys.stderr.isatty():
             from rich.progress import Progress
 
             self._bar = Progress(transient=True)
             self._bar.start()
-            self._task = self._bar.add_task(self.label, total=self.total)
-        return self.advance
+            self._task = self._bar.add_task(self.label, total=None)
+        return self
 
-    def advance(self, done: int | None = None, total: int | None = None) -> None:
-        if self._bar is None:
+    def update(self, done: int, total: int, what: str | None = None) -> None:
+        what = what or self.unit
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done, total=total or None,
+                             description=f"{self.label} ({what})")
             return
-        if done is None:
-            self._bar.advance(self._task)
-        else:
-            self._bar.update(self._task, completed=done, total=total)
+        now = time.monotonic()
+        if now - self._last >= PROGRESS_LINE_SECONDS:
+            self._last = now
+            click.echo(f"{self.label}: {done}/{total} {what}", err=True)
+
+    def ingest(self, p: Progress) -> None:
+        if p.to_embed:
+            self.update(p.embedded, p.to_embed,
+                        f"texts embedded, {p.files_done}/{p.files_total} files read")
+        else:  # nothing to embed yet (or unchanged files): reading is the progress
+            self.update(p.files_done, p.files_total, "files read")
 
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:

@@ -144,6 +144,8 @@ class Settings:
     telegram: TelegramSettings = field(default_factory=TelegramSettings)
     llm: LLMSettings = field(default_factory=LLMSettings)
     root: Path = field(default_factory=Path.cwd, compare=False)
+    # where each setting that is not a default came from (`qabot config`)
+    origins: dict[str, str] = field(default_factory=dict, compare=False)
 
     # Derived locations: one variable (paths.home) moves all of them.
     @property
@@ -200,9 +202,11 @@ def load_settings(
         if path.is_file():
             settings = _apply(settings, _flatten(_read_toml(path)), source=str(path))
 
-    settings = _apply(settings, _from_env(env), source="environment")
+    for key, (variable, value) in _from_env(env).items():
+        settings = _apply(settings, {key: value}, source=f"environment ({variable})")
     if cli:
-        settings = _apply(settings, {k: v for k, v in cli.items() if v is not None}, "CLI")
+        settings = _apply(settings, {k: v for k, v in cli.items() if v is not None},
+                          "command line")
     _validate(settings)
     return settings
 
@@ -220,7 +224,7 @@ def known_keys() -> list[str]:
     return [
         f"{section.name}.{item.name}"
         for section in dataclasses.fields(Settings)
-        if section.name != "root"
+        if section.name not in ("root", "origins")
         for item in dataclasses.fields(getattr(Settings(), section.name))
     ]
 
@@ -243,16 +247,16 @@ def _flatten(data: Mapping[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+def _from_env(env: Mapping[str, str]) -> dict[str, tuple[str, Any]]:
     """Settings from ``QABOT_*`` variables. An unknown one is an error, not ignored: a
     misspelt ``QABOT_TELEGRAM_ALLOWED_USER`` would otherwise leave the bot open."""
     keys = {k.replace(".", "_").upper(): k for k in known_keys()}
-    found: dict[str, Any] = {}
+    found: dict[str, tuple[str, Any]] = {}  # setting -> (variable, value)
     for name, value in env.items():
         if name in ENV_ALIASES:
-            found[ENV_ALIASES[name]] = value
+            found[ENV_ALIASES[name]] = (name, value)
         elif name.startswith(ENV_PREFIX) and name[len(ENV_PREFIX):] in keys:
-            found[keys[name[len(ENV_PREFIX):]]] = value
+            found[keys[name[len(ENV_PREFIX):]]] = (name, value)
         elif name.startswith(ENV_PREFIX) and name not in ENV_OTHER:
             known = [ENV_PREFIX + k for k in keys] + list(ENV_ALIASES) + list(ENV_OTHER)
             close = difflib.get_close_matches(name, known, n=1)
@@ -277,10 +281,24 @@ def _apply(settings: Settings, flat: Mapping[str, Any], source: str) -> Settings
                               f"Known keys: {', '.join(known_keys())}.")
         default = getattr(type(section)(), key)
         by_section.setdefault(section_name, {})[key] = _coerce(raw, type(default), dotted, source)
+    origins = dict(settings.origins)
     for section_name, values in by_section.items():
         section = dataclasses.replace(getattr(settings, section_name), **values)
         settings = dataclasses.replace(settings, **{section_name: section})
-    return settings
+        origins.update({f"{section_name}.{key}": source for key in values})
+    return dataclasses.replace(settings, origins=origins)
+
+
+def effective(settings: Settings) -> list[tuple[str, Any, str]]:
+    """(``section.key``, value, where it came from) for every setting: "default", the
+    TOML file's path, "environment (VARIABLE)" or "command line"."""
+    def where(key: str) -> str:
+        origin = settings.origins.get(key, "default")
+        prefix = f"{settings.root}{os.sep}"  # files of this checkout, relative to it
+        return origin[len(prefix):] if origin.startswith(prefix) else origin
+
+    return [(key, getattr(getattr(settings, key.split(".")[0]), key.split(".")[1]), where(key))
+            for key in known_keys()]
 
 
 def _coerce(value: Any, kind: type, name: str, source: str) -> Any:

@@ -66,7 +66,8 @@ class QabotEmbeddings(Embeddings):
 
     def _guard(self, fn: Any, texts: Sequence[str], *, is_query: bool) -> list[list[float]]:
         try:
-            return fn(texts, is_query=is_query)
+            vectors: list[list[float]] = fn(texts, is_query=is_query)
+            return vectors
         except EmbedderError:
             raise
         except Exception as exc:  # any engine failure: name the backend and the fix

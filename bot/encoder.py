@@ -241,7 +241,8 @@ class E5File:
 def layer_norm(x: Array, w: Array, b: Array, eps: float) -> Array:
     mean = x.mean(-1, keepdims=True)
     var = ((x - mean) ** 2).mean(-1, keepdims=True)
-    return (x - mean) / np.sqrt(var + eps) * w + b
+    out: Array = (x - mean) / np.sqrt(var + eps) * w + b
+    return out
 
 
 def gelu(x: Array) -> Array:

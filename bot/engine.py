@@ -11,16 +11,19 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough
 
-from bot.answering import Answer, Answerer, ExtractiveAnswerer, Query
+from bot.answering import Answerer, ExtractiveAnswerer, Query
+from bot.answers import Answer
 from bot.config import Settings
 from bot.embeddings import QabotEmbeddings, make_embeddings
 from bot.errors import IndexError_, QuestionError
+from bot.ingest import IngestReport
 from bot.reading import ReaderAnswerer
 from bot.retrieval import HybridRetriever
 from bot.sessions import SessionStore, Turn, contextual_query, standalone_query
@@ -38,6 +41,13 @@ class Stats:
     embedder: str
     built_at: str
     sources: list[str]
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    source: str
+    title: str
+    chunks: int
 
 
 @dataclass(frozen=True)
@@ -169,8 +179,8 @@ class Engine:
         if session is not None:
             result.turn_id = self.sessions.append(session, Turn(
                 question=question, standalone=result.standalone_query or query.standalone,
-                answer=result.answer,
-                citations=[c.__dict__ for c in result.citations]))
+                answer=result.answer, citations=list(result.citations),
+                related=list(result.related)))
         return result
 
     def check_question(self, question: str) -> str:
@@ -187,11 +197,38 @@ class Engine:
                                 "answer.max_question_chars).")
         return text
 
+    @property
+    def streams(self) -> bool:
+        """Whether answers can arrive token by token (an LLM is configured)."""
+        return self._pipe.llm is not None
+
     def reset(self, session: str) -> int:
+        """Forget a session's history; returns the number of turns dropped."""
         return self.sessions.reset(session)
 
     def last_turn(self, session: str) -> Turn | None:
+        """The session's latest turn with its cited and closest passages (any process
+        that shares the session store sees it)."""
         return self.sessions.last(session)
+
+    def turn(self, session: str, turn_id: int) -> Turn | None:
+        """One stored turn of a session; None once the session was reset."""
+        return self.sessions.get(session, turn_id)
+
+    def documents(self) -> list[DocumentInfo]:
+        """The indexed documents, by source."""
+        index = self._current().index
+        files: dict[str, Any] = index.manifest.get("files", {})
+        return [DocumentInfo(source=source, title=str(entry.get("meta", {}).get("title") or ""),
+                             chunks=len(entry.get("chunks", [])))
+                for source, entry in sorted(files.items())]
+
+    def remove(self, paths: Sequence[Path]) -> IngestReport:
+        """Drop documents (files, or everything under folders) from the index; the next
+        question answers from the build without them."""
+        from bot.ingest import remove
+
+        return remove(self.settings, paths, self.embeddings)
 
     def stats(self) -> Stats:
         index = self._current().index
@@ -202,9 +239,7 @@ class Engine:
 
     def document_titles(self) -> list[str]:
         """Each document's title (or its source name when it has none)."""
-        files: dict[str, Any] = self._current().index.manifest.get("files", {})
-        return [str(entry.get("meta", {}).get("title") or source)
-                for source, entry in sorted(files.items())]
+        return [d.title or d.source for d in self.documents()]
 
     def _history(self, session: str | None, history: list[str] | None,
                  pipe: _Pipeline) -> list[Turn]:

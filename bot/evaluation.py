@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from bot import tokens
-from bot.answering import Answer
+from bot.answers import Answer, Evidence
 from bot.engine import Engine
 from bot.errors import QabotError, QuestionError
 from bot.loading import Document
@@ -107,11 +107,21 @@ def _jsonl(text: str, path: Path) -> list[Item]:
             continue
         try:
             row = json.loads(line)
+            history = row.get("history") or []
+            if not (isinstance(history, list) and all(isinstance(h, str) for h in history)):
+                raise QabotError(
+                    f"{path} line {n}: \"history\" must be a list of the earlier questions "
+                    'as strings, e.g. "history": ["天华民乐团是在哪里成立的?"]; got '
+                    f"{json.dumps(history, ensure_ascii=False)[:80]}.")
+            answers = row.get("answers", [])
+            if not isinstance(answers, list):
+                raise QabotError(f"{path} line {n}: \"answers\" must be a list of strings "
+                                 "(empty for a question the documents do not answer).")
             items.append(Item(
                 id=str(row.get("id", n)), question=str(row["question"]),
-                answers=[str(a) for a in row.get("answers", [])],
+                answers=[str(a) for a in answers],
                 evidence=str(row.get("evidence", "")),
-                history=tuple(str(h) for h in row.get("history") or []),
+                history=tuple(history),
                 type=str(row.get("type", "unlabelled")),
             ))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -270,9 +280,9 @@ def run(engine: Engine, items: Sequence[Item], *,
         try:
             result = engine.answer(item.question, history=list(item.history))
         except QuestionError as exc:  # e.g. an empty question in the set: scored as refused
-            result = Answer(question=item.question, answer="", short_answer=None,
+            result = Answer(question=item.question, short_answer=None,
                             refused=True, citations=[], standalone_query=item.question,
-                            evidence={"error": str(exc)})
+                            evidence=Evidence(error=str(exc)))
         latency = (time.perf_counter() - started) * 1000
         retrieved = deep.search(result.standalone_query) if result.standalone_query.strip() \
             else []
@@ -289,7 +299,7 @@ def run(engine: Engine, items: Sequence[Item], *,
             "gold_answers": item.answers, "evidence": item.evidence,
         }
         if item.answerable:
-            predicted = result.short_answer or (result.evidence.get("text") or "")
+            predicted = result.short_answer or result.evidence.text
             ideal = _dcg([True] * min(10, max(scorer.relevant_total(item), 1)))
             row.update({
                 "correct": not result.refused and contains_answer(result.answer, item.answers),
@@ -342,9 +352,9 @@ def metrics(rows: Sequence[dict[str, Any]], *, ingest_seconds: float | None = No
         "mrr@10": share(sum(r["rr"] for r in answerable), len(answerable)),
         "ndcg@10": share(sum(r["ndcg@10"] for r in answerable), len(answerable)),
         # accuracy rewards long answers ("contains a gold answer"): show what it cost
-        "answer_chars_p50": round(_percentile(lengths, 50), 1),
-        "latency_p50_ms": round(_percentile(lat, 50), 1),
-        "latency_p95_ms": round(_percentile(lat, 95), 1),
+        "answer_chars_p50": round(percentile(lengths, 50), 1),
+        "latency_p50_ms": round(percentile(lat, 50), 1),
+        "latency_p95_ms": round(percentile(lat, 95), 1),
         "latency_max_ms": round(lat[-1], 1) if lat else 0.0,
     }
     if ingest_seconds is not None:
@@ -367,6 +377,8 @@ def by_type(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
         m = metrics(group)
         right = sum(r["correct"] for r in group) / len(group)
         out[t] = {"n": len(group), "correct": round(right, 4),
+                  # the quality metrics below do not apply to a type with none
+                  "answerable": sum(1 for r in group if r["gold_answers"]),
                   **{k: m[k] for k in ("accuracy", "f1", "citation_hit", "hit@5")}}
     return out
 
@@ -378,7 +390,7 @@ def worst(rows: Sequence[dict[str, Any]], n: int) -> list[dict[str, Any]]:
     return sorted(wrong, key=lambda r: (-(r["evidence_rank"] or 99), r["id"]))[:n]
 
 
-def _percentile(values: Sequence[float], pct: float) -> float:
+def percentile(values: Sequence[float], pct: float) -> float:
     if not values:
         return 0.0
     if len(values) == 1:
@@ -425,7 +437,7 @@ def choose_threshold(rows: Sequence[dict[str, Any]], max_false_refusals: float) 
     among equally good thresholds, the middle one (farthest from both kinds of error)."""
     if not rows:
         return float("nan")
-    values = sorted({r["support"] for r in rows})
+    values: list[float] = sorted({float(r["support"]) for r in rows})
     cuts = [values[0] - 0.05, *((a + b) / 2 for a, b in itertools.pairwise(values)),
             values[-1] + 0.05]
     answerable = sum(r["answerable"] for r in rows) or 1

@@ -33,7 +33,8 @@ from typing import Any
 from langchain_core.documents import Document
 
 from bot import prompts, tokens
-from bot.answering import Answer, Answerer, Query, citation_of
+from bot.answering import Answerer, Query, citation_of
+from bot.answers import Answer, Mode
 from bot.config import LLMSettings, Settings
 from bot.errors import ConfigError
 from bot.sessions import Turn
@@ -63,9 +64,13 @@ def make_chat_model(cfg: LLMSettings, env: dict[str, str] | None = None) -> Any:
                 raise ConfigError(f"llm.provider is openai but ${cfg.api_key_env} is empty. "
                                   f"Set {cfg.api_key_env} to your API key (llm.api_key_env "
                                   "names the variable), or set llm.provider = \"none\".")
-            return ChatOpenAI(model=cfg.model, base_url=cfg.base_url or None, api_key=key,
-                              temperature=cfg.temperature, timeout=cfg.timeout,
-                              max_tokens=cfg.max_tokens, max_retries=0)
+            from pydantic import SecretStr
+
+            # max_completion_tokens is the field's constructor name (max_tokens its alias)
+            return ChatOpenAI(model=cfg.model, base_url=cfg.base_url or None,
+                              api_key=SecretStr(key), temperature=cfg.temperature,
+                              timeout=cfg.timeout, max_completion_tokens=cfg.max_tokens,
+                              max_retries=0)
         if cfg.provider == "ollama":
             from langchain_ollama import ChatOllama
 
@@ -193,7 +198,7 @@ class LLMAnswerer:
             return _fallback(fallback, lang, "empty output")
         if text.strip().upper().startswith(NOT_FOUND):
             refusal = self.extractive.refusal(query, passages)
-            return replace(refusal, mode="llm")
+            return replace(refusal, mode=Mode.LLM)
         cleaned, cited = check_citations(text, len(passages))
         unsupported = ungrounded(cleaned, passages) if cited else []
         if not cited or unsupported:
@@ -202,15 +207,19 @@ class LLMAnswerer:
             log.warning("LLM answer rejected: %s (policy: %s)", cause, self.cfg.unsupported)
             if self.cfg.unsupported == "extractive":
                 return _fallback(fallback, lang, cause, note=_REJECTED_NOTE)
-            return replace(fallback, answer=f"{_UNSUPPORTED_NOTE[lang]}\n{cleaned}",
-                           citations=[], short_answer=None, mode="llm-unsupported")
+            return replace(fallback, note=_UNSUPPORTED_NOTE[lang], text=cleaned, quotes=[],
+                           citations=[], short_answer=None, short_cite=None,
+                           mode=Mode.LLM_UNSUPPORTED)
         pool = [citation_of(n, passages[n - 1]) for n in range(1, len(passages) + 1)]
         citations = [pool[n - 1] for n in sorted(cited)]
         related = [c for c in pool if c.n not in cited]
         short = fallback.short_answer if fallback.citations and any(
             c.chunk_id == fallback.citations[0].chunk_id for c in citations) else None
-        return replace(fallback, answer=cleaned, short_answer=short, refused=False,
-                       citations=citations, related=related, mode="llm")
+        # prose with its own markers: the short answer is kept (evaluation) but not
+        # shown apart
+        return replace(fallback, text=cleaned, quotes=[], short_answer=short,
+                       short_cite=None, refused=False, citations=citations,
+                       related=related, mode=Mode.LLM)
 
     def rewrite(self, question: str, turns: Sequence[Turn]) -> str | None:
         """A standalone version of a follow-up, or None when the model cannot help."""
@@ -257,5 +266,5 @@ def _fallback(answer: Answer, lang: str, cause: str,
               note: dict[str, str] = _FALLBACK_NOTE) -> Answer:
     """The extractive answer, labelled: the model failed (``_FALLBACK_NOTE``) or its
     answer was rejected (``_REJECTED_NOTE``)."""
-    return replace(answer, answer=f"{note[lang]}\n{answer.answer}", mode="extractive-fallback",
-                   evidence={**answer.evidence, "llm_error": cause})
+    return replace(answer, note=note[lang], mode=Mode.EXTRACTIVE_FALLBACK,
+                   evidence=replace(answer.evidence, llm_error=cause))

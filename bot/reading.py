@@ -31,7 +31,8 @@ from typing import Any
 from langchain_core.documents import Document
 
 from bot import tokens
-from bot.answering import Answer, Citation, ExtractiveAnswerer, Query, citation_of
+from bot.answering import ExtractiveAnswerer, Query, citation_of
+from bot.answers import Answer, Citation, Evidence, Mode, Quote
 from bot.chunking import split_sentences, unwrap
 from bot.config import AnswerSettings
 from bot.reader import Reader, Span
@@ -103,8 +104,8 @@ class ReaderAnswerer:
     def _refused(self, query: Query, passages: Sequence[Document], score: float) -> Answer:
         out = self.rules.refusal(query, passages)
         out.support = score
-        out.mode = "reader"
-        out.evidence = {"reader_score": round(score, 4)}
+        out.mode = Mode.READER
+        out.evidence = Evidence(reader_score=round(score, 4))
         return out
 
     def _compose(self, query: Query, reading: Reading, span: Span) -> Answer:
@@ -124,19 +125,19 @@ class ReaderAnswerer:
         citation = Citation(1, c.source, c.chunk_id, c.start, c.end, c.text, c.score)
         related = [citation_of(i, p) for i, p in enumerate(
             (p for k, p in enumerate(reading.passages) if k != span.passage), start=2)]
-        lines = [f"{quote} [1]"]
-        if short and tokens.normalize(short) != tokens.normalize(quote.strip("…")):
-            lines.insert(0, f"{short} [1]")
+        # the short answer gets a line of its own unless it is the whole quote
+        apart = bool(short) and tokens.normalize(short) != tokens.normalize(quote.strip("…"))
         base = int(doc.metadata.get("start", 0))
         standalone = reading.question if reading.question != query.standalone \
             else query.standalone
         return Answer(
-            question=query.question, answer="\n".join(lines), short_answer=short or None,
+            question=query.question, short_answer=short or None,
+            short_cite=1 if apart else None, quotes=[Quote(quote, (1,))],
             refused=False, citations=[citation], related=related,
-            standalone_query=standalone, support=span.score, mode="reader",
-            evidence={"source": c.source, "start": base + q_start, "end": base + q_end,
-                      "text": text[q_start:q_end], "span_start": base + start,
-                      "span_end": base + end, "reader_score": round(span.score, 4)},
+            standalone_query=standalone, support=span.score, mode=Mode.READER,
+            evidence=Evidence(source=c.source, start=base + q_start, end=base + q_end,
+                              text=text[q_start:q_end], span_start=base + start,
+                              span_end=base + end, reader_score=round(span.score, 4)),
         )
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.errors import QabotError
+from bot.evaluation import percentile
 
 CHART_METRICS = {"correct": "right decisions", "accuracy": "accuracy",
                  "citation_hit": "citation hit", "f1": "CMRC F1", "hit@5": "hit@5"}
@@ -75,7 +76,7 @@ def _diff_row(name: str, a: float | None, b: float | None) -> str:
 def _load(path: Path) -> dict[str, Any]:
     path = path / "metrics.json" if path.is_dir() else path
     try:
-        data = json.loads(path.read_text("utf-8"))
+        data: dict[str, Any] = json.loads(path.read_text("utf-8"))
         if not (isinstance(data["metrics"], dict) and isinstance(data["by_type"], dict)):
             raise TypeError("metrics and by_type must be objects")
         return data
@@ -97,15 +98,28 @@ def _charts(out: Path, types: dict[str, dict[str, float]], latencies: list[float
     # CJK type names need a font with the glyphs; fall back quietly when none is installed
     plt.rcParams["font.sans-serif"] = ["Noto Sans CJK SC", "WenQuanYi Zen Hei", "DejaVu Sans"]
     names = list(types)
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(names) + 2), 4))
+    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(names) + 2), 4.4))
     width = 0.8 / len(CHART_METRICS)
     for i, (metric, label) in enumerate(CHART_METRICS.items()):
-        ax.bar([x + i * width for x in range(len(names))], [types[n][metric] for n in names],
-               width, label=label)
-    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(names))], names, rotation=20)
+        xs = [x + i * width for x in range(len(names))]
+        # "right decisions" covers refusals; the others need answerable questions
+        applies = [metric == "correct" or types[n].get("answerable", 1) > 0 for n in names]
+        values = [types[n][metric] if ok else 0.0 for n, ok in zip(names, applies, strict=True)]
+        drawn = ax.bar(xs, values, width, label=label)
+        colour = drawn.patches[0].get_facecolor() if drawn.patches else None
+        for x, v, ok in zip(xs, values, applies, strict=True):
+            if not ok:  # not applicable: no bar, a mark that says so
+                ax.text(x, 0.01, "n/a", ha="center", va="bottom", fontsize=8, rotation=90,
+                        color="dimgrey")
+            elif v == 0:  # a zero is a result: a visible stub at the axis
+                ax.plot([x - width / 2, x + width / 2], [0.004, 0.004], color=colour, lw=2.5)
+                ax.text(x, 0.01, "0", ha="center", va="bottom", fontsize=8)
+    ticks = [f"{n}\n(n={types[n]['n']})" for n in names]
+    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(names))], ticks, rotation=20)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("share of questions")
-    ax.set_title("Quality by question type (right decisions count refusals too)", pad=28)
+    ax.set_title("Quality by question type (right decisions count refusals too; n/a: no "
+                 "answerable questions)", pad=28, fontsize=9)
     ax.legend(ncols=len(CHART_METRICS), fontsize=8, loc="lower center",
               bbox_to_anchor=(0.5, 1.0), frameon=False)
     fig.tight_layout()
@@ -115,9 +129,13 @@ def _charts(out: Path, types: dict[str, dict[str, float]], latencies: list[float
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.hist(latencies, bins=min(40, max(5, len(latencies) // 3)), color="#4477aa")
+    for pct, style in ((50, "--"), (95, ":")):
+        value = percentile(latencies, pct)
+        ax.axvline(value, color="#cc6677", ls=style, lw=1.5, label=f"p{pct} {value:.0f} ms")
+    ax.legend(fontsize=8, frameon=False)
     ax.set_xlabel("latency per question (ms)")
     ax.set_ylabel("questions")
-    ax.set_title("Answer latency")
+    ax.set_title(f"Answer latency ({len(latencies)} questions)")
     fig.tight_layout()
     hist = out / "latency.png"
     fig.savefig(hist, dpi=110)

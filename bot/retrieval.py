@@ -68,11 +68,11 @@ class HybridRetriever(BaseRetriever):
 
         ranked = []
         for chunk_id, sides in fused.items():
-            doc = docs.get(chunk_id)
-            if doc is None:  # BM25 knows an id Chroma lost: skip rather than fail
+            found = docs.get(chunk_id)
+            if found is None:  # BM25 knows an id Chroma lost: skip rather than fail
                 continue
             score = sum(1.0 / (s.rrf_k + rank) for rank, _ in sides.values())
-            if doc.metadata.get("kind") == KIND_BOILERPLATE:
+            if found.metadata.get("kind") == KIND_BOILERPLATE:
                 score *= s.boilerplate_penalty
             ranked.append((score, chunk_id, sides))
         ranked.sort(key=lambda item: (-item[0], item[1]))

@@ -17,11 +17,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from bot import tokens
+from bot.answers import Citation
 
 _ANAPHORA_ZH = re.compile(
     r"(它们|它|他们|她们|其|该|此|这个|那个|这些|那些|这项|那项|上述|这里|那里|这一|那一)")
@@ -39,9 +40,11 @@ class Turn:
     question: str
     standalone: str  # the query retrieval actually used
     answer: str
-    citations: list[dict[str, Any]] = field(default_factory=list)
+    citations: list[Citation] = field(default_factory=list)
     at: float = 0.0
     id: int | None = None  # row id once stored
+    # the closest passages when nothing was cited (a refusal): /sources shows them
+    related: list[Citation] = field(default_factory=list)
 
 
 def is_followup(question: str, segmenter: tokens.Segmenter = tokens.FULL) -> bool:
@@ -87,21 +90,29 @@ def contextual_query(question: str, history: list[Turn],
     return f"{previous} {question}"
 
 
-_COLUMNS = "question, standalone, answer, citations, at, id"
+_COLUMNS = "question, standalone, answer, citations, at, id, related"
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
 def _turn(row: tuple[Any, ...]) -> Turn:
-    q, s, a, c, at, turn_id = row
+    q, s, a, c, at, turn_id, r = row
+    return Turn(str(q), str(s), str(a), _citations(c, turn_id), at, turn_id,
+                _citations(r, turn_id))
+
+
+def _citations(stored: Any, turn_id: int) -> list[Citation]:
     try:
-        citations = json.loads(c)
+        rows = json.loads(stored)
+        return [Citation(**row) for row in rows]
     except (TypeError, ValueError):
-        # one bad row costs its citations (a /sources reply), never the session
-        log.warning("Session turn %s has unreadable citations; shown without them.", turn_id)
-        citations = []
-    return Turn(str(q), str(s), str(a), citations if isinstance(citations, list) else [],
-                at, turn_id)
+        # one bad row costs its passages (a /sources reply), never the session
+        log.warning("Session turn %s has unreadable passages; shown without them.", turn_id)
+        return []
+
+
+def _dump(citations: list[Citation]) -> str:
+    return json.dumps([asdict(c) for c in citations], ensure_ascii=False)
 
 
 def _corrupt(exc: sqlite3.DatabaseError) -> bool:
@@ -150,6 +161,9 @@ class SessionStore:
                 "session TEXT NOT NULL, question TEXT NOT NULL, standalone TEXT NOT NULL, "
                 "answer TEXT NOT NULL, citations TEXT NOT NULL, at REAL NOT NULL)")
             db.execute("CREATE INDEX IF NOT EXISTS turns_session ON turns(session, id)")
+            columns = {row[1] for row in db.execute("PRAGMA table_info(turns)")}
+            if "related" not in columns:  # a store written before turns kept them
+                db.execute("ALTER TABLE turns ADD COLUMN related TEXT NOT NULL DEFAULT '[]'")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -201,10 +215,10 @@ class SessionStore:
     def _append(self, session: str, turn: Turn) -> int:
         with self._connect() as db:
             cur = db.execute(
-                "INSERT INTO turns (session, question, standalone, answer, citations, at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO turns (session, question, standalone, answer, citations, at, "
+                "related) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (session, turn.question, turn.standalone, turn.answer,
-                 json.dumps(turn.citations, ensure_ascii=False), turn.at or time.time()))
+                 _dump(turn.citations), turn.at or time.time(), _dump(turn.related)))
             return int(cur.lastrowid or 0)
 
     def reset(self, session: str) -> int:

@@ -25,7 +25,8 @@ without embedding anything at question time. Both use content-hash ids: re-inges
 an unchanged file embeds nothing, and a changed file embeds only its new text.
 
 We always hand Chroma our own embeddings: its default embedding function downloads
-a model, which fails offline.
+a model, which fails offline. This module is the reading side and the build layout;
+writing a build is ``bot/ingest.py``, the BM25 side ``bot/bm25.py``.
 """
 
 from __future__ import annotations
@@ -33,13 +34,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,18 +44,18 @@ import numpy as np
 from langchain_core.documents import Document as LCDocument
 
 from bot import tokens
-from bot.chunking import Chunk, chunk_document, sentence_id, split_sentences
+from bot.bm25 import Bm25
+from bot.chunking import Chunk
 from bot.config import Settings
 from bot.embeddings import QabotEmbeddings
 from bot.errors import (
     EmbedderMismatchError,
-    IndexBusyError,
     IndexCorruptError,
     IndexMissingError,
     QabotError,
     StoreUnavailableError,
 )
-from bot.loading import Document, discover, iter_documents
+from bot.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -81,34 +78,10 @@ BUILDS = "builds"
 REMOTE_CHECK_SECONDS = 10.0
 
 
-@dataclass
-class IngestReport:
-    documents: int = 0  # files indexed after this run (all of them, not just new)
-    chunks: int = 0  # chunks in the index after this run
-    added_files: int = 0
-    changed_files: int = 0
-    unchanged_files: int = 0
-    removed_files: int = 0
-    embedded_chunks: int = 0
-    embedded_sentences: int = 0
-    deleted_chunks: int = 0
-    skipped: list[str] = field(default_factory=list)  # "path: reason"
-    ignored: int = 0  # files with unsupported extensions
-    seconds: float = 0.0
-
-    def summary(self) -> str:
-        parts = [
-            f"{self.documents} documents, {self.chunks} chunks in {self.seconds:.1f}s",
-            f"{self.added_files} new, {self.changed_files} changed, "
-            f"{self.unchanged_files} unchanged, {self.removed_files} removed",
-            f"embedded {self.embedded_chunks} chunks + {self.embedded_sentences} sentences",
-        ]
-        if self.skipped:
-            parts.append(f"{len(self.skipped)} skipped")
-        return "; ".join(parts)
-
-
-ProgressFn = Callable[[int, int], None]  # (files done, files total)
+# Texts embedded between two progress reports: small enough that a bar moves every
+# second or so on this machine's CPU embedders, large enough to keep their batches full
+# (sentence-transformers batches 32).
+EMBED_STEP = 64
 
 
 class Index:
@@ -124,14 +97,11 @@ class Index:
         self.remote = bool(settings.store.url)
         self._client = client or _chroma_client(settings, build)
         self._checked_at = time.monotonic()
-        self._chunks = self._collection(CHUNKS)
-        self._sentences = self._collection(SENTENCES)
-        self._bm25: Any = None
-        self._bm25_ids: list[str] = []
-        self._df: dict[str, int] = {}
-        self._n_docs = 0
-        # question segmentation: the corpus vocabulary once BM25 is loaded (tokens.py)
-        self.segmenter: tokens.Segmenter = tokens.FULL
+        # the LangChain vector store answers similarity queries; chromadb's own
+        # collection does the counting, paging and raw writes
+        self._chunks, self._chunks_raw = self._collection(CHUNKS)
+        self._sentences, self._sentences_raw = self._collection(SENTENCES)
+        self.bm25 = Bm25()
 
     # ----- opening -------------------------------------------------------------
     @classmethod
@@ -163,22 +133,24 @@ class Index:
     def check_in_step(self) -> None:
         """The store opens and holds as many chunks as the manifest lists."""
         with _chroma_errors(self.settings, "Reading the Chroma store"):
-            stored = self._chunks._collection.count()
+            stored = self._chunks_raw.count()
         if stored != self.chunk_count:
             raise IndexCorruptError(
                 f"The index is out of step: the manifest lists {self.chunk_count} chunks but "
                 f"the store ({_where(self.settings)}) holds {stored}. Rebuild with "
                 "`qabot ingest --rebuild`.")
 
-    def _collection(self, name: str) -> Any:
+    def _collection(self, name: str) -> tuple[Any, Any]:
+        """(langchain-chroma store, the chromadb collection under it) for ``name``."""
         from langchain_chroma import Chroma
 
         full = _name(self.settings, name)
         with _chroma_errors(self.settings, f"Opening the Chroma collection {full!r}"), \
                 _native_stderr_to_log():
-            return Chroma(collection_name=full, client=self._client,
-                          embedding_function=self.embeddings,
-                          collection_metadata={"hnsw:space": "cosine"})
+            store = Chroma(collection_name=full, client=self._client,
+                           embedding_function=self.embeddings,
+                           collection_metadata={"hnsw:space": "cosine"})
+            return store, self._client.get_collection(full, embedding_function=None)
 
     def superseded(self) -> bool:
         """Whether another process has made a newer build live since this one opened.
@@ -218,7 +190,7 @@ class Index:
                         ) -> list[tuple[str, int, int, float]]:
         """(source, start, end, cosine) of the sentences nearest to the query vector."""
         with _chroma_errors(self.settings, "A Chroma query"):
-            got = self._sentences._collection.query(
+            got = self._sentences_raw.query(
                 query_embeddings=[list(query_vector)], n_results=k,
                 include=["metadatas", "distances"])
         return [(str(m.get("source", "")), int(m.get("start", 0)), int(m.get("end", 0)),
@@ -227,13 +199,12 @@ class Index:
 
     def bm25_search(self, query: str, k: int) -> list[tuple[str, float]]:
         """(chunk id, BM25 score) for chunks sharing terms with the query; zeros dropped."""
-        terms = [t for t in self.segmenter.tokenize(query) if t in self._df]
-        if self._bm25 is None or not terms:
-            return []
-        k = min(k, len(self._bm25_ids))
-        docs, scores = self._bm25.retrieve([terms], k=k, show_progress=False)
-        return [(self._bm25_ids[int(d)], float(s))
-                for d, s in zip(docs[0], scores[0], strict=True) if s > 0]
+        return self.bm25.search(query, k)
+
+    @property
+    def segmenter(self) -> tokens.Segmenter:
+        """Question segmentation with the corpus vocabulary (tokens.py)."""
+        return self.bm25.segmenter
 
     def get_chunks(self, ids: Sequence[str]) -> dict[str, LCDocument]:
         if not ids:
@@ -274,9 +245,7 @@ class Index:
 
     def idf(self, term: str) -> float:
         """BM25-style idf of a term over chunks; unseen terms get the maximum."""
-        df = self._df.get(term, 0)
-        n = max(self._n_docs, 1)
-        return math.log(1 + (n - df + 0.5) / (df + 0.5))
+        return self.bm25.idf(term)
 
     @property
     def chunk_count(self) -> int:
@@ -289,91 +258,68 @@ class Index:
     # ----- BM25 ------------------------------------------------------------------
     def _load_bm25(self) -> None:
         path = self.build / "bm25"
-        if not (path / "ids.json").is_file():
+        if not Bm25.present(path):
             self.rebuild_bm25()
             return
-        try:
-            bm25s = _bm25s()
-            meta = json.loads((path / "ids.json").read_text("utf-8"))
-            # With a shared server another process may have ingested since this copy was
-            # made: it is only a cache of the store's documents, valid for one build.
-            if self.remote and meta.get("build") != self.manifest.get("build_id"):
-                self.rebuild_bm25()
-                return
-            self._bm25_ids, self._df, self._n_docs = meta["ids"], meta["df"], meta["n"]
-            self._bm25 = bm25s.BM25.load(str(path / "model")) if self._bm25_ids else None
-            if (path / "vocab.json").is_file():  # absent in indexes built before it
-                self.segmenter = tokens.Segmenter.load(path / "vocab.json")
-        except Exception as exc:
-            raise IndexCorruptError(f"The BM25 index in {path} is unreadable: {exc}. "
-                                    "Rebuild with `qabot ingest --rebuild`.") from exc
+        bm25 = Bm25.load(path)
+        # With a shared server another process may have ingested since this copy was
+        # made: it is only a cache of the store's documents, valid for one build.
+        if self.remote and bm25.build_id != self.manifest.get("build_id"):
+            self.rebuild_bm25()
+            return
+        self.bm25 = bm25
 
     def rebuild_bm25(self) -> None:
         """Rebuild BM25 from the chunks stored in Chroma (the one source of truth)."""
-        bm25s = _bm25s()
-        ids: list[str] = []
-        corpus: list[list[str]] = []
-        shared: dict[str, str] = {}  # one string object per distinct token, not per use
         with _chroma_errors(self.settings, "Reading chunks"):
-            total = self._chunks._collection.count()
-        with tokens.FULL.recording() as vocabulary:
+            total = self._chunks_raw.count()
+
+        def pages() -> Iterator[tuple[str, str]]:
             # in pages: one get() of every document makes Chroma hold all of them (and
             # more: ~800 MiB at 10^5 chunks) at once; paging keeps it under 400 MiB
             for offset in range(0, total, _PAGE):
                 with _chroma_errors(self.settings, "Reading chunks"):
-                    got = self._chunks._collection.get(limit=_PAGE, offset=offset,
-                                                       include=["documents"])
-                for chunk_id, text in zip(got["ids"], got["documents"], strict=True):
-                    ids.append(chunk_id)
-                    corpus.append([shared.setdefault(t, t) for t in tokens.FULL.tokenize(text)])
-        df: dict[str, int] = {}
-        for toks in corpus:
-            for tok in set(toks):
-                df[tok] = df.get(tok, 0) + 1
-        path = self.build / "bm25"
-        path.mkdir(parents=True, exist_ok=True)
-        if ids:
-            model = bm25s.BM25()
-            model.index(corpus, show_progress=False)
-            model.save(str(path / "model"), show_progress=False)
-            self._bm25 = model
-        else:
-            self._bm25 = None
-        self.segmenter = tokens.FULL.save_vocabulary(vocabulary, path / "vocab.json")
-        _atomic_write(path / "ids.json", json.dumps(
-            {"ids": ids, "df": df, "n": len(ids), "build": self.manifest.get("build_id")},
-            ensure_ascii=False))
-        self._bm25_ids, self._df, self._n_docs = ids, df, len(ids)
+                    got = self._chunks_raw.get(limit=_PAGE, offset=offset,
+                                               include=["documents"])
+                yield from zip(got["ids"], got["documents"], strict=True)
+
+        self.bm25 = Bm25.build(pages, self.build / "bm25", self.manifest.get("build_id"))
 
     # ----- writing ---------------------------------------------------------------
-    def add_chunks(self, chunks: Sequence[Chunk]) -> int:
+    def add_chunks(self, chunks: Sequence[Chunk], *,
+                   on_embedded: Callable[[int], None] | None = None) -> int:
         for at in range(0, len(chunks), WRITE_BATCH):
             part = chunks[at:at + WRITE_BATCH]
-            self._add(self._chunks, [c.id for c in part], [c.text for c in part],
-                      [chunk_metadata(c) for c in part], "Writing chunks")
+            self._add(self._chunks_raw, [c.id for c in part], [c.text for c in part],
+                      [chunk_metadata(c) for c in part], "Writing chunks", on_embedded)
         return len(chunks)
 
     def _add(self, store: Any, ids: list[str], texts: list[str],
-             metadatas: list[dict[str, Any]], what: str) -> None:
+             metadatas: list[dict[str, Any]], what: str,
+             on_embedded: Callable[[int], None] | None) -> None:
         # embedded here, outside the Chroma error conversion: an embedder failure is
         # the embedder's (EmbedderError), not a damaged store
-        vectors = self.embeddings.embed_documents(texts)
+        vectors: list[list[float]] = []
+        for at in range(0, len(texts), EMBED_STEP):
+            vectors += self.embeddings.embed_documents(texts[at:at + EMBED_STEP])
+            if on_embedded is not None:
+                on_embedded(len(texts[at:at + EMBED_STEP]))
         with _chroma_errors(self.settings, what):
-            store._collection.add(ids=ids, embeddings=vectors, documents=texts,
-                                  metadatas=metadatas)
+            store.add(ids=ids, embeddings=vectors, documents=texts, metadatas=metadatas)
 
     def update_metadata(self, chunks: Sequence[Chunk]) -> None:
         for at in range(0, len(chunks), WRITE_BATCH):
             part = chunks[at:at + WRITE_BATCH]
             with _chroma_errors(self.settings, "Writing chunks"):
-                self._chunks._collection.update(ids=[c.id for c in part],
+                self._chunks_raw.update(ids=[c.id for c in part],
                                                 metadatas=[chunk_metadata(c) for c in part])
 
-    def add_sentences(self, sentences: Sequence[tuple[str, str, dict[str, Any]]]) -> int:
+    def add_sentences(self, sentences: Sequence[tuple[str, str, dict[str, Any]]], *,
+                      on_embedded: Callable[[int], None] | None = None) -> int:
         for at in range(0, len(sentences), WRITE_BATCH):
             part = sentences[at:at + WRITE_BATCH]
-            self._add(self._sentences, [s[0] for s in part], [s[1] for s in part],
-                      [s[2] for s in part], "Writing sentences")
+            self._add(self._sentences_raw, [s[0] for s in part], [s[1] for s in part],
+                      [s[2] for s in part], "Writing sentences", on_embedded)
         return len(sentences)
 
     def delete(self, chunk_ids: Iterable[str], sentence_ids: Iterable[str]) -> None:
@@ -391,255 +337,6 @@ def chunk_metadata(chunk: Chunk) -> dict[str, Any]:
     meta.update({k: v for k, v in chunk.meta.items()
                  if k in ("title", "date", "author", "publisher", "editor")})
     return meta
-
-
-def chunk_sentences(chunk: Chunk) -> list[tuple[str, str, dict[str, Any]]]:
-    """(sentence id, text, metadata) for the sentences the answerer will look up."""
-    out = []
-    for span in split_sentences(chunk.text):
-        text = chunk.text[span.start:span.end]
-        out.append((sentence_id(chunk.source, text), text,
-                    {"source": chunk.source, "start": chunk.start + span.start,
-                     "end": chunk.start + span.end, "kind": chunk.kind}))
-    return out
-
-
-def ingest(settings: Settings, paths: Sequence[Path], embeddings: QabotEmbeddings, *,
-           rebuild: bool = False, progress: ProgressFn | None = None) -> IngestReport:
-    """Bring the index in line with ``paths``: add new, update changed, drop deleted files.
-
-    Files under an ingested folder that no longer exist are removed from the index.
-    Unchanged files (same bytes, same chunking settings) cost nothing.
-    """
-    files, ignored = discover(paths)
-    with writer_lock(settings.home):
-        run = Ingestion(settings, embeddings, rebuild=rebuild)
-        run.report.ignored = len(ignored)
-        for done, item in enumerate(iter_documents(files, root=settings.root), start=1):
-            run.add(item)
-            if progress:
-                progress(done, len(files))
-        roots = [p.resolve() for p in paths]
-        run.remove(lambda path: any(_is_under(path, r) for r in roots) and not path.is_file())
-        return run.finish()
-
-
-def ingest_documents(settings: Settings, documents: Iterable[Document],
-                     embeddings: QabotEmbeddings, *, rebuild: bool = False,
-                     progress: ProgressFn | None = None, total: int = 0) -> IngestReport:
-    """Index documents built in memory (e.g. the contexts of an evaluation set)."""
-    with writer_lock(settings.home):
-        run = Ingestion(settings, embeddings, rebuild=rebuild)
-        for done, doc in enumerate(documents, start=1):
-            run.add(doc)
-            if progress:
-                progress(done, total)
-        return run.finish()
-
-
-def remove(settings: Settings, paths: Sequence[Path], embeddings: QabotEmbeddings
-           ) -> IngestReport:
-    """Drop documents (files, or every document under a folder) from the index."""
-    if read_manifest(settings.home) is None:
-        raise IndexMissingError(f"No index at {settings.home}: nothing to remove.")
-    with writer_lock(settings.home):
-        run = Ingestion(settings, embeddings, rebuild=False)
-        roots = [p.resolve() if p.exists() else (settings.root / p).resolve() for p in paths]
-        run.remove(lambda path: any(_is_under(path, r) for r in roots))
-        return run.finish()
-
-
-@contextlib.contextmanager
-def writer_lock(home: Path) -> Iterator[None]:
-    """One writer per index: two ingests at once left manifest and store out of step.
-    An OS file lock, so a writer killed with -9 releases it with its process (no stale
-    lock to clear by hand). It guards one home directory; writers on other machines
-    sharing a Chroma server are not covered."""
-    import fcntl
-
-    home.mkdir(parents=True, exist_ok=True)
-    path = home / "ingest.lock"
-    fh = path.open("a+", encoding="utf-8")
-    try:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            pid = fh.read().strip() or "unknown"
-            raise IndexBusyError(
-                f"Another ingest is running on {home} (pid {pid}). Wait for it to finish, "
-                "then run this again.") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(str(os.getpid()))
-        fh.flush()
-        yield
-    finally:
-        fh.close()  # closing releases the lock
-
-
-class Ingestion:
-    """One ingest run: documents in, vectors written in batches, a new build made live.
-
-    Embedding work is buffered across documents, so many small files still embed in
-    full batches; the buffer is bounded, so memory stays flat however large the corpus.
-    All writes go to a new build (a copy of the live one, made at the first write; empty
-    with ``rebuild``), which becomes live only once complete: see the module docstring.
-    A run that changes nothing writes nothing.
-    """
-
-    FLUSH_AT = 512  # texts waiting to be embedded
-
-    def __init__(self, settings: Settings, embeddings: QabotEmbeddings, *, rebuild: bool) -> None:
-        self.started = time.perf_counter()
-        self.settings = settings
-        self.embeddings = embeddings
-        self.home = settings.home
-        self.remote = bool(settings.store.url)
-        self.rebuild = rebuild
-        self.report = IngestReport()
-        self.home.mkdir(parents=True, exist_ok=True)
-        _clear_unfinished(self.home)  # half-made builds of killed ingests (we hold the lock)
-        try:
-            self.live = live_build(self.home)
-        except IndexCorruptError:
-            if not rebuild:
-                raise
-            self.live = None  # --rebuild works from any state: the old build is not read
-        manifest = None if rebuild or self.live is None else _manifest_in(self.live)
-        if rebuild and self.remote:
-            _wipe_remote(settings)
-        if manifest is not None and manifest.get("embedder") != embeddings.identity:
-            raise EmbedderMismatchError(
-                f"The index at {self.home} was built with {manifest.get('embedder')}, not "
-                f"{embeddings.identity}. Run `qabot ingest --rebuild` to rebuild it with the "
-                "configured embedder.")
-        chunking = {"size": settings.chunking.size, "overlap": settings.chunking.overlap}
-        if manifest is None:
-            manifest = {"version": MANIFEST_VERSION, "embedder": embeddings.identity,
-                        "chunking": chunking, "files": {}}
-        self.rechunk_all = (manifest.get("chunking") != chunking
-                            or manifest.get("pipeline") != PIPELINE_VERSION)
-        manifest["chunking"] = chunking
-        manifest["pipeline"] = PIPELINE_VERSION
-        self.manifest = manifest
-        self.entries: dict[str, Any] = manifest["files"]
-        self._index: Index | None = None
-        self.seen: set[str] = set()
-        self._chunks: list[Chunk] = []
-        self._sentences: dict[str, tuple[str, str, dict[str, Any]]] = {}
-        self._stale_chunks: set[str] = set()
-        self._stale_sentences: set[str] = set()
-
-    @property
-    def index(self) -> Index:
-        """The index being written, made at the first write (see the class docstring)."""
-        if self._index is None:
-            if self.remote:
-                build = self.home
-            else:
-                stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-                build = self.home / BUILDS / f"{stamp}-{uuid.uuid4().hex[:8]}"
-                build.mkdir(parents=True)
-                if self.live is not None and not self.rebuild:
-                    _copy_store(self.live / "chroma", build / "chroma")
-            self._index = Index(self.settings, self.embeddings, self.manifest, build=build)
-        return self._index
-
-    def add(self, item: Document | QabotError) -> None:
-        if isinstance(item, QabotError):
-            self.report.skipped.append(str(item))
-            log.warning("skipped: %s", item)
-            return
-        doc = item
-        self.seen.add(doc.source)
-        old = self.entries.get(doc.source)
-        if old and old["sha256"] == doc.sha256 and not self.rechunk_all:
-            self.report.unchanged_files += 1
-            return
-        chunks = chunk_document(doc, size=self.settings.chunking.size,
-                                overlap=self.settings.chunking.overlap)
-        sentences = {s[0]: s for c in chunks for s in chunk_sentences(c)}
-        old_chunks = set(old["chunks"]) if old else set()
-        old_sents = set(old["sentences"]) if old else set()
-        self._chunks += [c for c in chunks if c.id not in old_chunks]
-        self._sentences.update((i, s) for i, s in sentences.items() if i not in old_sents)
-        # same text, maybe new metadata: no re-embedding
-        kept = [c for c in chunks if c.id in old_chunks]
-        if kept:
-            self.index.update_metadata(kept)
-        stale = old_chunks - {c.id for c in chunks}
-        self._stale_chunks |= stale
-        self._stale_sentences |= old_sents - set(sentences)
-        self.report.deleted_chunks += len(stale)
-        self.entries[doc.source] = {"sha256": doc.sha256, "chunks": [c.id for c in chunks],
-                                    "sentences": list(sentences), "meta": doc.meta}
-        if old:
-            self.report.changed_files += 1
-        else:
-            self.report.added_files += 1
-        if len(self._chunks) + len(self._sentences) >= self.FLUSH_AT:
-            self._flush()
-
-    def remove(self, gone: Callable[[Path], bool]) -> None:
-        """Drop indexed documents (not seen in this run) whose path ``gone`` accepts."""
-        for source in list(self.entries):
-            if source in self.seen:
-                continue
-            path = Path(source) if Path(source).is_absolute() else self.settings.root / source
-            if gone(path.resolve()):
-                old = self.entries.pop(source)
-                self._stale_chunks |= set(old["chunks"])
-                self._stale_sentences |= set(old["sentences"])
-                self.report.deleted_chunks += len(old["chunks"])
-                self.report.removed_files += 1
-
-    def _flush(self) -> None:
-        if self._sentences:
-            self.report.embedded_sentences += self.index.add_sentences(
-                list(self._sentences.values()))
-        if self._chunks:
-            self.report.embedded_chunks += self.index.add_chunks(self._chunks)
-        self._chunks, self._sentences = [], {}
-
-    def finish(self) -> IngestReport:
-        self._flush()
-        live_sentences = {i for e in self.entries.values() for i in e["sentences"]}
-        stale_sentences = self._stale_sentences - live_sentences
-        if self._stale_chunks or stale_sentences:
-            self.index.delete(self._stale_chunks, stale_sentences)
-        report, manifest = self.report, self.manifest
-        changed = bool(report.added_files or report.changed_files or report.removed_files)
-        manifest["chunk_count"] = sum(len(e["chunks"]) for e in self.entries.values())
-        report.documents = len(self.entries)
-        report.chunks = manifest["chunk_count"]
-        bm25_missing = self.live is None or not (self.live / "bm25" / "ids.json").is_file()
-        if self._index is None and not (changed or self.rechunk_all or bm25_missing
-                                        or self.rebuild or "built_at" not in manifest):
-            # nothing changed: the live build stays, once it is shown to be readable
-            # (a damaged store must not pass for "unchanged")
-            assert self.live is not None
-            probe = Index(self.settings, self.embeddings, manifest, build=self.live)
-            try:
-                probe.check_in_step()
-            finally:
-                probe.close()
-            report.seconds = time.perf_counter() - self.started
-            return report
-        if changed or self.rebuild or "built_at" not in manifest:
-            manifest["built_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-            manifest["build_id"] = uuid.uuid4().hex  # what cached BM25 copies check
-        index = self.index
-        index.rebuild_bm25()
-        write_manifest(index.build, manifest)
-        if self.remote:
-            _write_info(index._client, self.settings, manifest)
-        else:
-            index.close()
-            _make_live(self.home, index.build)
-            _prune(self.home, keep={index.build, self.live})
-        report.seconds = time.perf_counter() - self.started
-        return report
 
 
 def live_build(home: Path) -> Path | None:
@@ -681,16 +378,7 @@ def _manifest_in(build: Path) -> dict[str, Any] | None:
 
 
 def write_manifest(build: Path, manifest: dict[str, Any]) -> None:
-    _atomic_write(build / "manifest.json", json.dumps(manifest, ensure_ascii=False, indent=1))
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())  # on disk before the rename makes it visible
-    os.replace(tmp, path)
+    atomic_write(build / "manifest.json", json.dumps(manifest, ensure_ascii=False, indent=1))
 
 
 def _copy_store(src: Path, dst: Path) -> None:
@@ -721,7 +409,7 @@ def _copy_store(src: Path, dst: Path) -> None:
 
 def _make_live(home: Path, build: Path) -> None:
     """Point CURRENT at ``build``: one rename, so a reader sees the old build or the new."""
-    _atomic_write(home / CURRENT, build.name + "\n")
+    atomic_write(home / CURRENT, build.name + "\n")
     with contextlib.suppress(OSError):  # make the rename itself durable
         fd = os.open(home, os.O_RDONLY)
         try:
@@ -815,18 +503,6 @@ def _native_stderr_to_log() -> Iterator[None]:
                 os.write(2, written)
 
 
-def _bm25s() -> Any:
-    import bm25s
-
-    # bm25s sets its own logger to DEBUG when imported; it is chatty at every index build
-    logging.getLogger("bm25s").setLevel(logging.WARNING)
-    return bm25s
-
-
-def _is_under(path: Path, root: Path) -> bool:
-    return path == root or root in path.parents
-
-
 def _name(settings: Settings, kind: str) -> str:
     return f"{settings.store.collection}-{kind}"
 
@@ -865,11 +541,16 @@ def _chroma_client(settings: Settings, build: Path) -> Any:
 
 
 def _read_info(client: Any, settings: Settings) -> dict[str, Any] | None:
+    from chromadb.errors import NotFoundError
+
     try:
-        got = client.get_collection(_name(settings, INFO), embedding_function=None).get(
-            ids=["index"], include=["documents"])
-    except Exception:  # no such collection: nothing was ingested under this prefix
-        return None
+        with _chroma_errors(settings, "Reading the index record"):
+            got = client.get_collection(_name(settings, INFO), embedding_function=None).get(
+                ids=["index"], include=["documents"])
+    except IndexCorruptError as exc:
+        if isinstance(exc.__cause__, NotFoundError):  # nothing ingested under this prefix
+            return None
+        raise
     if not got["ids"]:
         return None
     try:
@@ -888,6 +569,8 @@ def _write_info(client: Any, settings: Settings, manifest: dict[str, Any]) -> No
                                           "chunk_count", "built_at", "build_id")}
     info["files"] = {src: {"meta": e.get("meta", {}), "chunks": e.get("chunks", [])}
                      for src, e in manifest["files"].items()}
-    collection = client.get_or_create_collection(_name(settings, INFO), embedding_function=None)
-    collection.upsert(ids=["index"], documents=[json.dumps(info, ensure_ascii=False)],
-                      embeddings=[[0.0]])
+    with _chroma_errors(settings, "Writing the index record"):
+        collection = client.get_or_create_collection(_name(settings, INFO),
+                                                     embedding_function=None)
+        collection.upsert(ids=["index"], documents=[json.dumps(info, ensure_ascii=False)],
+                          embeddings=[[0.0]])

@@ -141,7 +141,7 @@ class Segmenter:
         plain = type(tok).get_DAG
 
         def get_dag(sentence: str) -> dict[int, list[int]]:
-            dag = plain(tok, sentence)
+            dag: dict[int, list[int]] = plain(tok, sentence)
             for k, ends in dag.items():
                 for j in ends:
                     word = sentence[k:j + 1]

@@ -22,7 +22,7 @@ from fakes.harness import make_settings
 
 from bot.config import Settings
 from bot.embeddings import make_embeddings
-from bot.store import ingest
+from bot.ingest import ingest
 
 __all__ = ["ROOT", "SEED", "TESTSET", "chroma_run", "make_settings"]
 

@@ -16,8 +16,8 @@ from conftest import make_settings
 
 from bot.embeddings import make_embeddings
 from bot.engine import Engine
+from bot.ingest import ingest
 from bot.sessions import SessionStore
-from bot.store import ingest
 
 DOCS = {
     "park.md": "# 乍都节公园\n"
@@ -63,20 +63,20 @@ def test_a_title_scopes_the_sentences_of_its_document(engine: Engine) -> None:
     a = engine.answer("乍都节公园的面积是多少?")
     assert not a.refused
     assert a.short_answer == "0.304平方公里"
-    assert a.evidence["text"] == "它的面积约为0.304平方公里，园内有一个人工湖。"
+    assert a.evidence.text == "它的面积约为0.304平方公里，园内有一个人工湖。"
     assert a.citations[0].source.endswith("park.md")
 
 
 def test_the_sentence_naming_what_was_asked_wins_over_the_topic_sentence(
         engine: Engine) -> None:
     a = engine.answer("玉山箭竹又名什么?")
-    assert a.evidence["text"] == "又名玉山矢竹、高山云竹、箭竹仔。"
+    assert a.evidence.text == "又名玉山矢竹、高山云竹、箭竹仔。"
     assert a.citations[0].source.endswith("bamboo.md")
 
 
 def test_a_sentence_that_points_back_is_quoted_with_the_one_before(engine: Engine) -> None:
     a = engine.answer("为什么猴面包树被称为超级水果?")
-    assert a.evidence["text"] == "因此它有时也被称为超级水果。"
+    assert a.evidence.text == "因此它有时也被称为超级水果。"
     # one contiguous quote, as the document has it, so the reason is on the page
     assert quoted(a)[0].startswith(
         "猴面包树的果实富含钙质，维生素C含量是橙子的三倍。因此它有时也被称为超级水果。")

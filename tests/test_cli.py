@@ -334,7 +334,7 @@ def test_a_second_ingest_waits_its_turn_with_a_clear_message(hashing_home: Path)
     before writing anything and says who holds the index."""
     import os
 
-    from bot.store import writer_lock
+    from bot.ingest import writer_lock
 
     env = {"QABOT_EMBEDDINGS_BACKEND": "hashing"}
     before = (hashing_home / "CURRENT").read_bytes()
@@ -348,3 +348,81 @@ def test_a_second_ingest_waits_its_turn_with_a_clear_message(hashing_home: Path)
     result = run(hashing_home, "ask", README_QUESTION, **env)
     assert result.exit_code == 0 and "1.4亿元" in result.stdout
     assert run(hashing_home, "ingest", **env).exit_code == 0  # free again afterwards
+
+
+# ----- feedback, sessions across processes, config, eval input ---------------------------
+def test_ingest_reports_embedding_progress_and_names_unsupported_files_with_v(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bot.cli
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / SEED.name).write_bytes(SEED.read_bytes())
+    (docs / "notes.docx").write_bytes(b"PK\x03\x04")
+    # a line at every report, as a slow ingest would print one every few seconds
+    monkeypatch.setattr(bot.cli, "PROGRESS_LINE_SECONDS", 0.0)
+    quiet = run(tmp_path / "a", "--embedder", "hashing", "ingest", str(docs))
+    assert quiet.exit_code == 0, quiet.output
+    lines = [line for line in quiet.stderr.splitlines() if line.startswith("Ingesting: ")]
+    done = [tuple(map(int, line.split()[1].split("/"))) for line in lines
+            if "texts embedded" in line]
+    assert done and done[-1][0] == done[-1][1]  # ends at all of them
+    assert [d for d, _ in done] == sorted(d for d, _ in done)  # only moves forward
+    assert "Skipped 1 files of unsupported types; `qabot -v ingest` names them." in quiet.stderr
+    assert "1 of unsupported types ignored" in quiet.stdout
+    loud = run(tmp_path / "b", "-v", "--embedder", "hashing", "ingest", str(docs))
+    assert f"Skipped: {(docs / 'notes.docx').resolve()}: not a supported type (qabot reads " \
+           ".txt, .md" in loud.stderr
+
+
+def test_sources_in_chat_show_the_last_answer_of_an_earlier_ask(hashing_home: Path) -> None:
+    env = {"QABOT_EMBEDDINGS_BACKEND": "hashing"}
+    asked = run(hashing_home, "ask", "--session", "s1", README_QUESTION, **env)
+    assert asked.exit_code == 0, asked.output
+    chat = run(hashing_home, "chat", "--session", "s1", input="/sources\n", **env)
+    assert chat.exit_code == 0, chat.output
+    assert "No answer yet" not in chat.stdout
+    assert "总投资1.4亿元" in chat.stdout and "(chars " in chat.stdout
+
+
+def test_sources_after_a_refusal_show_the_closest_passages(hashing_home: Path) -> None:
+    env = {"QABOT_EMBEDDINGS_BACKEND": "hashing"}
+    chat = run(hashing_home, "chat", input="What is the airspeed of an unladen swallow?\n"
+                                            "/sources\n", **env)
+    assert chat.exit_code == 0, chat.output
+    out = chat.stdout
+    assert "The documents do not contain an answer" in out
+    after = out[out.index("The documents do not contain"):]
+    assert "Closest passages (they do not answer it):" in after
+    assert "The last answer cited no passages." not in after and "(chars " in after
+
+
+def test_config_shows_each_setting_with_where_it_came_from(tmp_path: Path) -> None:
+    extra = tmp_path / "extra.toml"
+    extra.write_text("[answer]\nmax_sentences = 2\n", "utf-8")
+    result = run(tmp_path / "home", "--config", str(extra), "--set", "retrieval.fetch_k=30",
+                 "config", QABOT_RETRIEVAL_K="7", TELEGRAM_BOT_TOKEN="123:secret",
+                 QABOT_LLM_BASE_URL="http://user:hunter2@llm.local:8000/v1")
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line.split(None, 2)[1:] for line in result.stdout.splitlines()}
+    assert rows["retrieval.k"] == ["7", "environment (QABOT_RETRIEVAL_K)"]
+    assert rows["retrieval.fetch_k"] == ["30", "command line"]
+    assert rows["answer.max_sentences"] == ["2", str(extra)]
+    assert rows["paths.home"] == [json.dumps(str(tmp_path / "home")), "environment (QABOT_HOME)"]
+    assert rows["chunking.size"][1] == "config/default.toml"
+    assert rows["telegram.workers"][1] in ("default", "config/default.toml")
+    assert "hunter2" not in result.stdout and "secret" not in result.stdout
+    assert set(rows) >= {"llm.provider", "telegram.allowed_users", "store.url"}
+
+
+@pytest.mark.parametrize(("history", "why"), [
+    ('[{"question": "天华民乐团是在哪里成立的?"}]', '"history" must be a list of the earlier'),
+    ('"天华民乐团是在哪里成立的?"', '"history" must be a list of the earlier'),
+])
+def test_eval_rejects_history_that_is_not_a_list_of_strings(
+        hashing_home: Path, tmp_path: Path, history: str, why: str) -> None:
+    bad = tmp_path / "bad.jsonl"
+    item = f'{{"question": "第一批学员有多少人?", "answers": ["20"], "history": {history}}}'
+    bad.write_text('{"question": "ok", "answers": []}\n' + item + "\n", "utf-8")
+    result = run(hashing_home, "eval", str(bad), QABOT_EMBEDDINGS_BACKEND="hashing")
+    assert result.exit_code == 1 and f"bad.jsonl line 2: {why}" in result.stderr

@@ -11,7 +11,8 @@ from conftest import make_settings
 from bot.config import EmbeddingSettings
 from bot.embeddings import HashingEmbeddings, make_embeddings
 from bot.errors import ConfigError
-from bot.store import Index, ingest
+from bot.ingest import ingest
+from bot.store import Index
 
 
 def cos(a: list[float], b: list[float]) -> float:

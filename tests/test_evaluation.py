@@ -10,6 +10,7 @@ from conftest import SEED, TESTSET
 
 from bot.errors import QabotError
 from bot.evaluation import (
+    by_type,
     cmrc_em,
     cmrc_f1,
     cmrc_tokens,
@@ -155,3 +156,20 @@ def test_malformed_sets_say_what_is_missing(tmp_path: Path) -> None:
     empty.write_text("\n", "utf-8")
     with pytest.raises(QabotError, match="holds no questions"):
         load_testset(empty)
+
+
+def test_by_type_says_which_types_have_answerable_questions_and_the_charts_draw() -> None:
+    from bot.report import write_report
+
+    rows = [row(type="number"), row(type="number", correct=False, f1=0.0, em=0.0),
+            row(gold_answers=[], type="unanswerable", refused=True, correct=True)]
+    types = by_type(rows)
+    assert types["number"]["answerable"] == 2 and types["number"]["n"] == 2
+    assert types["unanswerable"]["answerable"] == 0 and types["unanswerable"]["correct"] == 1.0
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as out:
+        written = write_report(Path(out), metrics=metrics(rows), types=types, failures=[],
+                               rows=rows, about={"testset": "t"})
+        assert {p.name for p in written} >= {"by_type.png", "latency.png"}

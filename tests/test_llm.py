@@ -21,9 +21,9 @@ from bot.cli import cli
 from bot.embeddings import make_embeddings
 from bot.engine import Engine
 from bot.errors import ConfigError
+from bot.ingest import ingest
 from bot.llm import check_citations, format_passages, ungrounded
 from bot.sessions import SessionStore
-from bot.store import ingest
 
 pytestmark = pytest.mark.slow
 Q = "霍城县江苏医院综合病房大楼总投资多少?"
@@ -119,7 +119,7 @@ def test_connection_refused_falls_back(real_home, key) -> None:
         "llm.model": "m", "llm.timeout": 2.0})
     a = Engine(settings, sessions=SessionStore(":memory:")).answer(Q)
     assert a.mode == "extractive-fallback" and "1.4亿元" in a.answer
-    assert "Connection" in a.evidence["llm_error"]
+    assert "Connection" in (a.evidence.llm_error or "")
 
 
 def test_a_missing_key_names_the_variable_to_set(real_home, llm, monkeypatch) -> None:

@@ -6,7 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from bot.answers import Citation
 from bot.sessions import SessionStore, Turn, is_followup, standalone_query, topic_of
+
+C1 = Citation(1, "a.txt", "a.txt#0", 0, 12, "霍城县江苏医院综合病房大楼", 0.9)
+C2 = Citation(2, "b.txt", "b.txt#3", 40, 60, "second passage", 0.4)
 
 
 @pytest.mark.parametrize("question", [
@@ -39,13 +43,13 @@ def test_followup_borrows_the_previous_topic() -> None:
 def test_store_keeps_history_per_session_across_reopen(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite3"
     store = SessionStore(path)
-    store.append("a", Turn("q1", "q1", "a1", [{"n": 1}]))
+    store.append("a", Turn("q1", "q1", "a1", [C1]))
     store.append("b", Turn("other", "other", "x"))
     store.append("a", Turn("q2", "s2", "a2"))
     reopened = SessionStore(path)
     assert [t.question for t in reopened.history("a", 10)] == ["q1", "q2"]
     assert reopened.history("a", 1)[0].standalone == "s2"
-    assert reopened.history("a", 10)[0].citations == [{"n": 1}]
+    assert reopened.history("a", 10)[0].citations == [C1]
     assert reopened.last("b").answer == "x"
     assert reopened.reset("a") == 2
     assert reopened.history("a", 10) == [] and reopened.last("b") is not None
@@ -85,9 +89,37 @@ def test_a_bad_row_costs_its_citations_not_the_session(tmp_path: Path) -> None:
 
     path = tmp_path / "sessions.sqlite3"
     store = SessionStore(path)
-    store.append("chat", Turn("一", "一", "答一", [{"n": 1}]))
-    store.append("chat", Turn("二", "二", "答二", [{"n": 2}]))
+    store.append("chat", Turn("一", "一", "答一", [C1]))
+    store.append("chat", Turn("二", "二", "答二", [C2]))
     with sqlite3.connect(path) as db:
         db.execute("UPDATE turns SET citations = '{not json' WHERE question = '一'")
     turns = store.history("chat", 5)
-    assert [(t.question, t.citations) for t in turns] == [("一", []), ("二", [{"n": 2}])]
+    assert [(t.question, t.citations) for t in turns] == [("一", []), ("二", [C2])]
+
+
+def test_a_refusal_keeps_its_closest_passages(tmp_path: Path) -> None:
+    store = SessionStore(tmp_path / "s.sqlite3")
+    turn_id = store.append("chat", Turn("没有答案?", "没有答案?", "文档中没有找到", [],
+                                        related=[C2]))
+    again = SessionStore(tmp_path / "s.sqlite3")  # another process
+    turn = again.get("chat", turn_id)
+    assert turn is not None and turn.citations == [] and turn.related == [C2]
+
+
+def test_a_store_written_before_turns_kept_related_passages_opens(tmp_path: Path) -> None:
+    import json
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as db:  # the schema as it was
+        db.execute("CREATE TABLE turns (id INTEGER PRIMARY KEY AUTOINCREMENT, session TEXT NOT "
+                   "NULL, question TEXT NOT NULL, standalone TEXT NOT NULL, answer TEXT NOT "
+                   "NULL, citations TEXT NOT NULL, at REAL NOT NULL)")
+        db.execute("INSERT INTO turns (session, question, standalone, answer, citations, at) "
+                   "VALUES ('chat', '旧', '旧', '答', ?, 1.0)",
+                   (json.dumps([C1.__dict__], ensure_ascii=False),))
+    store = SessionStore(path)
+    old = store.last("chat")
+    assert old is not None and old.citations == [C1] and old.related == []
+    store.append("chat", Turn("新", "新", "答", related=[C2]))
+    assert store.last("chat").related == [C2]

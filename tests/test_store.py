@@ -18,8 +18,9 @@ from bot.chunking import split_sentences
 from bot.embeddings import HashingEmbeddings, make_embeddings
 from bot.engine import Engine
 from bot.errors import EmbedderMismatchError, IndexCorruptError, IndexMissingError
+from bot.ingest import ingest
 from bot.sessions import SessionStore
-from bot.store import Index, ingest, live_build
+from bot.store import Index, live_build
 
 
 def live(home: Path) -> Path:
@@ -259,7 +260,7 @@ def test_a_killed_ingest_leaves_the_previous_build_live_and_the_next_ingest_repa
     (hashing_settings.docs_dir / "new.md").write_text("# 新\n\n鹦鹉螺号潜艇下水了。", "utf-8")
     code = ("import sys; sys.path.insert(0, 'tests')\n"
             "from test_store import KilledAfterFirstWrite\n"
-            "from bot.config import load_settings\nfrom bot.store import ingest\n"
+            "from bot.config import load_settings\nfrom bot.ingest import ingest\n"
             "s = load_settings()\n"
             "ingest(s, [s.docs_dir], KilledAfterFirstWrite(kill=True), rebuild=True)\n")
     env = {"QABOT_HOME": str(hashing_settings.home), "PATH": "/usr/bin:/bin",
@@ -401,7 +402,7 @@ def test_english_questions_over_english_text_count_lexical_evidence(hashing_sett
     ingest(hashing_settings, [docs], emb)
     engine = Engine(hashing_settings, embeddings=emb, sessions=SessionStore(":memory:"))
     english = engine.answer("When was the Nautilus submarine launched?")
-    assert english.evidence["features"]["same_script"] == 1.0
-    assert english.evidence["source"].endswith("en.md")
+    assert english.evidence.features["same_script"] == 1.0
+    assert english.evidence.source.endswith("en.md")
     chinese = engine.answer("霍城县江苏医院综合病房大楼总投资多少?")
-    assert chinese.evidence["features"]["same_script"] == 1.0
+    assert chinese.evidence.features["same_script"] == 1.0

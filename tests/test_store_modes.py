@@ -11,8 +11,9 @@ from conftest import SEED, make_settings
 from bot.embeddings import HashingEmbeddings, make_embeddings
 from bot.engine import Engine
 from bot.errors import IndexMissingError, StoreUnavailableError
+from bot.ingest import ingest, remove
 from bot.sessions import SessionStore
-from bot.store import Index, ingest, remove
+from bot.store import Index
 
 QUESTION = "霍城县江苏医院综合病房大楼总投资多少?"
 

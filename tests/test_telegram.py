@@ -21,18 +21,13 @@ from conftest import ROOT, SEED, chroma_run, make_settings
 from fakes.harness import RunningBot
 from fakes.telegram_api import TOKEN, FakeBotAPI, _check_text
 
-from bot.answering import Answer, Citation
 from bot.errors import ConfigError
-from bot.store import ingest
+from bot.ingest import ingest
 from bot.telegram import (
     LIMIT,
     NOT_ALLOWED,
     ONLY_TEXT,
-    RedactFilter,
-    block,
     read_token,
-    render_answer,
-    render_sources,
     tg_len,
 )
 
@@ -108,6 +103,20 @@ def test_sources_button_round_trip(real_home, fake) -> None:
     assert texts[1].startswith("[1] seeds/000_122f56e846ff3a80.txt (chars 599-734)")
     assert seed[599:734] in texts[1]
     assert fake.sent[1][1].reply_to == answer.message_id
+
+
+def test_sources_button_on_a_refusal_shows_the_closest_passages(real_home, fake) -> None:
+    with RunningBot(real_home, fake):
+        fake.message(1, 11, "What is the airspeed of an unladen swallow?")
+        refusal = answers_in(fake, 1)[0]
+        answer = fake.sent[1][0]
+        assert "The documents do not contain an answer" in refusal
+        assert "Closest passages (they do not answer it):" in refusal
+        data = answer.reply_markup["inline_keyboard"][0][0]["callback_data"]
+        fake.click(1, 11, answer, data)
+        texts = answers_in(fake, 1, 2)
+    assert texts[1].startswith("Closest passages (they do not answer it):")
+    assert "The last answer cited no passages" not in texts[1] and "(chars " in texts[1]
 
 
 def test_sources_command_reset_and_stale_button(real_home, fake) -> None:
@@ -481,45 +490,3 @@ def test_missing_token_is_a_clear_error(tmp_path) -> None:
     token_file.write_text(TOKEN + "\n", "utf-8")
     from_file = make_settings(tmp_path, **{"telegram.token_file": str(token_file)})
     assert read_token(from_file.telegram, env={}) == TOKEN
-
-
-# ----- rendering (pure) -----------------------------------------------------------------------
-def test_redact_filter_scrubs_messages_and_tracebacks() -> None:
-    import logging
-
-    record = logging.LogRecord("x", logging.ERROR, "f", 1, "GET %s", (f"/bot{TOKEN}/getMe",),
-                               None)
-    assert RedactFilter(TOKEN).filter(record) and TOKEN not in record.getMessage()
-    record = logging.LogRecord("x", logging.DEBUG, "f", 1, "setWebhook %s",
-                               ({"url": "u", "secret_token": "whs"},), None)
-    assert RedactFilter(TOKEN, "whs").filter(record) and "whs" not in record.getMessage()
-    try:
-        raise RuntimeError(f"failed https://api.telegram.org/bot{TOKEN}/send")
-    except RuntimeError:
-        record = logging.LogRecord("x", logging.ERROR, "f", 1, "boom", (), sys.exc_info())
-    RedactFilter(TOKEN).filter(record)
-    assert TOKEN not in logging.Formatter().format(record)
-
-
-def test_block_escapes_and_splits_without_breaking_entities() -> None:
-    text = ("A&B <tag> “quote” 😀。" * 600)
-    pieces = block(text, "i")
-    assert len(pieces) > 1
-    for p in pieces:
-        assert tg_len(p) <= LIMIT and p.startswith("<i>") and p.endswith("</i>")
-        assert _check_text(p, "HTML") is None
-    from html import unescape
-
-    assert "".join(unescape(p[3:-4]) for p in pieces) == text
-
-
-def test_render_answer_and_sources_escape_document_text() -> None:
-    c = Citation(1, "docs/a<b>.txt", "id1", 0, 20, "价格 <100> & 上涨*_", 0.5)
-    answer = Answer(question="价格?", answer="<100> [1]\n价格 <100> & 上涨*_ [1]",
-                    short_answer="<100>", refused=False, citations=[c],
-                    standalone_query="价格?")
-    messages = render_answer(answer)
-    assert len(messages) == 1 and _check_text(messages[0], "HTML") is None
-    assert messages[0].startswith("<b>&lt;100&gt; [1]</b>")
-    sources = render_sources([c.__dict__])
-    assert _check_text(sources[0], "HTML") is None and "&lt;100&gt; &amp;" in sources[0]

@@ -1,0 +1,131 @@
+"""What an answer is, as data: the parts every front end renders (``bot/present.py``).
+
+An answer leaves the engine as parts, never as pre-rendered text: an optional notice,
+the short answer with the passage it came from, the quotes each with their citation
+numbers, free prose (the refusal sentence, or an LLM's checked answer with its own
+``[n]`` markers), the cited passages and the closest uncited ones. ``Answer.answer`` is
+the plain-text rendering of those parts, for ``ask --json``, the evaluator and logs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Mode(StrEnum):
+    """Which answerer produced the answer (string values: they appear in ``ask --json``
+    and evaluation rows)."""
+
+    EXTRACTIVE = "extractive"  # the rule answerer (bot/answering.py)
+    READER = "reader"  # the trained reader (bot/reading.py)
+    LLM = "llm"  # an LLM answer that passed the citation check
+    LLM_UNSUPPORTED = "llm-unsupported"  # shown with a warning (llm.unsupported = "show")
+    EXTRACTIVE_FALLBACK = "extractive-fallback"  # the LLM failed or its answer was rejected
+
+
+@dataclass
+class Citation:
+    n: int
+    source: str
+    chunk_id: str
+    start: int
+    end: int
+    text: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Quote:
+    """A passage of a document quoted as the answer, with the citations it rests on."""
+
+    text: str
+    cites: tuple[int, ...]
+
+
+@dataclass
+class Evidence:
+    """What the answer rests on, for evaluation and diagnosis: the quoted sentence and
+    its source offsets (rules), the reader's span and score, the metadata field of an
+    answer about the document itself, or why the LLM's answer was not used."""
+
+    source: str = ""
+    start: int | None = None
+    end: int | None = None
+    text: str = ""
+    features: dict[str, float] = field(default_factory=dict)  # the rule scorer's
+    span_start: int | None = None  # the reader's span, source offsets
+    span_end: int | None = None
+    reader_score: float | None = None
+    meta_field: str | None = None  # "author", "date"…: answered from document metadata
+    typed_ok: bool | None = None  # a refusal: was a value of the asked type there at all
+    llm_error: str | None = None  # why the LLM answer was replaced by the extractive one
+    error: str | None = None  # the evaluator's record of a question that failed
+
+
+@dataclass
+class Answer:
+    question: str
+    short_answer: str | None
+    refused: bool
+    citations: list[Citation]
+    quotes: list[Quote] = field(default_factory=list)
+    related: list[Citation] = field(default_factory=list)
+    standalone_query: str = ""
+    support: float = 0.0
+    # free prose: the refusal sentence, or an LLM's checked answer with [n] markers
+    text: str = ""
+    # shown before everything else: the LLM was unavailable, or its answer is unchecked
+    note: str = ""
+    # the citation shown beside the short answer on a line of its own; None when the
+    # short answer is not shown apart (the quote is the short answer, or LLM prose)
+    short_cite: int | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    evidence: Evidence = field(default_factory=Evidence)
+    turn_id: int | None = None  # set when the answer was stored as a session turn
+    mode: Mode = Mode.EXTRACTIVE
+
+    @property
+    def headline(self) -> str | None:
+        """The short answer as shown on its own line, or None."""
+        if self.short_answer and self.short_cite is not None:
+            return self.short_answer
+        return None
+
+    @property
+    def answer(self) -> str:
+        """The parts as plain text, one per line, each with its citation markers."""
+        lines = [self.note] if self.note else []
+        if self.headline:
+            lines.append(f"{self.headline} [{self.short_cite}]")
+        lines += [f"{q.text} {marks(q.cites)}" for q in self.quotes]
+        if self.text:
+            lines.append(self.text)
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``ask --json`` shape."""
+        ev = self.evidence
+        return {
+            "question": self.question,
+            "answer": self.answer,
+            "short_answer": self.short_answer,
+            "refused": self.refused,
+            "note": self.note or None,
+            "quotes": [{"text": q.text, "cites": list(q.cites)} for q in self.quotes],
+            "citations": [asdict(c) for c in self.citations],
+            "related": [asdict(c) for c in self.related],
+            "standalone_query": self.standalone_query,
+            "support": round(self.support, 4),
+            "mode": str(self.mode),
+            "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
+            # the reader's span (source offsets) and score; null for other answers
+            "span": ({"source": ev.source, "start": ev.span_start, "end": ev.span_end,
+                      "score": ev.reader_score} if ev.span_start is not None else None),
+        }
+
+
+def marks(cites: tuple[int, ...] | list[int]) -> str:
+    """``[1][3]`` for citations 1 and 3."""
+    return "".join(f"[{n}]" for n in cites)

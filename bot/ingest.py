@@ -1,0 +1,363 @@
+"""Ingest: bring the index in line with a set of files, as one new build.
+
+Documents stream in one at a time; their new chunks and sentences are embedded in
+batches across documents and written to a copy of the live build (bot/store.py says
+why a reader never sees it half-made), which becomes live when the run is complete.
+Content-hash ids make re-ingest incremental: an unchanged file embeds nothing, a changed
+one embeds only its new text. ``Progress`` reports texts embedded of texts queued.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bot.chunking import Chunk, chunk_document, sentence_id, split_sentences
+from bot.config import Settings
+from bot.embeddings import QabotEmbeddings
+from bot.errors import (
+    EmbedderMismatchError,
+    IndexBusyError,
+    IndexCorruptError,
+    IndexMissingError,
+    QabotError,
+)
+from bot.loading import Document, discover, iter_documents
+from bot.store import (
+    BUILDS,
+    MANIFEST_VERSION,
+    PIPELINE_VERSION,
+    Index,
+    _clear_unfinished,
+    _copy_store,
+    _make_live,
+    _manifest_in,
+    _prune,
+    _wipe_remote,
+    _write_info,
+    live_build,
+    read_manifest,
+    write_manifest,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestReport:
+    documents: int = 0  # files indexed after this run (all of them, not just new)
+    chunks: int = 0  # chunks in the index after this run
+    added_files: int = 0
+    changed_files: int = 0
+    unchanged_files: int = 0
+    removed_files: int = 0
+    embedded_chunks: int = 0
+    embedded_sentences: int = 0
+    deleted_chunks: int = 0
+    skipped: list[str] = field(default_factory=list)  # "path: reason"
+    ignored: list[str] = field(default_factory=list)  # files of unsupported types
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        parts = [
+            f"{self.documents} documents, {self.chunks} chunks in {self.seconds:.1f}s",
+            f"{self.added_files} new, {self.changed_files} changed, "
+            f"{self.unchanged_files} unchanged, {self.removed_files} removed",
+            f"embedded {self.embedded_chunks} chunks + {self.embedded_sentences} sentences",
+        ]
+        if self.skipped:
+            parts.append(f"{len(self.skipped)} skipped")
+        if self.ignored:
+            parts.append(f"{len(self.ignored)} of unsupported types ignored")
+        return "; ".join(parts)
+
+
+@dataclass
+class Progress:
+    """Where an ingest stands. ``to_embed`` counts the texts (chunks and sentences)
+    queued so far: it grows while files are read and is final once they all are."""
+
+    files_done: int = 0
+    files_total: int = 0
+    embedded: int = 0
+    to_embed: int = 0
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+def chunk_sentences(chunk: Chunk) -> list[tuple[str, str, dict[str, Any]]]:
+    """(sentence id, text, metadata) for the sentences the answerer will look up."""
+    out = []
+    for span in split_sentences(chunk.text):
+        text = chunk.text[span.start:span.end]
+        out.append((sentence_id(chunk.source, text), text,
+                    {"source": chunk.source, "start": chunk.start + span.start,
+                     "end": chunk.start + span.end, "kind": chunk.kind}))
+    return out
+
+
+def ingest(settings: Settings, paths: Sequence[Path], embeddings: QabotEmbeddings, *,
+           rebuild: bool = False, progress: ProgressFn | None = None) -> IngestReport:
+    """Bring the index in line with ``paths``: add new, update changed, drop deleted files.
+
+    Files under an ingested folder that no longer exist are removed from the index.
+    Unchanged files (same bytes, same chunking settings) cost nothing.
+    """
+    files, ignored = discover(paths)
+    with writer_lock(settings.home):
+        run = Ingestion(settings, embeddings, rebuild=rebuild, progress=progress)
+        run.report.ignored = [str(p) for p in ignored]
+        run.progress.files_total = len(files)
+        for done, item in enumerate(iter_documents(files, root=settings.root), start=1):
+            run.add(item)
+            run.progress.files_done = done
+            run.tell()
+        roots = [p.resolve() for p in paths]
+        run.remove(lambda path: any(_is_under(path, r) for r in roots) and not path.is_file())
+        return run.finish()
+
+
+def ingest_documents(settings: Settings, documents: Iterable[Document],
+                     embeddings: QabotEmbeddings, *, rebuild: bool = False,
+                     progress: ProgressFn | None = None, total: int = 0) -> IngestReport:
+    """Index documents built in memory (e.g. the contexts of an evaluation set)."""
+    with writer_lock(settings.home):
+        run = Ingestion(settings, embeddings, rebuild=rebuild, progress=progress)
+        run.progress.files_total = total
+        for done, doc in enumerate(documents, start=1):
+            run.add(doc)
+            run.progress.files_done = done
+            run.tell()
+        return run.finish()
+
+
+def remove(settings: Settings, paths: Sequence[Path], embeddings: QabotEmbeddings
+           ) -> IngestReport:
+    """Drop documents (files, or every document under a folder) from the index."""
+    if read_manifest(settings.home) is None:
+        raise IndexMissingError(f"No index at {settings.home}: nothing to remove.")
+    with writer_lock(settings.home):
+        run = Ingestion(settings, embeddings, rebuild=False)
+        roots = [p.resolve() if p.exists() else (settings.root / p).resolve() for p in paths]
+        run.remove(lambda path: any(_is_under(path, r) for r in roots))
+        return run.finish()
+
+
+@contextlib.contextmanager
+def writer_lock(home: Path) -> Iterator[None]:
+    """One writer per index: two ingests at once left manifest and store out of step.
+    An OS file lock, so a writer killed with -9 releases it with its process (no stale
+    lock to clear by hand). It guards one home directory; writers on other machines
+    sharing a Chroma server are not covered."""
+    import fcntl
+
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "ingest.lock"
+    fh = path.open("a+", encoding="utf-8")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            pid = fh.read().strip() or "unknown"
+            raise IndexBusyError(
+                f"Another ingest is running on {home} (pid {pid}). Wait for it to finish, "
+                "then run this again.") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        yield
+    finally:
+        fh.close()  # closing releases the lock
+
+
+class Ingestion:
+    """One ingest run: documents in, vectors written in batches, a new build made live.
+
+    Embedding work is buffered across documents, so many small files still embed in
+    full batches; the buffer is bounded, so memory stays flat however large the corpus.
+    All writes go to a new build (a copy of the live one, made at the first write; empty
+    with ``rebuild``), which becomes live only once complete: see the module docstring.
+    A run that changes nothing writes nothing.
+    """
+
+    FLUSH_AT = 512  # texts waiting to be embedded
+
+    def __init__(self, settings: Settings, embeddings: QabotEmbeddings, *, rebuild: bool,
+                 progress: ProgressFn | None = None) -> None:
+        self.started = time.perf_counter()
+        self.progress = Progress()
+        self._tell = progress
+        self.settings = settings
+        self.embeddings = embeddings
+        self.home = settings.home
+        self.remote = bool(settings.store.url)
+        self.rebuild = rebuild
+        self.report = IngestReport()
+        self.home.mkdir(parents=True, exist_ok=True)
+        _clear_unfinished(self.home)  # half-made builds of killed ingests (we hold the lock)
+        try:
+            self.live = live_build(self.home)
+        except IndexCorruptError:
+            if not rebuild:
+                raise
+            self.live = None  # --rebuild works from any state: the old build is not read
+        manifest = None if rebuild or self.live is None else _manifest_in(self.live)
+        if rebuild and self.remote:
+            _wipe_remote(settings)
+        if manifest is not None and manifest.get("embedder") != embeddings.identity:
+            raise EmbedderMismatchError(
+                f"The index at {self.home} was built with {manifest.get('embedder')}, not "
+                f"{embeddings.identity}. Run `qabot ingest --rebuild` to rebuild it with the "
+                "configured embedder.")
+        chunking = {"size": settings.chunking.size, "overlap": settings.chunking.overlap}
+        if manifest is None:
+            manifest = {"version": MANIFEST_VERSION, "embedder": embeddings.identity,
+                        "chunking": chunking, "files": {}}
+        self.rechunk_all = (manifest.get("chunking") != chunking
+                            or manifest.get("pipeline") != PIPELINE_VERSION)
+        manifest["chunking"] = chunking
+        manifest["pipeline"] = PIPELINE_VERSION
+        self.manifest = manifest
+        self.entries: dict[str, Any] = manifest["files"]
+        self._index: Index | None = None
+        self.seen: set[str] = set()
+        self._chunks: list[Chunk] = []
+        self._sentences: dict[str, tuple[str, str, dict[str, Any]]] = {}
+        self._stale_chunks: set[str] = set()
+        self._stale_sentences: set[str] = set()
+
+    @property
+    def index(self) -> Index:
+        """The index being written, made at the first write (see the class docstring)."""
+        if self._index is None:
+            if self.remote:
+                build = self.home
+            else:
+                stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+                build = self.home / BUILDS / f"{stamp}-{uuid.uuid4().hex[:8]}"
+                build.mkdir(parents=True)
+                if self.live is not None and not self.rebuild:
+                    _copy_store(self.live / "chroma", build / "chroma")
+            self._index = Index(self.settings, self.embeddings, self.manifest, build=build)
+        return self._index
+
+    def add(self, item: Document | QabotError) -> None:
+        if isinstance(item, QabotError):
+            self.report.skipped.append(str(item))
+            log.warning("skipped: %s", item)
+            return
+        doc = item
+        self.seen.add(doc.source)
+        old = self.entries.get(doc.source)
+        if old and old["sha256"] == doc.sha256 and not self.rechunk_all:
+            self.report.unchanged_files += 1
+            return
+        chunks = chunk_document(doc, size=self.settings.chunking.size,
+                                overlap=self.settings.chunking.overlap)
+        sentences = {s[0]: s for c in chunks for s in chunk_sentences(c)}
+        old_chunks = set(old["chunks"]) if old else set()
+        old_sents = set(old["sentences"]) if old else set()
+        queued = len(self._chunks) + len(self._sentences)
+        self._chunks += [c for c in chunks if c.id not in old_chunks]
+        self._sentences.update((i, s) for i, s in sentences.items() if i not in old_sents)
+        self.progress.to_embed += len(self._chunks) + len(self._sentences) - queued
+        # same text, maybe new metadata: no re-embedding
+        kept = [c for c in chunks if c.id in old_chunks]
+        if kept:
+            self.index.update_metadata(kept)
+        stale = old_chunks - {c.id for c in chunks}
+        self._stale_chunks |= stale
+        self._stale_sentences |= old_sents - set(sentences)
+        self.report.deleted_chunks += len(stale)
+        self.entries[doc.source] = {"sha256": doc.sha256, "chunks": [c.id for c in chunks],
+                                    "sentences": list(sentences), "meta": doc.meta}
+        if old:
+            self.report.changed_files += 1
+        else:
+            self.report.added_files += 1
+        if len(self._chunks) + len(self._sentences) >= self.FLUSH_AT:
+            self._flush()
+
+    def remove(self, gone: Callable[[Path], bool]) -> None:
+        """Drop indexed documents (not seen in this run) whose path ``gone`` accepts."""
+        for source in list(self.entries):
+            if source in self.seen:
+                continue
+            path = Path(source) if Path(source).is_absolute() else self.settings.root / source
+            if gone(path.resolve()):
+                old = self.entries.pop(source)
+                self._stale_chunks |= set(old["chunks"])
+                self._stale_sentences |= set(old["sentences"])
+                self.report.deleted_chunks += len(old["chunks"])
+                self.report.removed_files += 1
+
+    def tell(self) -> None:
+        if self._tell is not None:
+            self._tell(self.progress)
+
+    def _embedded(self, n: int) -> None:
+        self.progress.embedded += n
+        self.tell()
+
+    def _flush(self) -> None:
+        if self._sentences:
+            self.report.embedded_sentences += self.index.add_sentences(
+                list(self._sentences.values()), on_embedded=self._embedded)
+        if self._chunks:
+            self.report.embedded_chunks += self.index.add_chunks(
+                self._chunks, on_embedded=self._embedded)
+        self._chunks, self._sentences = [], {}
+
+    def finish(self) -> IngestReport:
+        self._flush()
+        live_sentences = {i for e in self.entries.values() for i in e["sentences"]}
+        stale_sentences = self._stale_sentences - live_sentences
+        if self._stale_chunks or stale_sentences:
+            self.index.delete(self._stale_chunks, stale_sentences)
+        report, manifest = self.report, self.manifest
+        changed = bool(report.added_files or report.changed_files or report.removed_files)
+        manifest["chunk_count"] = sum(len(e["chunks"]) for e in self.entries.values())
+        report.documents = len(self.entries)
+        report.chunks = manifest["chunk_count"]
+        bm25_missing = self.live is None or not (self.live / "bm25" / "ids.json").is_file()
+        if self._index is None and not (changed or self.rechunk_all or bm25_missing
+                                        or self.rebuild or "built_at" not in manifest):
+            # nothing changed: the live build stays, once it is shown to be readable
+            # (a damaged store must not pass for "unchanged")
+            assert self.live is not None
+            probe = Index(self.settings, self.embeddings, manifest, build=self.live)
+            try:
+                probe.check_in_step()
+            finally:
+                probe.close()
+            report.seconds = time.perf_counter() - self.started
+            return report
+        if changed or self.rebuild or "built_at" not in manifest:
+            manifest["built_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+            manifest["build_id"] = uuid.uuid4().hex  # what cached BM25 copies check
+        index = self.index
+        index.rebuild_bm25()
+        write_manifest(index.build, manifest)
+        if self.remote:
+            _write_info(index._client, self.settings, manifest)
+        else:
+            index.close()
+            _make_live(self.home, index.build)
+            _prune(self.home, keep={index.build, self.live})
+        report.seconds = time.perf_counter() - self.started
+        return report
+
+
+def _is_under(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
