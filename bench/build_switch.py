@@ -26,7 +26,7 @@ from scale import corpus  # a sibling script, not a package
 from bot.config import load_settings
 from bot.embeddings import HashingEmbeddings
 from bot.ingest import ingest
-from bot.store import _copy_store, live_build
+from bot.store import copy_store, live_build
 
 
 def size_mib(path: Path) -> float:
@@ -56,7 +56,7 @@ def main() -> None:
         build = live_build(settings.home)
         assert build is not None
         t = time.perf_counter()
-        _copy_store(build / "chroma", base / "copy")
+        copy_store(build / "chroma", base / "copy")
         copy = time.perf_counter() - t
         (docs / "0.txt").write_text("改动过的一行。\n" + (docs / "0.txt").read_text("utf-8"),
                                     "utf-8")

@@ -229,9 +229,9 @@ def build_synthetic(n: int, url: str | None) -> tuple[str, dict[str, str]]:
     index.rebuild_bm25()
     write_manifest(Path(home), manifest)
     if url:
-        from bot.store import _write_info
+        from bot.store import write_info
 
-        _write_info(index._client, settings, manifest)
+        write_info(index._client, settings, manifest)
     return home, env
 
 

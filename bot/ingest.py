@@ -36,15 +36,15 @@ from bot.store import (
     MANIFEST_VERSION,
     PIPELINE_VERSION,
     Index,
-    _clear_unfinished,
-    _copy_store,
-    _make_live,
-    _manifest_in,
-    _prune,
-    _wipe_remote,
-    _write_info,
+    clear_unfinished,
+    copy_store,
     live_build,
+    make_live,
+    manifest_in,
+    prune,
     read_manifest,
+    wipe_remote,
+    write_info,
     write_manifest,
 )
 
@@ -205,16 +205,16 @@ class Ingestion:
         self.rebuild = rebuild
         self.report = IngestReport()
         self.home.mkdir(parents=True, exist_ok=True)
-        _clear_unfinished(self.home)  # half-made builds of killed ingests (we hold the lock)
+        clear_unfinished(self.home)  # half-made builds of killed ingests (we hold the lock)
         try:
             self.live = live_build(self.home)
         except IndexCorruptError:
             if not rebuild:
                 raise
             self.live = None  # --rebuild works from any state: the old build is not read
-        manifest = None if rebuild or self.live is None else _manifest_in(self.live)
+        manifest = None if rebuild or self.live is None else manifest_in(self.live)
         if rebuild and self.remote:
-            _wipe_remote(settings)
+            wipe_remote(settings)
         if manifest is not None and manifest.get("embedder") != embeddings.identity:
             raise EmbedderMismatchError(
                 f"The index at {self.home} was built with {manifest.get('embedder')}, not "
@@ -248,7 +248,7 @@ class Ingestion:
                 build = self.home / BUILDS / f"{stamp}-{uuid.uuid4().hex[:8]}"
                 build.mkdir(parents=True)
                 if self.live is not None and not self.rebuild:
-                    _copy_store(self.live / "chroma", build / "chroma")
+                    copy_store(self.live / "chroma", build / "chroma")
             self._index = Index(self.settings, self.embeddings, self.manifest, build=build)
         return self._index
 
@@ -350,11 +350,11 @@ class Ingestion:
         index.rebuild_bm25()
         write_manifest(index.build, manifest)
         if self.remote:
-            _write_info(index._client, self.settings, manifest)
+            write_info(index._client, self.settings, manifest)
         else:
             index.close()
-            _make_live(self.home, index.build)
-            _prune(self.home, keep={index.build, self.live})
+            make_live(self.home, index.build)
+            prune(self.home, keep={index.build, self.live})
         report.seconds = time.perf_counter() - self.started
         return report
 

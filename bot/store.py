@@ -108,7 +108,7 @@ class Index:
     def open(cls, settings: Settings, embeddings: QabotEmbeddings) -> Index:
         """Open the index for questions; errors say how to build or rebuild it."""
         build = live_build(settings.home) or settings.home
-        manifest = _manifest_in(build)
+        manifest = manifest_in(build)
         client = None
         if manifest is None and settings.store.url:
             # a serving process on another machine: what the ingesting one recorded
@@ -339,6 +339,7 @@ def chunk_metadata(chunk: Chunk) -> dict[str, Any]:
     return meta
 
 
+# ----- builds: the layout bot/ingest.py writes and every reader opens -----------------
 def live_build(home: Path) -> Path | None:
     """The directory of the live build: ``builds/<CURRENT>``, or home itself for an index
     made before builds/ existed (and for the Chroma-server layout); None when none."""
@@ -360,10 +361,11 @@ def live_build(home: Path) -> Path | None:
 def read_manifest(home: Path) -> dict[str, Any] | None:
     """The live build's manifest, or None when nothing was built under ``home``."""
     build = live_build(home)
-    return None if build is None else _manifest_in(build)
+    return None if build is None else manifest_in(build)
 
 
-def _manifest_in(build: Path) -> dict[str, Any] | None:
+def manifest_in(build: Path) -> dict[str, Any] | None:
+    """The manifest of one build, or None when it has none (unfinished or legacy)."""
     path = build / "manifest.json"
     if not path.exists():
         return None
@@ -381,7 +383,7 @@ def write_manifest(build: Path, manifest: dict[str, Any]) -> None:
     atomic_write(build / "manifest.json", json.dumps(manifest, ensure_ascii=False, indent=1))
 
 
-def _copy_store(src: Path, dst: Path) -> None:
+def copy_store(src: Path, dst: Path) -> None:
     """Copy a Chroma directory that readers may have open (no writer: we hold the lock).
     SQLite files go through SQLite's backup API, which reads a consistent snapshot
     (its -wal and -shm companions are folded in); the vector segments are plain files."""
@@ -407,7 +409,7 @@ def _copy_store(src: Path, dst: Path) -> None:
             shutil.copy2(item, dst / item.name)
 
 
-def _make_live(home: Path, build: Path) -> None:
+def make_live(home: Path, build: Path) -> None:
     """Point CURRENT at ``build``: one rename, so a reader sees the old build or the new."""
     atomic_write(home / CURRENT, build.name + "\n")
     with contextlib.suppress(OSError):  # make the rename itself durable
@@ -418,7 +420,7 @@ def _make_live(home: Path, build: Path) -> None:
             os.close(fd)
 
 
-def _prune(home: Path, *, keep: set[Path | None]) -> None:
+def prune(home: Path, *, keep: set[Path | None]) -> None:
     """Delete builds other than ``keep`` (the new one, and the previous for processes
     still answering from it), and the pre-builds/ layout once it is not among them."""
     import shutil
@@ -437,7 +439,7 @@ def _builds(home: Path) -> list[Path]:
     return list(folder.iterdir()) if folder.is_dir() else []
 
 
-def _clear_unfinished(home: Path) -> None:
+def clear_unfinished(home: Path) -> None:
     """Remove builds without a manifest: an ingest was killed while making them."""
     import shutil
 
@@ -446,7 +448,7 @@ def _clear_unfinished(home: Path) -> None:
             shutil.rmtree(build, ignore_errors=True)
 
 
-def _wipe_remote(settings: Settings) -> None:
+def wipe_remote(settings: Settings) -> None:
     """--rebuild with a Chroma server: drop our collections there and the local cache."""
     import shutil
 
@@ -561,7 +563,7 @@ def _read_info(client: Any, settings: Settings) -> dict[str, Any] | None:
     return {**info, "files": info.get("files", {})}
 
 
-def _write_info(client: Any, settings: Settings, manifest: dict[str, Any]) -> None:
+def write_info(client: Any, settings: Settings, manifest: dict[str, Any]) -> None:
     """What a serving process needs from the manifest: the embedder, size, build time,
     and each document's metadata and chunk ids (for listing and evaluation); the file
     hashes and sentence ids stay with the ingesting process's manifest."""
