@@ -194,9 +194,10 @@ def chat(obj: Context, session: str | None) -> None:
     interactive = sys.stdin.isatty()
     click.echo(f"qabot: {stats.documents} documents, {stats.chunks} passages. "
                "Ask a question; /help for commands.")
-    # the session's latest turn: `chat --session S` after `ask --session S` shows its
-    # passages with /sources
-    last = engine.last_turn(session)
+    # the passages behind the last answer, for /sources: from the session store first,
+    # so `chat --session S` after `ask --session S` shows the ask's
+    stored = engine.last_turn(session)
+    last = (stored.citations, stored.related) if stored else None
     for line in _read_lines(sys.stdin, "> " if interactive else ""):
         text = line.strip()
         if not text:
@@ -213,7 +214,7 @@ def chat(obj: Context, session: str | None) -> None:
             if last is None:
                 click.echo("No answer yet: ask a question first.")
             else:
-                _say(present.sources_lines(last.citations, last.related))
+                _say(present.sources_lines(*last))
         elif text.startswith("/"):
             click.echo(f"Unknown command {text.split()[0]}. " + CHAT_HELP)
         else:
@@ -225,7 +226,7 @@ def chat(obj: Context, session: str | None) -> None:
             except QabotError as exc:
                 click.echo(f"Error: {exc}")
                 continue
-            last = engine.last_turn(session)
+            last = (answer.citations, answer.related)
             if streamed:
                 click.echo("")
                 if answer.mode == Mode.LLM and answer.text == "".join(streamed).strip():
