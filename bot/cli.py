@@ -98,7 +98,7 @@ def cli(ctx: click.Context, config_file: str | None, home: str | None, embedder:
         assignments: tuple[str, ...], verbose: int) -> None:
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "httpcore", "chromadb", "jieba", "bm25s"):
+    for noisy in ("httpx", "httpcore", "chromadb", "jieba"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     overrides: dict[str, Any] = {"paths.home": home, "embeddings.backend": embedder}
     for item in assignments:

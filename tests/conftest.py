@@ -24,11 +24,26 @@ from bot.config import Settings
 from bot.embeddings import make_embeddings
 from bot.ingest import ingest
 
-__all__ = ["ROOT", "SEED", "TESTSET", "chroma_run", "make_settings"]
+__all__ = ["ROOT", "SEED", "TESTSET", "chroma_run", "make_settings", "seed_chunk_count"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "seeds" / "000_122f56e846ff3a80.txt"
 TESTSET = ROOT / "tests" / "data" / "seed_testset.jsonl"
+
+
+def seed_chunk_count(backend: str = "hashing") -> int:
+    """How many chunks the seed article makes under the default chunk sizes, measured
+    in the tokens of ``backend``'s embedder: derived from the chunker, so mechanics
+    tests do not pin a number that any chunking change moves."""
+    from bot.chunking import iter_chunks
+    from bot.config import load_settings
+    from bot.loading import load
+
+    settings = load_settings(env={}, cli={"embeddings.backend": backend})
+    measure = make_embeddings(settings.embeddings).count_tokens
+    doc = load(SEED, root=SEED.parent)
+    return sum(1 for _ in iter_chunks(doc, size=settings.chunking.size,
+                                      overlap=settings.chunking.overlap, measure=measure))
 
 
 @pytest.fixture(autouse=True)

@@ -239,13 +239,101 @@ def test_hard_wrapped_lines_join_into_sentences_and_blocks_still_end_them() -> N
         "new nation, conceived in Liberty, and dedicated to the proposition that all men\n"\
         "are created equal." in parts
     assert "Now we are engaged in a great civil war." in parts
-    for line in ("The Title", "=========", "- another item", "| a table | row |",
-                 "| another | row |", "```", "# A heading", "Text after the heading."):
+    for line in ("The Title", "=========", "- another item", "# A heading",
+                 "Text after the heading."):
         assert line in parts, line  # blocks are never glued to a neighbour
+    # a table and a fenced code block are one unit each
+    assert "| a table | row |\n| another | row |" in parts
+    assert "```\ncode line one\ncode line two\n```" in parts
 
 
-def test_chinese_lines_are_never_joined(seed_doc) -> None:
-    # Chinese lines end a sentence as before: a title line stays a sentence of its own
+CODE_DOC = """\
+Install
+=======
+
+Run the installer, then check the version. The commands below do both, and they
+print the path they installed to, which you need for the next step.
+
+```bash
+pip install example
+
+# the blank line above is inside the block
+example --version
+```
+
+| option | meaning |
+|--------|---------|
+| -v     | verbose |
+| -q     | quiet   |
+
+After that, read the configuration section.
+"""
+
+
+@pytest.mark.parametrize("size", [60, 120, 400])
+def test_code_blocks_and_tables_stay_whole_in_one_chunk(tmp_path: Path, size: int) -> None:
+    path = tmp_path / "install.md"
+    path.write_text(CODE_DOC, "utf-8")
+    chunks = chunk_document(load(path, root=tmp_path), size=size, overlap=10)
+    fence = CODE_DOC[CODE_DOC.index("```bash"):CODE_DOC.rindex("```") + 3]
+    table = CODE_DOC[CODE_DOC.index("| option"):CODE_DOC.index("| quiet   |") + 11]
+    for block in (fence, table):
+        holding = [c for c in chunks if block in c.text]
+        assert holding, block  # whole, in a chunk of its own or with neighbours
+        assert not any(c.text in block and c.text != block for c in chunks)  # no pieces
+
+
+def test_an_oversized_code_block_is_cut_at_line_ends() -> None:
+    from bot.loading import Document
+
+    body = "```\n" + "".join(f"line_{i} = compute({i}, scale=2)\n" for i in range(60)) + "```\n"
+    doc = Document(path=Path("big.md"), source="big.md", text=body, sha256="x")
+    chunks = chunk_document(doc, size=120, overlap=0)
+    assert len(chunks) > 1
+    for c in chunks[:-1]:
+        assert body[c.end] == "\n", c.text  # every cut is at a line end
+
+
+WRAPPED_ZH = (
+    "都江堰位于四川省成都市都江堰市城西，坐落在成都平原西部的岷江上，始建于秦\n"
+    "昭王末年，是蜀郡太守李冰父子在前人鳖灵开凿的基础上组织修建的大型水利工程\n"
+    "，由分水鱼嘴、飞沙堰、宝瓶口等部分组成。两千多年来一直发挥着防洪灌溉的作\n"
+    "用，使成都平原成为水旱从人、沃野千里的天府之国。\n"
+    "\n"
+    "灌溉面积\n"
+    "截至2020年，灌溉面积约1130万亩。\n"
+)
+
+
+def test_hard_wrapped_chinese_lines_join_into_sentences() -> None:
+    from bot.chunking import unwrap
+
+    parts = [WRAPPED_ZH[s.start:s.end] for s in split_sentences(WRAPPED_ZH)]
+    first = next(p for p in parts if p.startswith("都江堰位于"))
+    assert first.endswith("等部分组成。") and first.count("\n") == 2
+    assert unwrap(first).startswith(
+        "都江堰位于四川省成都市都江堰市城西，坐落在成都平原西部的岷江上，始建于秦昭王末年，")
+    assert "\n" not in unwrap(first)
+    # a short heading line over its text is not a wrap
+    assert "灌溉面积" in parts and "截至2020年，灌溉面积约1130万亩。" in parts
+
+
+def test_sizes_in_tokens_of_a_measure(seed_doc) -> None:
+    from bot.embeddings import estimate_tokens
+
+    for size, overlap in ((60, 15), (130, 40)):
+        chunks = chunk_document(seed_doc, size=size, overlap=overlap, measure=estimate_tokens)
+        sentences = split_sentences(seed_doc.text)
+        for c in chunks:
+            assert seed_doc.text[c.start:c.end] == c.text
+            inside = [s for s in sentences if c.start <= s.start and s.end <= c.end]
+            tokens = sum(estimate_tokens(seed_doc.text[s.start:s.end]) for s in inside)
+            # within the budget, unless it is (part of) one sentence over it
+            assert tokens <= size or len(inside) <= 1, c.text
+
+
+def test_the_seed_articles_lines_are_not_joined(seed_doc) -> None:
+    # its lines are paragraphs, a title and a source line: none is a wrapped line
     for span in split_sentences(seed_doc.text):
         assert "\n" not in seed_doc.text[span.start:span.end]
 

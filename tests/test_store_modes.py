@@ -69,10 +69,11 @@ def test_a_serving_process_without_the_manifest_uses_the_server(chroma_server, t
     common = {"embeddings.backend": "hashing", "store.url": chroma_server,
               "store.collection": collection}
     writer = make_settings(tmp_path / "writer", docs_dir, **common)
-    ingest(writer, [docs_dir], HashingEmbeddings())
+    chunks = ingest(writer, [docs_dir], HashingEmbeddings()).chunks
     reader = make_settings(tmp_path / "reader", docs_dir, **common)  # a different machine
     engine = Engine(reader, sessions=SessionStore(":memory:"))
-    assert engine.stats().chunks == 20 and engine.answer(QUESTION).short_answer == "1.4亿元"
+    assert chunks > 0 and engine.stats().chunks == chunks
+    assert engine.answer(QUESTION).short_answer == "1.4亿元"
     assert not (reader.home / "manifest.json").exists()
     other = make_settings(tmp_path / "x", docs_dir, **{**common, "store.collection": "t-none"})
     with pytest.raises(IndexMissingError, match="collection 't-none'"):
@@ -111,14 +112,14 @@ def test_a_servers_bm25_is_cached_per_build_and_never_stale(chroma_server, tmp_p
               "store.collection": f"t-{uuid.uuid4().hex[:12]}"}
     writer = make_settings(tmp_path / "writer", docs_dir, **common)
     reader = make_settings(tmp_path / "reader", docs_dir, **common)
-    ingest(writer, [docs_dir], HashingEmbeddings())
+    chunks = ingest(writer, [docs_dir], HashingEmbeddings()).chunks
     Index.open(reader, HashingEmbeddings())
     cached = json.loads((reader.home / "bm25" / "ids.json").read_text("utf-8"))
     first_build = cached["build"]
-    assert first_build and len(cached["ids"]) == 20
+    assert first_build and len(cached["ids"]) == chunks > 0
     (docs_dir / "new.md").write_text("# 新文档\n\n鹦鹉螺号潜艇。", "utf-8")
     ingest(writer, [docs_dir], HashingEmbeddings())  # another process changes the index
     index = Index.open(reader, HashingEmbeddings())
     assert index.bm25_search("鹦鹉螺号", 3)  # the reader's copy was rebuilt, not reused
     rebuilt = json.loads((reader.home / "bm25" / "ids.json").read_text("utf-8"))
-    assert rebuilt["build"] != first_build and len(rebuilt["ids"]) > 20
+    assert rebuilt["build"] != first_build and len(rebuilt["ids"]) > chunks
