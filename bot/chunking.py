@@ -323,12 +323,16 @@ def _paragraph_groups(text: str, region: Span, limit: int, cost: _Cost) -> Itera
     these, so an edit re-chunks only the paragraphs it touches (and a short one just
     before them); chunks elsewhere keep their text and ids. A blank line inside a fenced
     code block is not a paragraph break."""
-    fences = [(m.start(), m.end()) for m in _BLOCK.finditer(text, region.start, region.end)
-              if m.group("fence")]
+    # breaks and fences both come in text order: one pass over each
+    fences = ((m.start(), m.end()) for m in _BLOCK.finditer(text, region.start, region.end)
+              if m.group("fence"))
+    fence = next(fences, None)
     start = region.start
     for brk in _PARAGRAPH_BREAK.finditer(text, region.start, region.end):
-        if any(a < brk.start() < b for a, b in fences):
-            continue
+        while fence is not None and fence[1] <= brk.start():
+            fence = next(fences, None)
+        if fence is not None and fence[0] < brk.start():
+            continue  # inside a code block
         if brk.start() > start and cost(start, brk.start()) >= limit * SHORT_PARAGRAPH:
             yield Span(start, brk.start())
             start = brk.end()

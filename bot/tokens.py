@@ -85,8 +85,14 @@ def _simplified(text: str) -> str:
     return str(_t2s.convert(text))
 
 
+def cjk_count(text: str) -> int:
+    """How many CJK ideographs ``text`` holds (the basic and extension-A blocks and the
+    compatibility ideographs)."""
+    return len(_CJK.findall(text))
+
+
 def is_mostly_cjk(text: str) -> bool:
-    cjk = len(_CJK.findall(text))
+    cjk = cjk_count(text)
     latin = sum(len(w) for w in _LATIN_WORD.findall(text))
     return cjk > 0 and cjk >= latin / 3
 
