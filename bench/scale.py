@@ -44,6 +44,7 @@ from bot.store import (
     read_manifest,
     write_manifest,
 )
+from bot.vectors import SentenceWriter
 
 ROOT = Path(__file__).resolve().parent.parent
 CMRC = ROOT.parent / "shared" / "data" / "cmrc2018_trial.json"
@@ -205,6 +206,9 @@ def build_synthetic(n: int, url: str | None) -> tuple[str, dict[str, str]]:
     from bot.chunking import Chunk
 
     sentence_rng = np.random.default_rng(n + 1)
+    # a local build keeps sentence vectors in sentences/ (bot/vectors.py), a server in a
+    # collection
+    writer = None if url else SentenceWriter(Path(home) / "sentences")
     for i in range(0, n, 5000):
         ids = [f"c{j}" for j in range(i, min(n, i + 5000))]
         chunks = [Chunk(cid, f"synthetic/{int(cid[1:])}.txt", 0, len(texts[int(cid[1:])]),
@@ -212,7 +216,7 @@ def build_synthetic(n: int, url: str | None) -> tuple[str, dict[str, str]]:
         index._chunks._collection.add(ids=ids, embeddings=vectors[i:i + len(ids)].tolist(),
                                       documents=[c.text for c in chunks],
                                       metadatas=[chunk_metadata(c) for c in chunks])
-        # the answerer reads sentence vectors and retrieval searches them: store them too
+        # the answerer and retrieval read sentence vectors: store them too
         # (synthetic as well), as an ingest would
         sentences = {sid: (text, meta) for c in chunks
                      for sid, text, meta in chunk_sentences(c)}
@@ -220,10 +224,15 @@ def build_synthetic(n: int, url: str | None) -> tuple[str, dict[str, str]]:
         svecs /= np.linalg.norm(svecs, axis=1, keepdims=True)
         for j in range(0, len(sentences), 5000):
             part = list(sentences.items())[j:j + 5000]
-            index._sentences._collection.add(
+            if writer is not None:
+                writer.add([sid for sid, _ in part], svecs[j:j + len(part)])
+                continue
+            index._sentences_raw.add(
                 ids=[sid for sid, _ in part], embeddings=svecs[j:j + len(part)].tolist(),
                 documents=[t for _, (t, _m) in part], metadatas=[m for _, (_t, m) in part])
     manifest["chunk_count"] = n
+    if writer is not None:
+        manifest["sentence_count"] = writer.commit()
     manifest["built_at"] = "synthetic"
     manifest["build_id"] = f"synthetic-{n}-{rng.randint(0, 10**9)}"
     index.rebuild_bm25()

@@ -47,6 +47,7 @@ from bot.store import (
     write_info,
     write_manifest,
 )
+from bot.vectors import SentenceVectors
 
 log = logging.getLogger(__name__)
 
@@ -253,6 +254,10 @@ class Ingestion:
                 if self.live is not None and not self.rebuild:
                     copy_store(self.live / "chroma", build / "chroma")
             self._index = Index(self.settings, self.embeddings, self.manifest, build=build)
+            if not self.remote:
+                base = self.live / "sentences" if self.live is not None and not self.rebuild \
+                    else None
+                self._index.start_writing(base)
         return self._index
 
     def add(self, item: Document | QabotError) -> None:
@@ -350,8 +355,12 @@ class Ingestion:
         report.documents = len(self.entries)
         report.chunks = manifest["chunk_count"]
         bm25_missing = self.live is None or not (self.live / "bm25" / "ids.json").is_file()
+        # a build from before sentences/ existed is converted even when nothing changed
+        old_layout = (not self.remote and self.live is not None
+                      and not SentenceVectors.present(self.live / "sentences"))
         if self._index is None and not (changed or self.rechunk_all or bm25_missing
-                                        or self.rebuild or "built_at" not in manifest):
+                                        or old_layout or self.rebuild
+                                        or "built_at" not in manifest):
             # nothing changed: the live build stays, once it is shown to be readable
             # (a damaged store must not pass for "unchanged")
             assert self.live is not None
@@ -366,6 +375,8 @@ class Ingestion:
             manifest["built_at"] = datetime.now(UTC).isoformat(timespec="seconds")
             manifest["build_id"] = uuid.uuid4().hex  # what cached BM25 copies check
         index = self.index
+        if not self.remote:
+            manifest["sentence_count"] = index.finish_writing()
         index.rebuild_bm25()
         write_manifest(index.build, manifest)
         if self.remote:

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import numpy as np
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
-from bot.chunking import KIND_BOILERPLATE
+from bot.chunking import KIND_BOILERPLATE, sentence_id, split_sentences
 from bot.config import RetrievalSettings
 from bot.store import Index
 
@@ -64,7 +65,7 @@ class HybridRetriever(BaseRetriever):
         missing = [i for i in fused if i not in docs]
         docs.update(self.index.get_chunks(missing))
         if vector is not None and s.sentence_side:
-            self._sentence_side(vector, s.fetch_k, docs, fused)
+            self._sentence_side(vector, docs, fused)
 
         ranked = []
         for chunk_id, sides in fused.items():
@@ -93,22 +94,32 @@ class HybridRetriever(BaseRetriever):
             out.append(Document(page_content=src.page_content, metadata=meta, id=chunk_id))
         return out
 
-    def _sentence_side(self, vector: list[float], k: int, docs: dict[str, Document],
+    def _sentence_side(self, vector: list[float], docs: dict[str, Document],
                        fused: dict[str, dict[str, Any]]) -> None:
         """Make the dense side score a candidate by the better of its own similarity and
         its best sentence's: a chunk whose one sentence answers the question can sit low
         at chunk level when the rest of it is about something else. Still one dense
         side in the fusion (its ranks are redone), and only candidates the two sides
-        found are scored, so no chunk is added."""
-        by_source: dict[str, list[tuple[int, int, str]]] = {}
+        found are scored, so no chunk is added. Only the ``fetch_k`` closest of all the
+        candidates' sentences count (as the dense side takes ``fetch_k`` chunks): a
+        candidate found by BM25 alone gains a dense rank only when one of its sentences
+        is that close, not for merely having sentences."""
+        sentences: list[tuple[str, str]] = []  # (chunk id, sentence id)
         for chunk_id, doc in docs.items():
-            m = doc.metadata
-            by_source.setdefault(str(m.get("source", "")), []).append(
-                (int(m.get("start", 0)), int(m.get("end", 0)), chunk_id))
+            source = str(doc.metadata.get("source", ""))
+            text = doc.page_content
+            sentences += [(chunk_id, sentence_id(source, text[span.start:span.end]))
+                          for span in split_sentences(text)]
+        vectors = self.index.sentence_vectors([sid for _, sid in sentences])
+        query = np.asarray(vector, dtype=np.float32)
+        query /= float(np.linalg.norm(query)) or 1.0
+        cosine = {sid: float(np.dot(v, query) / (float(np.linalg.norm(v)) or 1.0))
+                  for sid, v in vectors.items()}
         best = {cid: sides["dense"][1] for cid, sides in fused.items() if "dense" in sides}
-        for source, start, end, score in self.index.sentence_search(vector, k):
-            for a, b, cid in by_source.get(source, ()):
-                if a <= start and end <= b and score > best.get(cid, -1.0):
-                    best[cid] = score
+        closest = sorted(((cosine[sid], cid) for cid, sid in sentences if sid in cosine),
+                         reverse=True)[:self.settings.fetch_k]
+        for score, cid in closest:
+            if score > best.get(cid, -1.0):
+                best[cid] = score
         for rank, cid in enumerate(sorted(best, key=lambda c: -best[c]), 1):
             fused[cid]["dense"] = (rank, best[cid])

@@ -1,11 +1,12 @@
-"""The on-disk index: Chroma (chunks and sentences), BM25, and a manifest.
+"""The on-disk index: Chroma (chunks), sentence vectors, BM25, and a manifest.
 
 Layout under the state directory (``paths.home``, default ``index/``)::
 
     CURRENT              names the live build (one line); replaced atomically
     builds/<id>/         one complete build:
         manifest.json    embedder identity, chunking settings, per-file hashes and ids
-        chroma/          Chroma PersistentClient: collections "chunks" and "sentences"
+        chroma/          Chroma PersistentClient: the collection "chunks"
+        sentences/       every sentence's vector, memory-mapped (bot/vectors.py)
         bm25/            BM25 over jieba tokens of every chunk (bot/bm25.py)
     ingest.lock          held by the one writer
 
@@ -17,11 +18,16 @@ the new CURRENT and switches at its next question. The previous build is kept fo
 processes still answering from it. Indexes made before builds/ existed (manifest.json,
 chroma/ and bm25/ directly under home) are read as they are and converted by the next
 ingest. With a Chroma server (store.url) the collections are shared and written in
-place; home then holds the manifest and BM25 cache directly.
+place (sentences too, as a collection, for serving processes elsewhere); home then
+holds the manifest and BM25 cache directly. Builds made before sentences/ existed keep
+their sentences in a Chroma collection: read from there, and moved into sentences/ by
+the next ingest without embedding anything again.
 
 Chunks are what retrieval ranks and citations point at; sentences carry their own
 vectors so the extractive answerer can pick the supporting sentence inside a chunk
-without embedding anything at question time. Both use content-hash ids: re-ingesting
+without embedding anything at question time; they are looked up by id, never searched,
+so they need no vector index (bot/vectors.py says what that saves). Both use
+content-hash ids: re-ingesting
 an unchanged file embeds nothing, and a changed file embeds only its new text.
 
 We always hand Chroma our own embeddings: its default embedding function downloads
@@ -56,6 +62,7 @@ from bot.errors import (
     StoreUnavailableError,
 )
 from bot.files import atomic_write
+from bot.vectors import SentenceVectors, SentenceWriter
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +110,17 @@ class Index:
         # the LangChain vector store answers similarity queries; chromadb's own
         # collection does the counting, paging and raw writes
         self._chunks, self._chunks_raw = self._collection(CHUNKS)
-        self._sentences, self._sentences_raw = self._collection(SENTENCES)
+        # sentences: memory-mapped here, or a Chroma collection (server mode, and builds
+        # made before sentences/ existed)
+        self.sentences = SentenceVectors.empty()
+        self._sentences_raw: Any = None
+        self._writer: SentenceWriter | None = None
+        if self.remote:
+            self._sentences_raw = self._collection(SENTENCES)[1]
+        elif SentenceVectors.present(build / "sentences"):
+            self.sentences = SentenceVectors.open(build / "sentences")
+        else:
+            self._sentences_raw = self._existing(SENTENCES)
         self.bm25 = Bm25()
 
     # ----- opening -------------------------------------------------------------
@@ -134,13 +151,20 @@ class Index:
         return index
 
     def check_in_step(self) -> None:
-        """The store opens and holds as many chunks as the manifest lists."""
+        """The store opens and holds as many chunks (and sentence vectors) as the
+        manifest lists."""
         with _chroma_errors(self.settings, "Reading the Chroma store"):
             stored = self._chunks_raw.count()
         if stored != self.chunk_count:
             raise IndexCorruptError(
                 f"The index is out of step: the manifest lists {self.chunk_count} chunks but "
                 f"the store ({_where(self.settings)}) holds {stored}. Rebuild with "
+                "`qabot ingest --rebuild`.")
+        listed = self.manifest.get("sentence_count")
+        if self._sentences_raw is None and listed is not None and listed != len(self.sentences):
+            raise IndexCorruptError(
+                f"The index is out of step: the manifest lists {listed} sentences but "
+                f"{self.build / 'sentences'} holds {len(self.sentences)}. Rebuild with "
                 "`qabot ingest --rebuild`.")
 
     def _collection(self, name: str) -> tuple[Any, Any]:
@@ -154,6 +178,19 @@ class Index:
                            embedding_function=self.embeddings,
                            collection_metadata={"hnsw:space": "cosine"})
             return store, self._client.get_collection(full, embedding_function=None)
+
+    def _existing(self, name: str) -> Any:
+        """The chromadb collection ``name`` if this store has it, else None."""
+        from chromadb.errors import NotFoundError
+
+        full = _name(self.settings, name)
+        try:
+            with _chroma_errors(self.settings, f"Opening the Chroma collection {full!r}"):
+                return self._client.get_collection(full, embedding_function=None)
+        except IndexCorruptError as exc:
+            if isinstance(exc.__cause__, (NotFoundError, ValueError)):
+                return None
+            raise
 
     def superseded(self) -> bool:
         """Whether another process has made a newer build live since this one opened.
@@ -188,17 +225,6 @@ class Index:
                 list(query_vector), k=n)
         # cosine space: Chroma returns distance = 1 - cosine
         return [(doc, 1.0 - float(dist)) for doc, dist in hits]
-
-    def sentence_search(self, query_vector: Sequence[float], k: int
-                        ) -> list[tuple[str, int, int, float]]:
-        """(source, start, end, cosine) of the sentences nearest to the query vector."""
-        with _chroma_errors(self.settings, "A Chroma query"):
-            got = self._sentences_raw.query(
-                query_embeddings=[list(query_vector)], n_results=k,
-                include=["metadatas", "distances"])
-        return [(str(m.get("source", "")), int(m.get("start", 0)), int(m.get("end", 0)),
-                 1.0 - float(d))
-                for m, d in zip(got["metadatas"][0], got["distances"][0], strict=True) if m]
 
     def bm25_search(self, query: str, k: int) -> list[tuple[str, float]]:
         """(chunk id, BM25 score) for chunks sharing terms with the query; zeros dropped."""
@@ -239,10 +265,13 @@ class Index:
         return LCDocument(page_content=got["documents"][0], metadata=meta, id=got["ids"][0])
 
     def sentence_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """The stored vectors of those of ``ids`` this index has (chunking.sentence_id)."""
         if not ids:
             return {}
+        if self._sentences_raw is None:
+            return self.sentences.get(ids)
         with _chroma_errors(self.settings, "Reading sentence vectors"):
-            got = self._sentences.get(ids=list(dict.fromkeys(ids)), include=["embeddings"])
+            got = self._sentences_raw.get(ids=list(dict.fromkeys(ids)), include=["embeddings"])
         return {i: np.asarray(v, dtype=np.float32)
                 for i, v in zip(got["ids"], got["embeddings"], strict=True)}
 
@@ -288,6 +317,34 @@ class Index:
         self.bm25 = Bm25.build(pages, self.build / "bm25", self.manifest.get("build_id"))
 
     # ----- writing ---------------------------------------------------------------
+    def start_writing(self, base: Path | None) -> None:
+        """Make this (new, local) build's sentence store from ``base``, the live build's
+        sentences/ (None: start empty). A build from before sentences/ existed has its
+        vectors in the copied Chroma store instead: they are moved over, not re-embedded."""
+        assert not self.remote
+        self._writer = SentenceWriter(self.build / "sentences", base)
+        legacy = self._sentences_raw
+        if legacy is None:
+            return
+        with _chroma_errors(self.settings, "Reading sentence vectors"):
+            total = legacy.count()
+        for offset in range(0, total, _PAGE):  # in pages (_PAGE says why)
+            with _chroma_errors(self.settings, "Reading sentence vectors"):
+                got = legacy.get(limit=_PAGE, offset=offset, include=["embeddings"])
+            self._writer.add(got["ids"], got["embeddings"])
+        with _chroma_errors(self.settings, "Dropping the old sentence collection"):
+            self._client.delete_collection(_name(self.settings, SENTENCES))
+        self._sentences_raw = None
+
+    def finish_writing(self) -> int:
+        """Complete the sentence store (local builds); the number of vectors in it."""
+        if self._writer is None:
+            return len(self.sentences)
+        count = self._writer.commit()
+        self._writer = None
+        self.sentences = SentenceVectors.open(self.build / "sentences")
+        return count
+
     def add_chunks(self, chunks: Sequence[Chunk], *,
                    on_embedded: Callable[[int], None] | None = None) -> int:
         for at in range(0, len(chunks), WRITE_BATCH):
@@ -301,13 +358,18 @@ class Index:
              on_embedded: Callable[[int], None] | None) -> None:
         # embedded here, outside the Chroma error conversion: an embedder failure is
         # the embedder's (EmbedderError), not a damaged store
+        vectors = self._embed(texts, on_embedded)
+        with _chroma_errors(self.settings, what):
+            store.add(ids=ids, embeddings=vectors, documents=texts, metadatas=metadatas)
+
+    def _embed(self, texts: list[str], on_embedded: Callable[[int], None] | None
+               ) -> list[list[float]]:
         vectors: list[list[float]] = []
         for at in range(0, len(texts), EMBED_STEP):
             vectors += self.embeddings.embed_documents(texts[at:at + EMBED_STEP])
             if on_embedded is not None:
                 on_embedded(len(texts[at:at + EMBED_STEP]))
-        with _chroma_errors(self.settings, what):
-            store.add(ids=ids, embeddings=vectors, documents=texts, metadatas=metadatas)
+        return vectors
 
     def update_metadata(self, chunks: Sequence[Chunk]) -> None:
         for at in range(0, len(chunks), WRITE_BATCH):
@@ -320,17 +382,24 @@ class Index:
                       on_embedded: Callable[[int], None] | None = None) -> int:
         for at in range(0, len(sentences), WRITE_BATCH):
             part = sentences[at:at + WRITE_BATCH]
-            self._add(self._sentences_raw, [s[0] for s in part], [s[1] for s in part],
-                      [s[2] for s in part], "Writing sentences", on_embedded)
+            ids, texts = [s[0] for s in part], [s[1] for s in part]
+            if self._writer is not None:
+                self._writer.add(ids, self._embed(texts, on_embedded))
+            else:
+                self._add(self._sentences_raw, ids, texts, [s[2] for s in part],
+                          "Writing sentences", on_embedded)
         return len(sentences)
 
     def delete(self, chunk_ids: Iterable[str], sentence_ids: Iterable[str]) -> None:
         chunk_ids, sentence_ids = list(chunk_ids), list(sentence_ids)
+        if self._writer is not None:
+            self._writer.delete(sentence_ids)
+            sentence_ids = []
         with _chroma_errors(self.settings, "Deleting old vectors"):
             for at in range(0, len(chunk_ids), WRITE_BATCH):
                 self._chunks.delete(ids=chunk_ids[at:at + WRITE_BATCH])
             for at in range(0, len(sentence_ids), WRITE_BATCH):
-                self._sentences.delete(ids=sentence_ids[at:at + WRITE_BATCH])
+                self._sentences_raw.delete(ids=sentence_ids[at:at + WRITE_BATCH])
 
 
 def chunk_metadata(chunk: Chunk) -> dict[str, Any]:
@@ -431,7 +500,7 @@ def prune(home: Path, *, keep: set[Path | None]) -> None:
         if build not in keep:
             shutil.rmtree(build, ignore_errors=True)
     if home not in keep:
-        for name in ("chroma", "bm25"):
+        for name in ("chroma", "bm25", "sentences"):
             shutil.rmtree(home / name, ignore_errors=True)
         (home / "manifest.json").unlink(missing_ok=True)
 

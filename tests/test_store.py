@@ -331,7 +331,7 @@ def test_an_index_in_the_single_build_layout_is_read_and_converted(hashing_setti
     chunks = ingest(hashing_settings, [hashing_settings.docs_dir], emb).chunks
     home = hashing_settings.home
     build = live(home)
-    for name in ("chroma", "bm25", "manifest.json"):
+    for name in ("chroma", "bm25", "sentences", "manifest.json"):
         shutil.move(str(build / name), str(home / name))
     shutil.rmtree(home / "builds")
     (home / "CURRENT").unlink()
@@ -343,6 +343,7 @@ def test_an_index_in_the_single_build_layout_is_read_and_converted(hashing_setti
     (hashing_settings.docs_dir / "new.md").write_text("# 新\n\n鹦鹉螺号又下水了。", "utf-8")
     ingest(hashing_settings, [hashing_settings.docs_dir], emb)
     assert not (home / "chroma").exists() and not (home / "manifest.json").exists()
+    assert not (home / "sentences").exists()
 
 
 @pytest.mark.parametrize("damage", ["header", "data"])
@@ -408,3 +409,61 @@ def test_english_questions_over_english_text_count_lexical_evidence(hashing_sett
     assert english.evidence.source.endswith("en.md")
     chinese = engine.answer("霍城县江苏医院综合病房大楼总投资多少?")
     assert chinese.evidence.features["same_script"] == 1.0
+
+
+def _sentences_back_into_chroma(settings) -> dict[str, list[float]]:
+    """Turn the live build into the layout of builds made before sentences/ existed:
+    its sentence vectors in a Chroma collection, no sentences/ folder, no count."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    build = live(settings.home)
+    index = Index.open(settings, HashingEmbeddings())
+    entries = json.loads((build / "manifest.json").read_text("utf-8"))
+    ids = [i for e in entries["files"].values() for i in e["sentences"]]
+    vectors = {i: v.tolist() for i, v in index.sentence_vectors(ids).items()}
+    index.close()
+    assert len(vectors) == len(set(ids)) > 0
+    client = chromadb.PersistentClient(path=str(build / "chroma"),
+                                       settings=ChromaSettings(anonymized_telemetry=False))
+    old = client.create_collection(f"{settings.store.collection}-sentences",
+                                   embedding_function=None, metadata={"hnsw:space": "cosine"})
+    old.add(ids=list(vectors), embeddings=list(vectors.values()),
+            documents=["(text)"] * len(vectors))
+    shutil.rmtree(build / "sentences")
+    del entries["sentence_count"]
+    (build / "manifest.json").write_text(json.dumps(entries), "utf-8")
+    return vectors
+
+
+def test_sentences_kept_in_chroma_by_an_older_build_are_read_and_moved_without_embedding(
+        hashing_settings) -> None:
+    ingest(hashing_settings, [hashing_settings.docs_dir], HashingEmbeddings())
+    vectors = _sentences_back_into_chroma(hashing_settings)
+    question = "霍城县江苏医院综合病房大楼总投资多少?"
+    engine = Engine(hashing_settings, embeddings=HashingEmbeddings(),
+                    sessions=SessionStore(":memory:"))
+    assert engine.answer(question).short_answer == "1.4亿元"  # read from the old collection
+    engine.index.close()
+    emb = CountingEmbeddings()
+    report = ingest(hashing_settings, [hashing_settings.docs_dir], emb)
+    assert report.unchanged_files == 1 and emb.embedded == 0
+    build = live(hashing_settings.home)
+    assert (build / "sentences" / "meta.json").is_file()
+    index = Index.open(hashing_settings, HashingEmbeddings())
+    moved = index.sentence_vectors(list(vectors))
+    assert moved.keys() == vectors.keys()
+    assert all(moved[i].tolist() == pytest.approx(vectors[i]) for i in vectors)
+    assert "sentences" not in " ".join(c.name for c in index._client.list_collections())
+    index.close()
+
+
+def test_damaged_sentence_vectors_are_one_clear_error_and_rebuild_repairs_them(
+        hashing_settings) -> None:
+    ingest(hashing_settings, [hashing_settings.docs_dir], HashingEmbeddings())
+    vectors = live(hashing_settings.home) / "sentences" / "vectors.npy"
+    vectors.write_bytes(vectors.read_bytes()[:-4096])
+    with pytest.raises(IndexCorruptError, match=r"sentence vectors.*--rebuild"):
+        Index.open(hashing_settings, HashingEmbeddings())
+    ingest(hashing_settings, [hashing_settings.docs_dir], HashingEmbeddings(), rebuild=True)
+    assert Index.open(hashing_settings, HashingEmbeddings()).chunk_count > 0
