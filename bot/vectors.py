@@ -121,6 +121,9 @@ class SentenceWriter:
     def add(self, ids: Sequence[str], vectors: Sequence[Sequence[float]]) -> None:
         if not ids:
             return
+        # S24 would silently cut a longer id and then find the wrong sentence
+        if any(len(i) != ID_DTYPE.itemsize or not i.isascii() for i in ids):
+            raise ValueError("sentence ids are 24 ASCII characters (chunking.sentence_id)")
         block = np.asarray(vectors, dtype=VECTOR_DTYPE)
         if block.ndim != 2 or block.shape[0] != len(ids):
             raise ValueError(f"{len(ids)} ids but vectors of shape {block.shape}")
@@ -174,9 +177,6 @@ class SentenceWriter:
         atomic_write(self.path / "meta.json",
                      json.dumps({"format": FORMAT, "count": count, "dim": dim or 0}))
         return count
-
-    def abandon(self) -> None:
-        self._pending.close()
 
 
 def _copy_rows(source: Path, keep: Any, dim: int, out: Any, *, header: bool) -> None:

@@ -65,11 +65,14 @@ def test_an_empty_store_and_one_emptied_by_deletes_open_and_answer_nothing(
     assert emptied.commit() == 0 and len(SentenceVectors.open(tmp_path / "g")) == 0
 
 
-def test_vectors_of_another_dimension_are_refused(tmp_path: Path) -> None:
+def test_vectors_of_another_dimension_and_ids_of_another_shape_are_refused(
+        tmp_path: Path) -> None:
     writer = SentenceWriter(tmp_path / "s")
     writer.add([sid(1)], vectors(1, 5, dim=8))
     with pytest.raises(ValueError, match="dimension 4, expected 8"):
         writer.add([sid(2)], vectors(1, 6, dim=4))
+    with pytest.raises(ValueError, match="24 ASCII characters"):
+        writer.add([sid(3) + "0"], vectors(1, 7))  # would be cut to sid(3)'s first 24
 
 
 @pytest.mark.parametrize("damage", ["meta", "truncated", "ids"])
