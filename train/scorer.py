@@ -63,14 +63,15 @@ Group = tuple[np.ndarray, np.ndarray]  # (features [n, k], holds-the-answer [n])
 
 
 def features(split: str, wanted: set[str], seed: int, limit: int, work: Path,
-             log: Any) -> list[Group]:
+             log: Any) -> tuple[list[Group], int]:
     """One (features, labels) group per answerable question with at least one
-    candidate sentence that holds its answer; cached in ``work``."""
+    candidate sentence that holds its answer, and the number of answerable questions
+    (the denominator of top-1); cached in ``work``."""
     cache = work / f"{split}.npz"
     if cache.exists():
         with np.load(cache) as data:
             n = int(data["n"])
-            return [(data[f"x{i}"], data[f"y{i}"]) for i in range(n)]
+            return [(data[f"x{i}"], data[f"y{i}"]) for i in range(n)], int(data["total"])
     items, docs = drcd.question_set(wanted, seed, limit, prefix=f"drcd-{split}")
     home = work / f"home-{split}"
     settings = load_settings(cli={"paths.home": str(home), "answer.reader": "none",
@@ -98,9 +99,10 @@ def features(split: str, wanted: set[str], seed: int, limit: int, work: Path,
             log(f"{split}: {n}/{len(answerable)} questions")
     log(f"{split}: {len(groups)} of {len(answerable)} answerable questions have a "
         "candidate holding the answer")
-    np.savez_compressed(cache, n=len(groups), **{f"x{i}": g[0] for i, g in enumerate(groups)},
+    np.savez_compressed(cache, n=len(groups), total=len(answerable),
+                        **{f"x{i}": g[0] for i, g in enumerate(groups)},
                         **{f"y{i}": g[1] for i, g in enumerate(groups)})
-    return groups
+    return groups, len(answerable)
 
 
 def loss_and_grad(w: np.ndarray, groups: list[Group], l2: float) -> tuple[float, np.ndarray]:
@@ -155,16 +157,9 @@ def main(argv: list[str] | None = None) -> None:
     random.Random(args.seed).shuffle(rest)
     train_titles = set(rest[:args.train_articles])
     started = time.time()
-    train = features("train", train_titles, args.seed, args.limit, work, log)
-    val = features("val", val_titles, args.seed, args.limit, work, log)
-    counts = json.loads((work / "counts.json").read_text()) if (work / "counts.json").exists() \
-        else {}
-    # the denominators: every answerable question, with or without a good candidate
-    for split, wanted in (("train", train_titles), ("val", val_titles)):
-        if split not in counts:
-            items, _ = drcd.question_set(wanted, args.seed, args.limit, prefix=split)
-            counts[split] = sum(it.answerable for it in items)
-    (work / "counts.json").write_text(json.dumps(counts))
+    train, n_train = features("train", train_titles, args.seed, args.limit, work, log)
+    val, n_val = features("val", val_titles, args.seed, args.limit, work, log)
+    counts = {"train": n_train, "val": n_val}
 
     hand = np.array([HAND_WEIGHTS[k] for k in SCORE_FEATURES])
     log(f"hand weights: train top-1 {top1(hand, train, counts['train']):.3f}, "
