@@ -168,7 +168,10 @@ class Answerer(Protocol):
 
 
 @dataclass
-class _Scored:
+class Candidate:
+    """One candidate sentence: where it is, its score (which sentence is quoted), its
+    support (whether the documents speak to the question at all) and their inputs."""
+
     passage: int
     source: str
     start: int  # offsets in the source document
@@ -261,25 +264,30 @@ class ExtractiveAnswerer:
                               text=best.text, features=best.features),
         )
 
-    def _support(self, query: Query, qtype: str | None, best: _Scored,
+    def _support(self, query: Query, qtype: str | None, best: Candidate,
                  passages: Sequence[Document]) -> tuple[float, bool]:
         """(support after the missing-attribute penalty, whether the asked-for kind of
         value is there at all). A best sentence in another script than the question's is
         compared with cross_lingual_threshold: only the dense side can vouch for it."""
         support = best.support
-        attribute = _ATTRIBUTE.search(query.question)
-        if attribute and qtype not in _TYPES_IMPLYING_ATTRIBUTE:
-            wanted = (self.index.segmenter.content_terms(attribute.group(1))
-                      or [attribute.group(1)])
-            passage = tokens.normalize(passages[best.passage].page_content)
-            if not any(tokens.normalize(t) in passage for t in wanted):
-                # the evidence never names what was asked ("…的负责人是谁"): it may still
-                # imply it ("杨昊是足球运动员" for 职业), so demand a much stronger match
-                support -= _MISSING_ATTRIBUTE_PENALTY
+        if self.attribute_missing(query.question, qtype, passages[best.passage]):
+            # the evidence never names what was asked ("…的负责人是谁"): it may still
+            # imply it ("杨昊是足球运动员" for 职业), so demand a much stronger match
+            support -= _MISSING_ATTRIBUTE_PENALTY
         # asked for an amount, count or percentage and the evidence holds none (not
         # dates: "高二的时候" or "清朝末年" answer a when-question without digits)
         typed_ok = not (qtype in ("money", "count", "percent") and best.features["typed"] < 0)
         return support, typed_ok
+
+    def attribute_missing(self, question: str, qtype: str | None, passage: Document) -> bool:
+        """Whether the question asks for an attribute ("X的Y是谁/多少") that
+        ``passage`` never names."""
+        attribute = _ATTRIBUTE.search(question)
+        if not attribute or qtype in _TYPES_IMPLYING_ATTRIBUTE:
+            return False
+        wanted = self.index.segmenter.content_terms(attribute.group(1)) or [attribute.group(1)]
+        text = tokens.normalize(passage.page_content)
+        return not any(tokens.normalize(t) in text for t in wanted)
 
     def _metadata_answer(self, query: Query, passages: Sequence[Document],
                          pool: list[Citation]) -> Answer | None:
@@ -314,7 +322,7 @@ class ExtractiveAnswerer:
 
     # ----- scoring -------------------------------------------------------------
     def candidates(self, query: Query, passages: Sequence[Document], qtype: str | None
-                   ) -> list[_Scored]:
+                   ) -> list[Candidate]:
         """Every sentence of the passages, once, with its features and score
         (train/scorer.py fits the weights on these features)."""
         terms = self.index.segmenter.content_terms
@@ -362,7 +370,7 @@ class ExtractiveAnswerer:
         # topic is in most of them, 面积 in one. idf over the corpus cannot see that;
         # idf over the candidate sentences can.
         local = _local_idf(focus, [u[7] for u in unique])
-        out: list[_Scored] = []
+        out: list[Candidate] = []
         for p_index, source, start, end, text, sid, norm, titled in unique:
             lex_local = _coverage(focus, titled, local)
             lex_focus = _coverage(focus, titled, weights, surroundings[source])
@@ -399,7 +407,7 @@ class ExtractiveAnswerer:
                 support = lexical_support + 2.0 * (cos - _DENSE_ZERO)
             else:
                 support = cos
-            out.append(_Scored(p_index, source, start, end, text, score, support, {
+            out.append(Candidate(p_index, source, start, end, text, score, support, {
                 "lexical": round(lexical, 3), "lex_local": round(lex_local, 3),
                 "bigram": round(bigram, 3), "cos": round(cos, 4),
                 "dense_rel": round(dense_rel, 3), "typed": typed,
@@ -471,13 +479,13 @@ _POINTS_BACK = re.compile(r"^(?:因此|因而|所以|于是|故此|此后|其后
                           r"|同时|此外|另外|并且|而且|在此|这|此|该|其|他|她|它|本)")
 
 
-def _context(best: _Scored, scored: Sequence[_Scored], *, open_question: bool,
-             limit: int) -> list[_Scored]:
+def _context(best: Candidate, scored: Sequence[Candidate], *, open_question: bool,
+             limit: int) -> list[Candidate]:
     """The best sentence with what it needs to be read on its own: the sentence before
     it when it points back, the one after it for open questions (what is X, why, which
     ones), whose answers often run on into the next sentence; ``limit`` sentences in
     all, the one before first."""
-    def adjacent(before: bool) -> _Scored | None:
+    def adjacent(before: bool) -> Candidate | None:
         return next((c for c in scored if c.source == best.source and (
             best.start - 4 <= c.end <= best.start if before
             else best.end <= c.start <= best.end + 4)), None)
@@ -495,9 +503,9 @@ def _context(best: _Scored, scored: Sequence[_Scored], *, open_question: bool,
 _LATIN_END = re.compile(r"[A-Za-z0-9.,;:!?)\"']$|^[A-Za-z0-9(\"']")
 
 
-def _runs(chosen: Sequence[_Scored]) -> list[list[_Scored]]:
+def _runs(chosen: Sequence[Candidate]) -> list[list[Candidate]]:
     """``chosen`` (in document order) cut into runs of adjacent sentences."""
-    runs: list[list[_Scored]] = []
+    runs: list[list[Candidate]] = []
     for s in chosen:
         last = runs[-1][-1] if runs else None
         if last is not None and last.source == s.source and 0 <= s.start - last.end <= 4:
@@ -507,7 +515,7 @@ def _runs(chosen: Sequence[_Scored]) -> list[list[_Scored]]:
     return runs
 
 
-def _quote(run: Sequence[_Scored], passages: Sequence[Document]) -> str:
+def _quote(run: Sequence[Candidate], passages: Sequence[Document]) -> str:
     """The text of a run of adjacent sentences, with what stands between them."""
     text = run[0].text
     for prev, s in itertools.pairwise(run):
@@ -520,7 +528,7 @@ def _quote(run: Sequence[_Scored], passages: Sequence[Document]) -> str:
     return unwrap(text)
 
 
-def _overlaps(cand: _Scored, chosen: list[_Scored]) -> bool:
+def _overlaps(cand: Candidate, chosen: list[Candidate]) -> bool:
     return any(cand.source == c.source and cand.start < c.end and c.start < cand.end
                for c in chosen)
 

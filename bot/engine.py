@@ -20,11 +20,11 @@ from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrou
 
 from bot.answering import Answerer, ExtractiveAnswerer, Query
 from bot.answers import Answer
-from bot.config import Settings
+from bot.config import Settings, answerer_kind
 from bot.embeddings import QabotEmbeddings, make_embeddings
 from bot.errors import IndexError_, QuestionError
 from bot.ingest import IngestReport
-from bot.reading import ReaderAnswerer
+from bot.reading import GuidedAnswerer, ReaderAnswerer
 from bot.retrieval import HybridRetriever
 from bot.sessions import SessionStore, Turn, contextual_query, standalone_query
 from bot.store import Index
@@ -83,9 +83,14 @@ class Engine:
         settings = self.settings
         index = Index.open(settings, self.embeddings)
         retriever = HybridRetriever(index=index, settings=settings.retrieval)
-        answerer: Answerer = (
-            ReaderAnswerer(index, settings.answer) if settings.answer.reader == "trained"
-            else ExtractiveAnswerer(index, settings.answer))
+        answerer: Answerer
+        kind = answerer_kind(settings)
+        if kind == "trained":
+            answerer = ReaderAnswerer(index, settings.answer)
+        elif kind == "guided":
+            answerer = GuidedAnswerer(index, settings.answer)
+        else:
+            answerer = ExtractiveAnswerer(index, settings.answer)
         llm = None
         if settings.llm.provider != "none":
             from bot.llm import LLMAnswerer  # langchain-openai/-ollama only when configured

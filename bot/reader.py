@@ -196,3 +196,43 @@ class Reader:
             if w.passage not in best or margin > best[w.passage].score:
                 best[w.passage] = span
         return sorted(best.values(), key=lambda sp: -sp.score)
+
+    def read_around(self, question: str, passages: Sequence[str],
+                    targets: Sequence[tuple[int, int, int]],
+                    context_tokens: int) -> list[tuple[int, Span]]:
+        """For each target ``(passage, start, end)`` (character offsets of, say, a
+        sentence the rule answerer ranked high) the span the reader points at inside it,
+        as ``(target index, span)``; a target holding no token is left out. The reader
+        sees the target with the passage text around it, ``context_tokens`` passage
+        tokens in all. One short window per target instead of every window of every
+        passage is what keeps this cheap enough for the answer path."""
+        tok = self.tokenizer
+        q = self.encode(question)
+        encoded: dict[int, Encoding] = {}
+        batch: list[tuple[int, Window, int, int]] = []  # target, window, its tokens
+        room = min(context_tokens, context_room(q, self.window_tokens))
+        for t_index, (p_index, c_start, c_end) in enumerate(targets):
+            if p_index not in encoded:
+                encoded[p_index] = self.encode(passages[p_index])
+            enc = encoded[p_index]
+            inside = [k for k, (a, b) in enumerate(zip(enc.starts, enc.ends, strict=True))
+                      if a < c_end and b > c_start]
+            if not inside:
+                continue
+            first, last = inside[0], inside[-1] + 1
+            last = min(last, first + room)  # a target longer than the window: its head
+            spare = room - (last - first)
+            lo = max(0, first - spare // 2)
+            hi = min(len(enc.ids), last + (room - (last - lo)))
+            lo = max(0, min(lo, hi - room))
+            w = window_at(q, enc, p_index, lo, hi, tok.bos, tok.eos)
+            batch.append((t_index, w, w.context_from + first - lo, w.context_from + last - lo))
+        if not batch:
+            return []
+        start, end = self.logits([w for _, w, _, _ in batch])
+        out = []
+        for (t_index, w, a, b), s, e in zip(batch, start, end, strict=True):
+            i, j, logit = best_span(s, e, a, b, self.max_answer_tokens)
+            margin = logit - float(s[0] + e[0])
+            out.append((t_index, Span(w.passage, w.starts[i], w.ends[j], margin, logit)))
+        return out

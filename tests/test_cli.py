@@ -170,7 +170,7 @@ def test_chat_transcript_with_followup_sources_reset_and_help(real_home: Path) -
                           "Ask a question; /help for commands.\n")
     order = [
         "设立“澄远·火种计划”",  # first answer
-        "9个 [1]",  # follow-up answered from the history
+        "帮助全县9个薄弱村",  # follow-up answered from the history
         "(follow-up, searched as: 澄远·火种计划 它帮助了多少个村?)",
         "[1] seeds/000_122f56e846ff3a80.txt (chars ",  # /sources
         "Conversation forgotten.",

@@ -187,6 +187,8 @@ def test_training_loop_learns_resumes_and_exports_what_numpy_reads(
     # a rerun resumes from the checkpoint: no step is taken twice
     again = train(args, source, source.tokenizer, examples)
     assert again["step"] == state["step"] and again["curve"] == state["curve"]
+    # nor is an epoch validated twice: the finished model is not logged as epoch 1
+    assert again["val"] == state["val"]
 
     meta = json.loads(out.with_suffix(".json").read_text("utf-8"))
     assert meta["trained_layers"] == [1]

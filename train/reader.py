@@ -56,6 +56,7 @@ from bot.reader import (  # noqa: E402
     window_at,
     windows,
 )
+from train.logs import logger  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 
@@ -515,13 +516,7 @@ def train(args: argparse.Namespace, source: Any = None, tok: Any = None,
     random model and hand-made windows."""
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    logf = (work / "train.log").open("a", encoding="utf-8")
-
-    def log(msg: str) -> None:
-        line = f"{time.strftime('%H:%M:%S')} {msg}"
-        print(line, flush=True)
-        logf.write(line + "\n")
-        logf.flush()
+    log = logger(work / "train.log")
 
     rng = random.Random(args.seed)
     torch.manual_seed(args.seed)
@@ -556,7 +551,6 @@ def train(args: argparse.Namespace, source: Any = None, tok: Any = None,
         if args.prepare_only:
             write_slim(source, train_ex, val_ex, work / "slim.npz")
             log(f"wrote {work / 'slim.npz'}: train elsewhere with --source")
-            logf.close()
             return {"step": 0, "curve": []}
     else:
         train_ex, val_ex = examples
@@ -618,6 +612,10 @@ def train(args: argparse.Namespace, source: Any = None, tok: Any = None,
                 log(f"epoch {epoch + 1} step {state['step']}/{total} loss {mean:.3f}")
             if state["step"] % args.checkpoint_every == 0:
                 save()
+        if any(v["epoch"] == epoch + 1 for v in state.get("val", [])):
+            # validated before a resume: the model now is a later step's, and
+            # validating it again would log (and maybe export) it as this epoch
+            continue
         metrics = validate(upper, val_c, val_ex, device, args.max_answer_tokens)
         state.setdefault("val", []).append({"epoch": epoch + 1, "step": state["step"],
                                             **{k: round(v, 4) for k, v in metrics.items()}})
@@ -638,7 +636,6 @@ def train(args: argparse.Namespace, source: Any = None, tok: Any = None,
             log(f"exported epoch {epoch + 1} to {args.out}")
         save()
     log(f"done in {time.time() - started:.0f} s of training")
-    logf.close()
     return state
 
 

@@ -55,6 +55,7 @@ from bot.ingest import ingest_documents  # noqa: E402
 from bot.reader import MODEL_PATH  # noqa: E402
 from bot.sessions import SessionStore  # noqa: E402
 from train import drcd  # noqa: E402
+from train.logs import logger  # noqa: E402
 
 L2_GRID = (0.0, 1e-3, 1e-2, 1e-1, 1.0)
 MAIN = ("lexical", "lex_local", "bigram", "dense_rel", "typed", "rank_prior")
@@ -143,13 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    logf = (work / "train.log").open("a", encoding="utf-8")
-
-    def log(msg: str) -> None:
-        line = f"{time.strftime('%H:%M:%S')} {msg}"
-        print(line, flush=True)
-        logf.write(line + "\n")
-        logf.flush()
+    log = logger(work / "train.log")
 
     val_titles = set(json.loads(MODEL_PATH.with_suffix(".json").read_text("utf-8"))
                      ["validation_titles"])
@@ -191,7 +186,6 @@ def main(argv: list[str] | None = None) -> None:
     }
     Path(args.out).write_text(json.dumps(out, ensure_ascii=False, indent=1) + "\n", "utf-8")
     log(f"wrote {args.out}: {out['weights']}")
-    logf.close()
 
 
 if __name__ == "__main__":
