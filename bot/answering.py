@@ -270,7 +270,7 @@ class ExtractiveAnswerer:
         value is there at all). A best sentence in another script than the question's is
         compared with cross_lingual_threshold: only the dense side can vouch for it."""
         support = best.support
-        if self.attribute_missing(query.question, qtype, passages[best.passage]):
+        if self._attribute_missing(query.question, qtype, passages[best.passage]):
             # the evidence never names what was asked ("…的负责人是谁"): it may still
             # imply it ("杨昊是足球运动员" for 职业), so demand a much stronger match
             support -= _MISSING_ATTRIBUTE_PENALTY
@@ -279,7 +279,7 @@ class ExtractiveAnswerer:
         typed_ok = not (qtype in ("money", "count", "percent") and best.features["typed"] < 0)
         return support, typed_ok
 
-    def attribute_missing(self, question: str, qtype: str | None, passage: Document) -> bool:
+    def _attribute_missing(self, question: str, qtype: str | None, passage: Document) -> bool:
         """Whether the question asks for an attribute ("X的Y是谁/多少") that
         ``passage`` never names."""
         attribute = _ATTRIBUTE.search(question)

@@ -432,17 +432,25 @@ def decisions(rows: Sequence[dict[str, Any]], threshold: float) -> tuple[int, in
     return good, false_refusals
 
 
-def choose_threshold(rows: Sequence[dict[str, Any]], max_false_refusals: float) -> float:
+def choose_threshold(rows: Sequence[dict[str, Any]], max_false_refusals: float, *,
+                     only_right: bool = False) -> float:
     """Most right decisions with at most that share of answerable questions refused;
-    among equally good thresholds, the middle one (farthest from both kinds of error)."""
+    among equally good thresholds, the middle one (farthest from both kinds of error).
+    With ``only_right`` the share counts only the answerable questions that would be
+    answered right: refusing one the bot would answer wrongly costs nothing, since
+    "not found" beats a wrong answer with a citation."""
     if not rows:
         return float("nan")
     values: list[float] = sorted({float(r["support"]) for r in rows})
     cuts = [values[0] - 0.05, *((a + b) / 2 for a, b in itertools.pairwise(values)),
             values[-1] + 0.05]
-    answerable = sum(r["answerable"] for r in rows) or 1
-    scored = [(decisions(rows, t), t) for t in cuts]
-    ok = [(good, t) for (good, fr), t in scored if fr / answerable <= max_false_refusals]
+    charged = [r for r in rows if r["answerable"] and (r["right_if_answered"] or not only_right)]
+    total = len(charged) or 1
+    ok = []
+    for t in cuts:
+        refused = sum(1 for r in charged if r["rule_refused"] or r["support"] < t)
+        if refused / total <= max_false_refusals:
+            ok.append((decisions(rows, t)[0], t))
     if not ok:
         return cuts[0]
     best = max(good for good, _ in ok)

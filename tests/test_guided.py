@@ -14,9 +14,10 @@ from conftest import SEED, TESTSET, make_settings
 
 from bot.config import GUIDED_EMBEDDER, ConfigError, load_settings
 from bot.errors import ReaderError
+from bot.evaluation import choose_threshold
 from bot.reader import Reader
 from bot.reading import COMBINER_PATH, REFUSAL_FEATURES, load_combiner
-from train.combiner import choose_threshold, fit_logistic
+from train.combiner import fit_logistic
 
 SEED_TEXT = SEED.read_text("utf-8")
 
@@ -144,13 +145,14 @@ def test_the_threshold_never_refuses_more_right_answers_than_allowed() -> None:
         rows.append({"answerable": False, "right_if_answered": False, "rule_refused": False,
                      "support": float(rng.normal(-1.0, 1.0))})
     for cap in (0.0, 0.04, 0.2):
-        t = choose_threshold(rows, cap)
+        t = choose_threshold(rows, cap, only_right=True)
         right = [r for r in rows if r["answerable"] and r["right_if_answered"]]
         lost = sum(r["support"] < t for r in right)
         assert lost <= cap * len(right)
     # a looser cap refuses more, never fewer
-    assert choose_threshold(rows, 0.2) >= choose_threshold(rows, 0.04) >= choose_threshold(
-        rows, 0.0)
+    assert (choose_threshold(rows, 0.2, only_right=True)
+            >= choose_threshold(rows, 0.04, only_right=True)
+            >= choose_threshold(rows, 0.0, only_right=True))
 
 
 def test_the_logistic_fit_finds_the_feature_that_separates() -> None:

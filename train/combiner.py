@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import itertools
 import json
 import random
 import sys
@@ -175,27 +174,6 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float) -> tuple[np.ndarray, f
     return w, float(theta[-1] - w @ mu)
 
 
-def choose_threshold(rows: list[dict[str, Any]], max_lost: float) -> float:
-    """The most right decisions (a right answer, or a refusal of an unanswerable
-    question) with at most ``max_lost`` of the answers that would be right refused;
-    among equally good thresholds, the middle one. Refusing an answerable question the
-    bot would answer wrongly is not counted against a threshold: saying "not found"
-    beats a wrong answer with a citation."""
-    values = sorted({float(r["support"]) for r in rows})
-    cuts = [values[0] - 0.05, *((a + b) / 2 for a, b in itertools.pairwise(values)),
-            values[-1] + 0.05]
-    right = sum(1 for r in rows if r["answerable"] and r["right_if_answered"]) or 1
-    ok = []
-    for t in cuts:
-        lost = sum(1 for r in rows if r["answerable"] and r["right_if_answered"]
-                   and r["support"] < t)
-        if lost / right <= max_lost:
-            ok.append((evaluation.decisions(rows, t)[0], t))
-    best = max(good for good, _ in ok)
-    winners = [t for good, t in ok if good == best]
-    return winners[len(winners) // 2]
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--work", type=Path, default=ROOT / "train" / "work_combiner")
@@ -239,7 +217,7 @@ def main(argv: list[str] | None = None) -> None:
     sup = [{"answerable": r["answerable"], "support": float(t),
             "right_if_answered": bool(p and p["holds"]), "rule_refused": False}
            for r, p, t in zip(choose_rows, b_picks, logits, strict=True)]
-    threshold = choose_threshold(sup, args.max_lost)
+    threshold = evaluation.choose_threshold(sup, args.max_lost, only_right=True)
     good, refused = evaluation.decisions(sup, threshold)
     lost = sum(1 for s in sup if s["answerable"] and s["right_if_answered"]
                and s["support"] < threshold)
