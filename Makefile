@@ -2,26 +2,35 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# two installs: `chat` needs only the lean default (no torch); `test` adds the dev tools,
+# the LLM clients and the sentence-transformers extra, whose back-end it tests
+BASE := $(VENV)/.installed-base
+FULL := $(VENV)/.installed-full
 
 .PHONY: setup chat test lint bench clean
 
-# torch==2.13.0 first: it is a local CPU wheel here; anything else that pulls torch in
-# (sentence-transformers) would otherwise fetch a multi-GB CUDA build.
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+
+$(BASE): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	touch $(BASE)
+
+# torch==2.13.0 first: it is a local CPU wheel on this machine kind; the `st` extra
+# (sentence-transformers) would otherwise fetch a multi-GB CUDA build.
+$(FULL): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[dev,llm]'
-	touch $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[dev,llm,st]'
+	touch $(BASE) $(FULL)
 
-setup: $(STAMP)
+setup: $(FULL)
 
-chat: $(STAMP)
+chat: $(BASE)
 	$(BIN)/qabot chat
 
 # ruff everywhere; mypy --strict on bot/ (settings in pyproject.toml)
-lint: $(STAMP)
+lint: $(FULL)
 	$(BIN)/ruff check bot tests bench train
 	$(BIN)/mypy
 

@@ -250,7 +250,8 @@ class ExtractiveAnswerer:
                  else None)
         # consecutive sentences read as one quote, as they stand in the document
         quotes = [Quote(_quote(run, passages),
-                        tuple(dict.fromkeys(numbering[s.passage] for s in run)))
+                        tuple(dict.fromkeys(numbering[s.passage] for s in run)),
+                        source=run[0].source, start=run[0].start, end=run[-1].end)
                   for run in _runs(chosen)]
         related = [c for i, c in enumerate(citations_pool) if i not in numbering]
         for i, c in enumerate(related, start=len(citations) + 1):

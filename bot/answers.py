@@ -15,14 +15,33 @@ from typing import Any
 
 
 class Mode(StrEnum):
-    """Which answerer produced the answer (string values: they appear in ``ask --json``
-    and evaluation rows)."""
+    """Which answerer produced the answer (string values: they appear in ``ask --json``,
+    evaluation rows and ``qabot info``, which names the configured answerer the same
+    way: ``ANSWERER_MODES``)."""
 
     EXTRACTIVE = "extractive"  # the rule answerer (bot/answering.py)
-    READER = "reader"  # the trained reader (bot/reading.py)
+    GUIDED = "guided"  # rules choose the sentence, the reader the words (bot/reading.py)
+    READER = "reader"  # the trained reader alone (bot/reading.py)
     LLM = "llm"  # an LLM answer that passed the citation check
     LLM_UNSUPPORTED = "llm-unsupported"  # shown with a warning (llm.unsupported = "show")
     EXTRACTIVE_FALLBACK = "extractive-fallback"  # the LLM failed or its answer was rejected
+
+
+# answer.reader (resolved) -> the mode its answers carry
+ANSWERER_MODES = {"none": Mode.EXTRACTIVE, "guided": Mode.GUIDED, "trained": Mode.READER}
+
+# What ``Answer.support`` measures for each mode: a number means nothing without its scale.
+SUPPORT_SCALES = {
+    Mode.EXTRACTIVE: "rule support: lexical coverage plus dense similarity, compared "
+                     "with answer.refusal_threshold (1.0 for an answer from metadata)",
+    Mode.GUIDED: "log-odds that the answer is right (refusal model, "
+                 "bot/models/combiner.json); refused below its threshold",
+    Mode.READER: "reader margin: best span's logit over 'not here', compared with "
+                 "answer.reader_threshold",
+    Mode.LLM: "support of the extractive answer the LLM was given",
+    Mode.LLM_UNSUPPORTED: "support of the extractive answer the LLM was given",
+    Mode.EXTRACTIVE_FALLBACK: "as extractive",
+}
 
 
 @dataclass
@@ -42,6 +61,11 @@ class Quote:
 
     text: str
     cites: tuple[int, ...]
+    # where the quoted text stands in its document (source offsets, as citations);
+    # None for a quote that is no document text (an answer from metadata)
+    source: str = ""
+    start: int | None = None
+    end: int | None = None
 
 
 @dataclass
@@ -113,11 +137,13 @@ class Answer:
             "short_answer": self.short_answer,
             "refused": self.refused,
             "note": self.note or None,
-            "quotes": [{"text": q.text, "cites": list(q.cites)} for q in self.quotes],
+            "quotes": [{"text": q.text, "cites": list(q.cites), "source": q.source or None,
+                        "start": q.start, "end": q.end} for q in self.quotes],
             "citations": [asdict(c) for c in self.citations],
             "related": [asdict(c) for c in self.related],
             "standalone_query": self.standalone_query,
             "support": round(self.support, 4),
+            "support_scale": SUPPORT_SCALES.get(self.mode, ""),
             "mode": str(self.mode),
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
             # the reader's span (source offsets) and score; null for other answers

@@ -20,7 +20,6 @@ import logging
 import os
 import re
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -29,13 +28,15 @@ from typing import TYPE_CHECKING, Any, TextIO
 import click
 
 from bot import present
-from bot.answers import Mode
+from bot.answers import ANSWERER_MODES, Mode
 from bot.config import Settings, load_settings, parse_assignment
-from bot.errors import IndexMissingError, QabotError
+from bot.errors import ConfigError, IndexMissingError, QabotError
+from bot.progress import Feedback
+from bot.wording import count
 
 if TYPE_CHECKING:
     from bot.engine import Engine
-    from bot.ingest import IngestReport, Progress
+    from bot.ingest import IngestReport
 
 log = logging.getLogger("bot")
 
@@ -96,10 +97,7 @@ class QabotGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, config_file: str | None, home: str | None, embedder: str | None,
         assignments: tuple[str, ...], verbose: int) -> None:
-    level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "httpcore", "chromadb", "jieba"):
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    _set_logging(verbose)
     overrides: dict[str, Any] = {"paths.home": home, "embeddings.backend": embedder}
     for item in assignments:
         key, value = parse_assignment(item)
@@ -107,7 +105,32 @@ def cli(ctx: click.Context, config_file: str | None, home: str | None, embedder:
     ctx.obj = Context(overrides, config_file, verbose)
 
 
+def _set_logging(verbose: int) -> None:
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(level)
+    # httpx logs request URLs, which hold the bot token: never below WARNING
+    for noisy in ("httpx", "httpcore", "chromadb", "jieba"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+def _more_verbose(ctx: click.Context, _param: click.Parameter, value: int) -> int:
+    """``-v`` after the command (``qabot ingest -v``) counts as if given before it."""
+    obj = ctx.find_object(Context)
+    if value and obj is not None:
+        obj.verbose += value
+        _set_logging(obj.verbose)
+    return value
+
+
+# every command takes -v too: people type it after the command as often as before
+verbose_option = click.option("-v", "--verbose", count=True, expose_value=False,
+                              callback=_more_verbose,
+                              help="More logging (-vv for debug); also before the command.")
+
+
 @cli.command()
+@verbose_option
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--rebuild", is_flag=True,
               help="Build the index again from scratch (the current one keeps answering "
@@ -124,6 +147,7 @@ def ingest(obj: Context, paths: tuple[Path, ...], rebuild: bool) -> None:
 
 
 @cli.command()
+@verbose_option
 @pass_ctx
 def docs(obj: Context) -> None:
     """List the indexed documents with their chunk counts and titles."""
@@ -131,10 +155,11 @@ def docs(obj: Context) -> None:
     documents = engine.documents()
     for d in documents:
         click.echo(f"{d.chunks:>6}  {d.source}  {d.title}".rstrip())
-    click.echo(f"{len(documents)} documents, {engine.stats().chunks} chunks")
+    click.echo(f"{count(len(documents), 'document')}, {count(engine.stats().chunks, 'chunk')}")
 
 
 @cli.command()
+@verbose_option
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @pass_ctx
 def remove(obj: Context, paths: tuple[Path, ...]) -> None:
@@ -143,11 +168,13 @@ def remove(obj: Context, paths: tuple[Path, ...]) -> None:
     if not report.removed_files:
         raise QabotError(f"Nothing indexed under {', '.join(map(str, paths))}. "
                          "`qabot docs` lists what is indexed.")
-    click.echo(f"Removed {report.removed_files} documents ({report.deleted_chunks} chunks); "
-               f"{report.documents} documents, {report.chunks} chunks left.")
+    click.echo(f"Removed {count(report.removed_files, 'document')} "
+               f"({count(report.deleted_chunks, 'chunk')}); "
+               f"{count(report.documents, 'document')}, {count(report.chunks, 'chunk')} left.")
 
 
 @cli.command()
+@verbose_option
 @click.argument("question", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per question.")
 @click.option("--session", help="Chat session id: the question becomes a turn of it.")
@@ -178,6 +205,7 @@ def ask(obj: Context, question: str | None, as_json: bool, session: str | None) 
 
 
 @cli.command()
+@verbose_option
 @click.option("--session", help="Resume (or name) a stored session; default: a new one.")
 @pass_ctx
 def chat(obj: Context, session: str | None) -> None:
@@ -192,7 +220,8 @@ def chat(obj: Context, session: str | None) -> None:
     session = session or f"cli-{uuid.uuid4().hex[:8]}"
     stats = engine.stats()
     interactive = sys.stdin.isatty()
-    click.echo(f"qabot: {stats.documents} documents, {stats.chunks} passages. "
+    click.echo(f"qabot: {count(stats.documents, 'document')}, "
+               f"{count(stats.chunks, 'passage')}. "
                "Ask a question; /help for commands.")
     # the passages behind the last answer, for /sources: from the session store first,
     # so `chat --session S` after `ask --session S` shows the ask's
@@ -241,6 +270,7 @@ def chat(obj: Context, session: str | None) -> None:
 
 
 @cli.command(name="eval")
+@verbose_option
 @click.argument("testset", required=False,
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--predictions", type=click.Path(dir_okay=False, path_type=Path),
@@ -251,17 +281,20 @@ def chat(obj: Context, session: str | None) -> None:
               help="SQuAD/CMRC files: index every context in a separate index first.")
 @click.option("--compare", nargs=2, type=click.Path(exists=True, path_type=Path),
               metavar="A B", help="Compare two metrics.json files (or report folders).")
+@click.option("--allow-different-settings", is_flag=True,
+              help="With --compare: compare reports made with different settings.")
 @click.option("--limit", type=int, help="Only the first N questions.")
 @click.option("--failures", default=5, show_default=True, help="Show this many failures.")
 @pass_ctx
 def eval_cmd(obj: Context, testset: Path | None, predictions: Path | None,
              report_dir: Path | None, ingest_contexts: bool,
-             compare: tuple[Path, Path] | None, limit: int | None, failures: int) -> None:
+             compare: tuple[Path, Path] | None, allow_different_settings: bool,
+             limit: int | None, failures: int) -> None:
     """Score the bot on a test set (JSONL, or SQuAD/CMRC JSON with --ingest-contexts)."""
     from bot import evaluation, report
 
     if compare:
-        click.echo(report.compare(*compare))
+        click.echo(report.compare(*compare, allow_different=allow_different_settings))
         return
     if testset is None:
         raise click.UsageError("Give a TESTSET file (or --compare A B).")
@@ -290,9 +323,9 @@ def eval_cmd(obj: Context, testset: Path | None, predictions: Path | None,
             out.flush()
 
     try:
-        with _Feedback("Evaluating", "questions") as feedback:
+        with Feedback("Evaluating") as feedback:
             for done, _ in enumerate(evaluation.run(engine, items, on_result=keep), 1):
-                feedback.update(done, len(items))
+                feedback.update(done, len(items), f"{done}/{len(items)} questions")
     except KeyboardInterrupt:
         click.echo(f"Interrupted after {len(rows)} of {len(items)} questions; "
                    "scoring those.", err=True)
@@ -303,15 +336,21 @@ def eval_cmd(obj: Context, testset: Path | None, predictions: Path | None,
         raise QabotError("No question was evaluated.")
     metrics = evaluation.metrics(rows, ingest_seconds=ingest_seconds)
     types = evaluation.by_type(rows)
-    click.echo(_metrics_table(metrics, types))
+    click.echo(report.metrics_table(metrics, types))
     worst = evaluation.worst(rows, failures)
     for r in worst:
         click.echo(f"✗ {r['id']} {r['question']}\n    gold: {r['gold_answers'] or '(refuse)'}"
                    f"\n    got:  {(r['answer'].splitlines() or ['(nothing)'])[0][:120]}"
                    f"\n    evidence rank: {r['evidence_rank'] or 'not in top 10'}")
     if report_dir:
+        from bot import __version__
+        from bot.config import answerer_kind, effective
+
         about = {"testset": str(testset), "embedder": engine.stats().embedder,
-                 "questions_run": len(rows)}
+                 "questions_run": len(rows), "version": __version__,
+                 "answerer": str(ANSWERER_MODES[answerer_kind(settings)]),
+                 # every setting, URL passwords masked: compare() checks they agree
+                 "settings": {key: _masked(value) for key, value, _ in effective(settings)}}
         written = report.write_report(report_dir, metrics=metrics, types=types,
                                       failures=evaluation.worst(rows, 10), rows=rows,
                                       about=about)
@@ -328,7 +367,7 @@ def _index_contexts(settings: Settings, data: Any) -> tuple[Settings, float]:
     home = settings.home / "eval" / f"{data.path.stem}-{data.fingerprint}"
     eval_settings = settings.replace({"paths.home": str(home)})
     embeddings = make_embeddings(settings.embeddings)
-    with _Feedback("Indexing contexts", "texts embedded") as feedback:
+    with Feedback("Indexing contexts") as feedback:
         report = ingest_documents(eval_settings, data.contexts, embeddings,
                                   progress=feedback.ingest, total=len(data.contexts))
     click.echo(f"Contexts indexed in {home}: {report.summary()}.", err=True)
@@ -336,6 +375,7 @@ def _index_contexts(settings: Settings, data: Any) -> tuple[Settings, float]:
 
 
 @cli.command()
+@verbose_option
 @click.option("--webhook", "webhook_url", metavar="URL",
               help="Run a webhook server for this public URL instead of long polling.")
 @click.option("--listen", help="Webhook server address (telegram.listen).")
@@ -344,16 +384,31 @@ def _index_contexts(settings: Settings, data: Any) -> tuple[Settings, float]:
               help="Webhook secret Telegram must send (env TELEGRAM_WEBHOOK_SECRET).")
 @click.option("--token-file", type=click.Path(dir_okay=False),
               help="File holding the bot token (else TELEGRAM_BOT_TOKEN).")
+@click.option("--public", is_flag=True, default=None,
+              help="Serve everyone (telegram.public): needed when no allow-list is set.")
 @pass_ctx
 def telegram(obj: Context, webhook_url: str | None, listen: str | None, port: int | None,
-             secret_token: str | None, token_file: str | None) -> None:
-    """Run the Telegram bot (token from TELEGRAM_BOT_TOKEN); Ctrl-C stops it."""
+             secret_token: str | None, token_file: str | None, public: bool | None) -> None:
+    """Run the Telegram bot (token from TELEGRAM_BOT_TOKEN); Ctrl-C stops it.
+    docs/telegram.md walks through a real set-up."""
     from bot import telegram as tg
 
     if token_file:
         obj.cli["telegram.token_file"] = token_file
+    if public:
+        obj.cli["telegram.public"] = True
     settings = obj.settings
+    cfg = settings.telegram
+    if not (cfg.allowed_users or cfg.allowed_chats or cfg.public):
+        raise ConfigError(
+            "No allow-list is set, so the bot would answer anyone who finds it. Set "
+            "telegram.allowed_users to your user ids (QABOT_TELEGRAM_ALLOWED_USERS; "
+            "docs/telegram.md shows how to find yours) or telegram.allowed_chats, or pass "
+            "--public (telegram.public = true) to serve everyone.")
     tg.read_token(settings.telegram)  # fail before loading anything heavy
+    # the start and stop lines are INFO: an operator sees them without -v
+    logging.getLogger("bot").setLevel(min(logging.getLogger("bot").getEffectiveLevel(),
+                                          logging.INFO))
     webhook_url = webhook_url or settings.telegram.webhook_url or None
     if webhook_url and not secret_token:
         raise QabotError("Webhook mode needs a secret token so that only Telegram can post "
@@ -363,6 +418,7 @@ def telegram(obj: Context, webhook_url: str | None, listen: str | None, port: in
 
 
 @cli.command(name="config")
+@verbose_option
 @pass_ctx
 def config_cmd(obj: Context) -> None:
     """Show every setting's effective value and where it came from (default, a TOML
@@ -377,6 +433,12 @@ def config_cmd(obj: Context) -> None:
         click.echo(f"{key:<{width}}  {_shown(value, secrets):<24}  {origin}")
 
 
+def _masked(value: object) -> object:
+    """A setting for a report: URL passwords masked, everything else as it is."""
+    return re.sub(r"(://[^:/@\s]+:)[^@/\s]+@", r"\1***@", value) \
+        if isinstance(value, str) else value
+
+
 def _shown(value: object, secrets: list[str]) -> str:
     """A setting as TOML would spell it, with URL passwords and known secrets masked:
     the output is the kind of thing people paste into an issue."""
@@ -389,6 +451,7 @@ def _shown(value: object, secrets: list[str]) -> str:
 
 
 @cli.command()
+@verbose_option
 @pass_ctx
 def info(obj: Context) -> None:
     """Show what the index holds and where the state lives."""
@@ -396,8 +459,10 @@ def info(obj: Context) -> None:
     stats = obj.engine().stats()
     from bot.config import answerer_kind
 
-    kind = answerer_kind(s)
-    how = f"{kind} (answer.reader = auto)" if s.answer.reader == "auto" else kind
+    # named as ask --json's "mode" names the answers it gives
+    how = f"{ANSWERER_MODES[answerer_kind(s)]} (answer.reader = {s.answer.reader})"
+    if s.llm.provider != "none":
+        how = f"llm ({s.llm.provider} {s.llm.model}; falls back to {how})"
     click.echo(f"state:     {s.home}\nembedder:  {stats.embedder}\nanswerer:  {how}\n"
                f"built:     {stats.built_at}\n"
                f"documents: {stats.documents}\nchunks:    {stats.chunks}")
@@ -419,20 +484,6 @@ def _say(lines: Sequence[present.Line]) -> None:
         console.print(Text.assemble(*[(t, style or "") for t, style in line]))
 
 
-def _metrics_table(metrics: dict[str, float], types: dict[str, dict[str, float]]) -> str:
-    rows = [f"{k:<20} {v}" for k, v in metrics.items()]
-    rows.append("")
-    rows.append(f"{'type':<14} {'n':>5} {'right':>7} {'acc':>7} {'f1':>7} {'cite':>7} "
-                f"{'hit@5':>7}")
-    for t, v in types.items():
-        # accuracy, F1, citations and hit@5 need answerable questions: n/a for a type of none
-        applies = v.get("answerable", 1) > 0
-        cells = [f"{v[k]:>7.3f}" if applies else f"{'n/a':>7}"
-                 for k in ("accuracy", "f1", "citation_hit", "hit@5")]
-        rows.append(f"{t:<14} {v['n']:>5} {v['correct']:>7.3f} " + " ".join(cells))
-    return "\n".join(rows)
-
-
 # ----- helpers -----------------------------------------------------------------
 def _ingest(settings: Settings, paths: list[Path], *, rebuild: bool,
             verbose: int = 0) -> IngestReport:
@@ -441,7 +492,7 @@ def _ingest(settings: Settings, paths: list[Path], *, rebuild: bool,
     from bot.loading import SUPPORTED_SUFFIXES
 
     embeddings = make_embeddings(settings.embeddings)
-    with _Feedback("Ingesting", "texts embedded") as feedback:
+    with Feedback("Ingesting") as feedback:
         report = run_ingest(settings, paths, embeddings, rebuild=rebuild,
                             progress=feedback.ingest)
     for problem in report.skipped:
@@ -451,57 +502,10 @@ def _ingest(settings: Settings, paths: list[Path], *, rebuild: bool,
         for path in report.ignored:
             click.echo(f"Skipped: {path}: not a supported type (qabot reads {kinds})", err=True)
     elif report.ignored:
-        click.echo(f"Skipped {len(report.ignored)} files of unsupported types; "
+        click.echo(f"Skipped {count(len(report.ignored), 'file')} of unsupported types; "
                    "`qabot -v ingest` names them.", err=True)
     click.echo(f"Indexed {report.summary()}.")
     return report
-
-
-# A log, CI or a pipe gets a progress line this often: often enough to show that a
-# two-minute ingest is moving, rarely enough not to flood the log.
-PROGRESS_LINE_SECONDS = 5.0
-
-
-class _Feedback:
-    """Progress on stderr: a rich bar on a terminal; anywhere else a line every
-    ``PROGRESS_LINE_SECONDS``. Ingests report texts embedded of texts to embed (files
-    read is shown beside it): embedding is where the time goes."""
-
-    def __init__(self, label: str, unit: str) -> None:
-        self.label, self.unit = label, unit
-        self._bar: Any = None
-        self._last = time.monotonic()
-
-    def __enter__(self) -> _Feedback:
-        if sys.stderr.isatty():
-            from rich.progress import Progress
-
-            self._bar = Progress(transient=True)
-            self._bar.start()
-            self._task = self._bar.add_task(self.label, total=None)
-        return self
-
-    def update(self, done: int, total: int, what: str | None = None) -> None:
-        what = what or self.unit
-        if self._bar is not None:
-            self._bar.update(self._task, completed=done, total=total or None,
-                             description=f"{self.label} ({what})")
-            return
-        now = time.monotonic()
-        if now - self._last >= PROGRESS_LINE_SECONDS:
-            self._last = now
-            click.echo(f"{self.label}: {done}/{total} {what}", err=True)
-
-    def ingest(self, p: Progress) -> None:
-        if p.to_embed:
-            self.update(p.embedded, p.to_embed,
-                        f"texts embedded, {p.files_done}/{p.files_total} files read")
-        else:  # nothing to embed yet (or unchanged files): reading is the progress
-            self.update(p.files_done, p.files_total, "files read")
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.stop()
 
 
 def _echo_into(collected: list[str]) -> Callable[[str], None]:

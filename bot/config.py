@@ -13,6 +13,11 @@ Precedence, highest first:
 
 Relative paths in settings are resolved against the project root (the folder that
 holds ``config/default.toml``), so the bot behaves the same from any working directory.
+
+Installed without a checkout (bot/resources.py), the TOML files are the packaged
+defaults and the user's config file (``~/.config/qabot/config.toml`` on Linux), state
+defaults to the user's data folder, no documents folder is preset (``qabot ingest
+PATH`` names it), and relative paths resolve against the working directory.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot import resources
 from bot.errors import ConfigError
 
 ENV_PREFIX = "QABOT_"
@@ -38,7 +44,7 @@ ENV_OTHER = frozenset({"QABOT_CONFIG"})  # QABOT_ variables that are not setting
 @dataclass(frozen=True)
 class PathsSettings:
     home: str = "index"  # all state: Chroma, BM25, manifest, sessions, caches
-    docs: str = "seeds"  # what `qabot ingest` and first-run `qabot chat` index
+    docs: str = "seeds"  # what `qabot ingest` and first-run `qabot chat` index ("": none)
 
 
 @dataclass(frozen=True)
@@ -133,6 +139,9 @@ class TelegramSettings:
     base_url: str = ""  # self-hosted Bot API, e.g. http://127.0.0.1:8081/bot
     allowed_users: str = ""  # comma-separated user ids; empty: everyone
     allowed_chats: str = ""  # comma-separated chat ids; empty: every chat
+    # serve everyone when both lists are empty; false (default): `qabot telegram` refuses
+    # to start open, so a bot is never public by omission
+    public: bool = False
     rate_limit_per_minute: int = 20  # questions per user per minute
     typing_interval: float = 4.0  # seconds between "typing" actions while answering
     read_timeout: float = 10.0  # seconds to wait for a Bot API reply
@@ -155,7 +164,7 @@ class LLMSettings:
     max_tokens: int = 512
     unsupported: str = "extractive"  # no valid citation: "extractive" answer or "warn"
     rewrite: bool = True  # rewrite follow-ups into standalone questions with the model
-    prompts: str = "prompts"  # folder of prompt templates
+    prompts: str = ""  # folder of prompt templates; empty: the ones shipped with qabot
 
 
 @dataclass(frozen=True)
@@ -170,6 +179,9 @@ class Settings:
     telegram: TelegramSettings = field(default_factory=TelegramSettings)
     llm: LLMSettings = field(default_factory=LLMSettings)
     root: Path = field(default_factory=Path.cwd, compare=False)
+    # False when installed without a checkout: sources are then named by absolute path,
+    # since the working directory (the root then) changes between runs
+    checkout: bool = field(default=True, compare=False)
     # where each setting that is not a default came from (`qabot config`)
     origins: dict[str, str] = field(default_factory=dict, compare=False)
 
@@ -180,7 +192,22 @@ class Settings:
 
     @property
     def docs_dir(self) -> Path:
+        """The default documents folder; a ConfigError saying how to name one if unset."""
+        if not self.paths.docs.strip():
+            raise ConfigError("No documents folder is set: give one, as in `qabot ingest "
+                              "PATH`, or set paths.docs (QABOT_PATHS_DOCS).")
         return self._resolve(self.paths.docs)
+
+    @property
+    def prompts_dir(self) -> Path:
+        """The prompt templates: ``llm.prompts`` if set, else the ones shipped."""
+        return self._resolve(self.llm.prompts) if self.llm.prompts else \
+            resources.bundled_prompts()
+
+    @property
+    def source_root(self) -> Path | None:
+        """What document sources are named relative to (None: absolute paths)."""
+        return self.root if self.checkout else None
 
     @property
     def sessions_path(self) -> Path:
@@ -200,9 +227,8 @@ class Settings:
 
 
 def project_root() -> Path:
-    """The checkout this package runs from, or the working directory for a plain install."""
-    here = Path(__file__).resolve().parent.parent
-    return here if (here / "config" / "default.toml").is_file() else Path.cwd()
+    """The checkout this package runs from, or the working directory when installed."""
+    return resources.checkout_root() or Path.cwd()
 
 
 def load_settings(
@@ -214,10 +240,16 @@ def load_settings(
 ) -> Settings:
     """Resolve settings from defaults, TOML files, environment and CLI flags."""
     env = os.environ if env is None else env
-    root = root or project_root()
-    settings = Settings(root=root)
-
-    files = [root / "config" / "default.toml", root / "config" / "local.toml"]
+    root = root or resources.checkout_root()
+    if root is not None:
+        settings = Settings(root=root)
+        files = [root / "config" / "default.toml", root / "config" / "local.toml"]
+    else:  # installed: packaged defaults, state in the user's data folder
+        settings = Settings(root=Path.cwd(), checkout=False)
+        packaged = _flatten(_parse_toml(resources.packaged_defaults(), "packaged defaults"))
+        packaged.update({"paths.home": str(resources.user_data_dir()), "paths.docs": ""})
+        settings = _apply(settings, packaged, source="default")
+        files = [resources.user_config_file()]
     explicit = config_file or env.get("QABOT_CONFIG")
     if explicit:
         path = Path(explicit).expanduser()
@@ -237,6 +269,10 @@ def load_settings(
     return settings
 
 
+# Settings' fields that are not [sections] of settings
+_NOT_SECTIONS = frozenset({"root", "origins", "checkout"})
+
+
 def parse_assignment(text: str) -> tuple[str, str]:
     """Split a ``section.key=value`` CLI assignment."""
     key, sep, value = text.partition("=")
@@ -250,17 +286,29 @@ def known_keys() -> list[str]:
     return [
         f"{section.name}.{item.name}"
         for section in dataclasses.fields(Settings)
-        if section.name not in ("root", "origins")
+        if section.name not in _NOT_SECTIONS
         for item in dataclasses.fields(getattr(Settings(), section.name))
     ]
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raw = path.read_bytes()
+    except OSError as exc:
         raise ConfigError(f"Cannot read config file {path}: {exc}. Fix or remove it.") from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"Config file {path} is not UTF-8 text (byte {exc.start}). Save it "
+                          "as UTF-8.") from exc
+    return _parse_toml(text, str(path))
+
+
+def _parse_toml(text: str, where: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"Cannot read config file {where}: {exc}. Fix or remove it.") from exc
 
 
 def _flatten(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -297,7 +345,7 @@ def _apply(settings: Settings, flat: Mapping[str, Any], source: str) -> Settings
     by_section: dict[str, dict[str, Any]] = {}
     for dotted, raw in flat.items():
         section_name, _, key = dotted.partition(".")
-        if section_name == "root" or not hasattr(settings, section_name):
+        if section_name in _NOT_SECTIONS or not hasattr(settings, section_name):
             raise ConfigError(f"Unknown config section {section_name!r} (from {source}). "
                               f"Known keys: {', '.join(known_keys())}.")
         section = getattr(settings, section_name)
@@ -352,11 +400,10 @@ def _coerce(value: Any, kind: type, name: str, source: str) -> Any:
 
 def _validate(s: Settings) -> None:
     problems = []
-    # an empty path would resolve to the project root and put the index among the code
-    for key, value in (("paths.home", s.paths.home), ("paths.docs", s.paths.docs)):
-        if not value.strip():
-            problems.append(f"{key} is empty: give a folder (default: "
-                            f"{getattr(PathsSettings(), key.split('.')[1])})")
+    # an empty home would resolve to the project root and put the index among the code
+    # (an empty paths.docs only means "no default folder": ingest then needs a PATH)
+    if not s.paths.home.strip():
+        problems.append(f"paths.home is empty: give a folder (default: {PathsSettings().home})")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{1,60}[A-Za-z0-9]", s.store.collection):
         problems.append("store.collection must be 3-62 letters, digits, '.', '_' or '-'")
     if s.store.url and not re.match(r"https?://[^/:]+(:\d+)?/?$", s.store.url):

@@ -319,8 +319,41 @@ def run(engine: Engine, items: Sequence[Item], *,
         yield row
 
 
+# What each metric in metrics() means: shown in report.md, so a reader of a report
+# needs no docstring. None (n/a) means the metric has no question to be measured on.
+METRIC_DEFINITIONS = {
+    "questions": "questions evaluated",
+    "answerable": "questions with a gold answer",
+    "unanswerable": "questions the documents cannot answer (the bot should refuse)",
+    "accuracy": "answerable questions answered (not refused) with a gold answer contained "
+                "in the answer text",
+    "em": "CMRC exact match of the short answer (or the quoted sentence) with a gold "
+          "answer, mean over answerable questions (refusals score 0)",
+    "f1": "CMRC character F1 of the short answer with the best gold answer, mean over "
+          "answerable questions (refusals score 0)",
+    "citation_hit": "answerable questions whose cited passages include a relevant one",
+    "citation_precision": "share of cited passages that are relevant, mean over answered "
+                          "answerable questions",
+    "refusal_precision": "refusals that were right (the question was unanswerable)",
+    "refusal_recall": "unanswerable questions refused",
+    "false_refusal_rate": "answerable questions refused",
+    "hit@1": "answerable questions with a relevant passage retrieved first",
+    "hit@3": "... within the top 3",
+    "hit@5": "... within the top 5",
+    "mrr@10": "mean reciprocal rank of the first relevant passage in the top 10",
+    "ndcg@10": "normalised discounted cumulative gain of the top 10 retrieved passages",
+    "answer_chars_p50": "median length in characters of the answers to answerable questions",
+    "latency_p50_ms": "median wall time to answer one question, milliseconds",
+    "latency_p95_ms": "95th percentile of the same",
+    "latency_max_ms": "slowest question",
+    "ingest_seconds": "time to index the test set's contexts (--ingest-contexts)",
+    "correct": "right decisions: answerable questions answered right plus unanswerable "
+               "ones refused, over all questions of the type",
+}
+
+
 def metrics(rows: Sequence[dict[str, Any]], *, ingest_seconds: float | None = None
-            ) -> dict[str, float]:
+            ) -> dict[str, float | None]:
     answerable = [r for r in rows if r["gold_answers"]]
     unanswerable = [r for r in rows if not r["gold_answers"]]
     refused = [r for r in rows if r["refused"]]
@@ -330,10 +363,10 @@ def metrics(rows: Sequence[dict[str, Any]], *, ingest_seconds: float | None = No
     lat = sorted(r["latency_ms"] for r in rows)
     lengths = sorted(len(r["answer"]) for r in answerable if not r["refused"])
 
-    def share(n: float, d: int) -> float:
-        return round(n / d, 4) if d else 0.0
+    def share(n: float, d: int) -> float | None:
+        return round(n / d, 4) if d else None  # n/a: no question to measure it on
 
-    out: dict[str, float] = {
+    out: dict[str, float | None] = {
         "questions": len(rows),
         "answerable": len(answerable),
         "unanswerable": len(unanswerable),
@@ -352,10 +385,10 @@ def metrics(rows: Sequence[dict[str, Any]], *, ingest_seconds: float | None = No
         "mrr@10": share(sum(r["rr"] for r in answerable), len(answerable)),
         "ndcg@10": share(sum(r["ndcg@10"] for r in answerable), len(answerable)),
         # accuracy rewards long answers ("contains a gold answer"): show what it cost
-        "answer_chars_p50": round(percentile(lengths, 50), 1),
-        "latency_p50_ms": round(percentile(lat, 50), 1),
-        "latency_p95_ms": round(percentile(lat, 95), 1),
-        "latency_max_ms": round(lat[-1], 1) if lat else 0.0,
+        "answer_chars_p50": round(percentile(lengths, 50), 1) if lengths else None,
+        "latency_p50_ms": round(percentile(lat, 50), 1) if lat else None,
+        "latency_p95_ms": round(percentile(lat, 95), 1) if lat else None,
+        "latency_max_ms": round(lat[-1], 1) if lat else None,
     }
     if ingest_seconds is not None:
         out["ingest_seconds"] = round(ingest_seconds, 2)
@@ -366,7 +399,7 @@ QUALITY = ("accuracy", "em", "f1", "citation_hit", "citation_precision", "hit@1"
            "hit@5", "mrr@10", "ndcg@10")
 
 
-def by_type(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
+def by_type(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
     """Per question type: count, right decisions (answers or refusals), and the
     answerable-only quality metrics."""
     groups: dict[str, list[dict[str, Any]]] = {}

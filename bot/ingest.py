@@ -48,6 +48,7 @@ from bot.store import (
     write_manifest,
 )
 from bot.vectors import SentenceVectors
+from bot.wording import count
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +70,12 @@ class IngestReport:
 
     def summary(self) -> str:
         parts = [
-            f"{self.documents} documents, {self.chunks} chunks in {self.seconds:.1f}s",
+            f"{count(self.documents, 'document')}, {count(self.chunks, 'chunk')} in "
+            f"{self.seconds:.1f}s",
             f"{self.added_files} new, {self.changed_files} changed, "
             f"{self.unchanged_files} unchanged, {self.removed_files} removed",
-            f"embedded {self.embedded_chunks} chunks + {self.embedded_sentences} sentences",
+            f"embedded {count(self.embedded_chunks, 'chunk')} + "
+            f"{count(self.embedded_sentences, 'sentence')}",
         ]
         if self.skipped:
             parts.append(f"{len(self.skipped)} skipped")
@@ -83,13 +86,28 @@ class IngestReport:
 
 @dataclass
 class Progress:
-    """Where an ingest stands. ``to_embed`` counts the texts (chunks and sentences)
-    queued so far: it grows while files are read and is final once they all are."""
+    """Where an ingest stands, on a scale fixed before the first file is read.
+
+    ``work_total`` is the size of everything to ingest (bytes of the files found by a
+    quick scan, or characters of in-memory documents), so the total never grows as
+    files are read. A file's share counts as done when its texts are embedded (each
+    queued text carries an equal part of the queue's weight; unchanged, skipped and
+    already-embedded text counts at once), so ``fraction`` only moves forward and
+    reaches 1 exactly when the last text is embedded. ``to_embed`` counts texts
+    (chunks and sentences) queued so far, ``embedded`` those done."""
 
     files_done: int = 0
     files_total: int = 0
     embedded: int = 0
     to_embed: int = 0
+    work_total: float = 0.0
+    work_done: float = 0.0
+
+    @property
+    def fraction(self) -> float:
+        if self.work_total <= 0:
+            return self.files_done / self.files_total if self.files_total else 0.0
+        return min(self.work_done / self.work_total, 1.0)
 
 
 ProgressFn = Callable[[Progress], None]
@@ -114,12 +132,16 @@ def ingest(settings: Settings, paths: Sequence[Path], embeddings: QabotEmbedding
     Unchanged files (same bytes, same chunking settings) cost nothing.
     """
     files, ignored = discover(paths)
+    sizes = [_size(path) for path in files]  # the quick scan: the total is fixed now
     with writer_lock(settings.home):
         run = Ingestion(settings, embeddings, rebuild=rebuild, progress=progress)
         run.report.ignored = [str(p) for p in ignored]
         run.progress.files_total = len(files)
-        for done, item in enumerate(iter_documents(files, root=settings.root), start=1):
-            run.add(item)
+        run.progress.work_total = float(sum(sizes))
+        run.tell()
+        items = iter_documents(files, root=settings.source_root)
+        for done, (item, size) in enumerate(zip(items, sizes, strict=True), start=1):
+            run.add(item, weight=size)
             run.progress.files_done = done
             run.tell()
         roots = [p.resolve() for p in paths]
@@ -131,11 +153,14 @@ def ingest_documents(settings: Settings, documents: Iterable[Document],
                      embeddings: QabotEmbeddings, *, rebuild: bool = False,
                      progress: ProgressFn | None = None, total: int = 0) -> IngestReport:
     """Index documents built in memory (e.g. the contexts of an evaluation set)."""
+    docs = list(documents)  # in memory already: sizing them first costs nothing
     with writer_lock(settings.home):
         run = Ingestion(settings, embeddings, rebuild=rebuild, progress=progress)
-        run.progress.files_total = total
-        for done, doc in enumerate(documents, start=1):
-            run.add(doc)
+        run.progress.files_total = total or len(docs)
+        run.progress.work_total = float(sum(len(d.text) for d in docs))
+        run.tell()
+        for done, doc in enumerate(docs, start=1):
+            run.add(doc, weight=len(doc.text))
             run.progress.files_done = done
             run.tell()
         return run.finish()
@@ -199,6 +224,8 @@ class Ingestion:
         self.started = time.perf_counter()
         self.progress = Progress()
         self._tell = progress
+        self._pending_weight = 0.0  # progress weight of the texts queued, not embedded
+        self._pending_texts = 0
         self.settings = settings
         self.embeddings = embeddings
         self.home = settings.home
@@ -260,7 +287,20 @@ class Ingestion:
                 self._index.start_writing(base)
         return self._index
 
-    def add(self, item: Document | QabotError) -> None:
+    def add(self, item: Document | QabotError, *, weight: float = 0.0) -> None:
+        """Queue one document's new text (``weight``: its share of the progress total)."""
+        queued_before = self.progress.to_embed
+        try:
+            self._add(item)
+        finally:
+            queued = self.progress.to_embed - queued_before
+            if queued:  # done as its texts are embedded (_embedded)
+                self._pending_weight += weight
+                self._pending_texts += queued
+            else:  # nothing of it to embed: done now
+                self.progress.work_done += weight
+
+    def _add(self, item: Document | QabotError) -> None:
         if isinstance(item, QabotError):
             self.report.skipped.append(str(item))
             log.warning("skipped: %s", item)
@@ -332,6 +372,12 @@ class Ingestion:
 
     def _embedded(self, n: int) -> None:
         self.progress.embedded += n
+        if self._pending_texts:  # each queued text carries an equal part of the queue
+            step = min(n, self._pending_texts)
+            share = self._pending_weight * step / self._pending_texts
+            self.progress.work_done += share
+            self._pending_weight -= share
+            self._pending_texts -= step
         self.tell()
 
     def _flush(self) -> None:
@@ -387,6 +433,14 @@ class Ingestion:
             prune(self.home, keep={index.build, self.live})
         report.seconds = time.perf_counter() - self.started
         return report
+
+
+def _size(path: Path) -> int:
+    """A file's size for the progress total (0 if it vanished: its error comes later)."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _is_under(path: Path, root: Path) -> bool:

