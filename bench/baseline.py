@@ -108,7 +108,7 @@ def main() -> None:
     args = parser.parse_args()
     embeddings = make_embeddings(load_settings().embeddings)
 
-    files, _ = discover([ROOT / "seeds"])
+    files = discover([ROOT / "seeds"]).files
     seed_docs = [d for d in iter_documents(files, root=ROOT) if not isinstance(d, Exception)]
     seed_items = evaluation.load_testset(SEED_SET).items
     print(table("Seed article test set", baseline(seed_docs, seed_items, embeddings),

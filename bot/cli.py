@@ -32,7 +32,7 @@ from bot.answers import ANSWERER_MODES, Mode
 from bot.config import Settings, load_settings, parse_assignment
 from bot.errors import ConfigError, IndexMissingError, QabotError
 from bot.progress import Feedback
-from bot.wording import count
+from bot.wording import count, printable
 
 if TYPE_CHECKING:
     from bot.engine import Engine
@@ -132,18 +132,23 @@ verbose_option = click.option("-v", "--verbose", count=True, expose_value=False,
 @cli.command()
 @verbose_option
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--follow-links", is_flag=True,
+              help="Also read files that links inside a folder point to outside it "
+                   "(skipped by default, with a warning naming each).")
 @click.option("--rebuild", is_flag=True,
               help="Build the index again from scratch (the current one keeps answering "
                    "until the new one is complete).")
 @pass_ctx
-def ingest(obj: Context, paths: tuple[Path, ...], rebuild: bool) -> None:
+def ingest(obj: Context, paths: tuple[Path, ...], follow_links: bool, rebuild: bool) -> None:
     """Index documents (.txt, .md, .rst, .html, .pdf with a text layer); default: the
     configured docs folder (seeds/)."""
-    report = _ingest(obj.settings, list(paths) or [obj.settings.docs_dir], rebuild=rebuild,
-                     verbose=obj.verbose)
+    targets = list(paths) or [obj.settings.docs_dir]
+    report = _ingest(obj.settings, targets, rebuild=rebuild, verbose=obj.verbose,
+                     follow_links=follow_links)
     if report.documents == 0:
+        where = ", ".join(printable(str(p)) for p in targets)
         raise QabotError("No documents could be indexed. Put .txt, .md, .rst, .html or .pdf "
-                         f"files in {obj.settings.docs_dir} or pass paths to `qabot ingest`.")
+                         f"files in {where} or pass other paths to `qabot ingest`.")
 
 
 @cli.command()
@@ -154,7 +159,7 @@ def docs(obj: Context) -> None:
     engine = obj.engine()
     documents = engine.documents()
     for d in documents:
-        click.echo(f"{d.chunks:>6}  {d.source}  {d.title}".rstrip())
+        click.echo(f"{d.chunks:>6}  {printable(d.source)}  {printable(d.title)}".rstrip())
     click.echo(f"{count(len(documents), 'document')}, {count(engine.stats().chunks, 'chunk')}")
 
 
@@ -193,7 +198,7 @@ def ask(obj: Context, question: str | None, as_json: bool, session: str | None) 
             if question is not None:
                 raise
             failed = True  # in bulk mode one bad line must not stop the rest
-            click.echo(json.dumps({"question": q, "error": str(exc)}, ensure_ascii=False)
+            click.echo(json.dumps({"question": printable(q), "error": str(exc)}, ensure_ascii=False)
                        if as_json else f"Error: {exc}", err=not as_json)
             continue
         if as_json:
@@ -467,7 +472,7 @@ def info(obj: Context) -> None:
                f"built:     {stats.built_at}\n"
                f"documents: {stats.documents}\nchunks:    {stats.chunks}")
     for source in stats.sources:
-        click.echo(f"  {source}")
+        click.echo(f"  {printable(source)}")
 
 
 # ----- rendering --------------------------------------------------------------
@@ -486,7 +491,7 @@ def _say(lines: Sequence[present.Line]) -> None:
 
 # ----- helpers -----------------------------------------------------------------
 def _ingest(settings: Settings, paths: list[Path], *, rebuild: bool,
-            verbose: int = 0) -> IngestReport:
+            verbose: int = 0, follow_links: bool = False) -> IngestReport:
     from bot.embeddings import make_embeddings
     from bot.ingest import ingest as run_ingest
     from bot.loading import SUPPORTED_SUFFIXES
@@ -494,13 +499,14 @@ def _ingest(settings: Settings, paths: list[Path], *, rebuild: bool,
     embeddings = make_embeddings(settings.embeddings)
     with Feedback("Ingesting") as feedback:
         report = run_ingest(settings, paths, embeddings, rebuild=rebuild,
-                            progress=feedback.ingest)
+                            progress=feedback.ingest, follow_links=follow_links)
     for problem in report.skipped:
         click.echo(f"Skipped: {problem}", err=True)
     if report.ignored and verbose:
         kinds = ", ".join(SUPPORTED_SUFFIXES)
         for path in report.ignored:
-            click.echo(f"Skipped: {path}: not a supported type (qabot reads {kinds})", err=True)
+            click.echo(f"Skipped: {printable(path)}: not a supported type (qabot reads "
+                       f"{kinds})", err=True)
     elif report.ignored:
         click.echo(f"Skipped {count(len(report.ignored), 'file')} of unsupported types; "
                    "`qabot -v ingest` names them.", err=True)
@@ -519,13 +525,22 @@ def _echo_into(collected: list[str]) -> Callable[[str], None]:
     return show
 
 
+def _tolerant_stdin() -> None:
+    """Undecodable bytes on stdin (a terminal or file in GBK) reach the question check,
+    which names the problem, instead of stopping the loop with a UnicodeDecodeError."""
+    with contextlib.suppress(AttributeError, ValueError):  # not a TextIOWrapper
+        sys.stdin.reconfigure(errors="surrogateescape")  # type: ignore[union-attr]
+
+
 def _stdin_lines() -> Iterator[str]:
+    _tolerant_stdin()
     for line in sys.stdin:
         if line.strip():
             yield line.rstrip("\n")
 
 
 def _read_lines(stream: TextIO, prompt: str) -> Iterator[str]:
+    _tolerant_stdin()
     if prompt:
         with contextlib.suppress(ImportError):
             import readline  # noqa: F401  (line editing and history for input())

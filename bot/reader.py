@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import threading
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,9 +147,14 @@ class Reader:
         try:
             arrays = load_weights(path)
             meta = json.loads(path.with_suffix(".json").read_text("utf-8"))
-        except (OSError, ValueError, KeyError) as exc:
-            raise ReaderError(f"Cannot load the reader weights {path}: {exc}. Reinstall "
-                              "qabot (pip install -e .) or set answer.reader = none.") from exc
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            # a truncated download or checkout: say which file and how to get it back
+            raise ReaderError(
+                f"The reader weights {path} (or {path.with_suffix('.json').name} beside "
+                f"them) are missing or damaged ({type(exc).__name__}: {exc}). Restore them: "
+                f"`git checkout -- bot/models/` in a checkout, or reinstall qabot (pip "
+                "install --force-reinstall); or set answer.reader = none to answer with "
+                "the rules alone.") from exc
         self.meta = meta
         # the window the model was trained on; models from before this was recorded
         # used WINDOW_TOKENS and MAX_ANSWER_TOKENS

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from bot import tokens
 from bot.answers import Citation
+from bot.errors import QuestionError
 
 _ANAPHORA_ZH = re.compile(
     r"(它们|它|他们|她们|其|该|此|这个|那个|这些|那些|这项|那项|上述|这里|那里|这一|那一)")
@@ -94,6 +95,12 @@ _COLUMNS = "question, standalone, answer, citations, at, id, related"
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+# Seconds to wait for a session database another process holds. Its writes take
+# milliseconds; a lock held longer is a stuck process, and the answer matters more than
+# the history: past this, history is read as empty and the turn is not saved (a
+# warning says so) rather than the question failing.
+BUSY_SECONDS = 3.0
+
 
 def _turn(row: tuple[Any, ...]) -> Turn:
     q, s, a, c, at, turn_id, r = row
@@ -131,13 +138,27 @@ class SessionStore:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._memory = sqlite3.connect(":memory:", check_same_thread=False) \
             if self.path == ":memory:" else None
+        self._ready = False
+        self._ensure()
+
+    def _ensure(self) -> bool:
+        """Create (or check) the table once; a locked file is retried at the next use."""
+        if self._ready:
+            return True
         try:
-            self._create()
-        except sqlite3.DatabaseError as exc:
-            if not _corrupt(exc):
-                raise
-            self._set_aside(exc)
-            self._create()
+            try:
+                self._create()
+            except sqlite3.DatabaseError as exc:
+                if not _corrupt(exc):
+                    raise
+                self._set_aside(exc)
+                self._create()
+        except sqlite3.Error as exc:
+            log.warning("The session store %s is not available (%s); answering without "
+                        "chat history until it is.", self.path, exc)
+            return False
+        self._ready = True
+        return True
 
     def _set_aside(self, exc: sqlite3.DatabaseError) -> None:
         """Histories are not worth the service: keep the damaged file beside the new
@@ -168,7 +189,7 @@ class SessionStore:
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            db = self._memory or sqlite3.connect(self.path, timeout=10)
+            db = self._memory or sqlite3.connect(self.path, timeout=BUSY_SECONDS)
             try:
                 with db:  # commits, or rolls back on error
                     yield db
@@ -188,8 +209,20 @@ class SessionStore:
             self._create()
             return run()
 
+    def _best_effort(self, run: Callable[[], T], fallback: T, what: str) -> T:
+        """History is best-effort: a store that is locked past ``BUSY_SECONDS`` or
+        fails gives ``fallback`` and a warning, never a lost answer."""
+        if not self._ensure():
+            return fallback
+        try:
+            return self._guarded(run)
+        except sqlite3.Error as exc:
+            log.warning("Could not %s in the session store %s (%s); going on without it.",
+                        what, self.path, exc)
+            return fallback
+
     def history(self, session: str, limit: int) -> list[Turn]:
-        return self._guarded(lambda: self._history(session, limit))
+        return self._best_effort(lambda: self._history(session, limit), [], "read history")
 
     def _history(self, session: str, limit: int) -> list[Turn]:
         with self._connect() as db:
@@ -199,8 +232,8 @@ class SessionStore:
         return [_turn(row) for row in reversed(rows)]
 
     def get(self, session: str, turn_id: int) -> Turn | None:
-        """One stored turn of this session (None once reset or never there)."""
-        return self._guarded(lambda: self._get(session, turn_id))
+        """One stored turn of this session (None once reset, never there, or unreadable)."""
+        return self._best_effort(lambda: self._get(session, turn_id), None, "read a turn")
 
     def _get(self, session: str, turn_id: int) -> Turn | None:
         with self._connect() as db:
@@ -208,9 +241,9 @@ class SessionStore:
                              (session, turn_id)).fetchone()
         return _turn(row) if row else None
 
-    def append(self, session: str, turn: Turn) -> int:
-        """Store a turn; returns its id."""
-        return self._guarded(lambda: self._append(session, turn))
+    def append(self, session: str, turn: Turn) -> int | None:
+        """Store a turn; returns its id, or None when the store could not take it."""
+        return self._best_effort(lambda: self._append(session, turn), None, "save a turn")
 
     def _append(self, session: str, turn: Turn) -> int:
         with self._connect() as db:
@@ -222,11 +255,20 @@ class SessionStore:
             return int(cur.lastrowid or 0)
 
     def reset(self, session: str) -> int:
+        """Forget a session. Unlike reading, this one the user asked for: a store that
+        cannot do it says so (QuestionError, shown to the user) instead of pretending."""
         def run() -> int:
             with self._connect() as db:
                 return int(db.execute("DELETE FROM turns WHERE session = ?",
                                       (session,)).rowcount)
-        return self._guarded(run)
+        try:
+            if not self._ensure():
+                raise sqlite3.OperationalError("not available")
+            return self._guarded(run)
+        except sqlite3.Error as exc:
+            log.warning("Could not reset session %s in %s: %s", session, self.path, exc)
+            raise QuestionError("The conversation could not be forgotten right now (its "
+                                "store is busy). Try again in a moment.") from exc
 
     def last(self, session: str) -> Turn | None:
         turns = self.history(session, 1)

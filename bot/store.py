@@ -60,6 +60,7 @@ from bot.errors import (
     IndexMissingError,
     QabotError,
     StoreUnavailableError,
+    StoreWriteError,
 )
 from bot.files import atomic_write
 from bot.vectors import SentenceVectors, SentenceWriter
@@ -145,6 +146,8 @@ class Index:
                 f"The index at {settings.home} was built with {built_with}, but the "
                 f"configured embedder is {embeddings.identity}. Re-ingest with "
                 "`qabot ingest --rebuild`, or set embeddings.backend back.")
+        if client is None and not settings.store.url:
+            client = _serving_client(settings, build)
         index = cls(settings, embeddings, manifest, build=build, client=client)
         index.check_in_step()
         index._load_bm25()
@@ -545,8 +548,57 @@ def _chroma_errors(settings: Settings, what: str) -> Iterator[None]:
             raise  # KeyboardInterrupt, SystemExit
         detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else \
             type(exc).__name__
+        cause = _cause(exc)
+        if cause == "timeout":
+            raise StoreUnavailableError(
+                f"{what} failed: the Chroma server at {settings.store.url} did not answer "
+                f"within store.timeout = {settings.store.timeout:g} s. Check that it runs "
+                "and is not overloaded (restart it if it hangs).") from exc
+        if cause == "unreachable":
+            raise StoreUnavailableError(
+                f"{what} failed: cannot reach the Chroma server at {settings.store.url} "
+                f"({detail}). Start it or fix store.url / QABOT_STORE_URL.") from exc
+        if cause in ("full", "read-only"):
+            raise _write_failure(cause, what, _where(settings), detail) from exc
         raise IndexCorruptError(f"{what} failed ({_where(settings)}): {detail}. Rebuild "
                                 "with `qabot ingest --rebuild`.") from exc
+
+
+def _write_failure(cause: str, what: str, where: str, detail: str) -> StoreWriteError:
+    """The error for a disk that is full or cannot be written: the cause and the fix,
+    never "rebuild" (a rebuild needs the same disk)."""
+    if cause == "full":
+        return StoreWriteError(f"{what} failed: the disk holding {where} is full ({detail}). "
+                               "Free some space and run the command again; the index that "
+                               "was live before is unchanged.")
+    return StoreWriteError(f"{what} failed: {where} cannot be written ({detail}). Make it "
+                           "writable, or set QABOT_HOME to a writable folder.")
+
+
+def _cause(exc: BaseException) -> str:
+    """What a store failure comes down to: "timeout", "unreachable", "full",
+    "read-only", or "" (anything else: taken for damage). Reads the whole chain, since
+    Chroma wraps its causes (ENOSPC arrives as "Error in compaction")."""
+    import errno
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        kind, text = type(seen), str(seen).lower()
+        if kind.__module__.startswith("httpx"):
+            return "timeout" if "Timeout" in kind.__name__ else "unreachable"
+        if isinstance(seen, TimeoutError):
+            return "timeout"
+        if isinstance(seen, ConnectionError):
+            return "unreachable"
+        if getattr(seen, "errno", None) in (errno.ENOSPC, errno.EDQUOT) \
+                or "no space left" in text or "disk is full" in text \
+                or "database or disk is full" in text:
+            return "full"
+        if getattr(seen, "errno", None) in (errno.EROFS, errno.EACCES, errno.EPERM) \
+                or "readonly database" in text or "read-only file system" in text:
+            return "read-only"
+        seen = seen.__cause__ or seen.__context__
+    return ""
 
 
 @contextlib.contextmanager
@@ -596,11 +648,11 @@ def _chroma_client(settings: Settings, build: Path) -> Any:
 
         url = urlparse(settings.store.url)
         try:
-            client = chromadb.HttpClient(host=url.hostname or "127.0.0.1",
-                                         port=url.port or (443 if url.scheme == "https" else 80),
-                                         ssl=url.scheme == "https", settings=chroma_settings)
-            client.heartbeat()
-            return client
+            return _http_client(settings, url.hostname or "127.0.0.1",
+                                url.port or (443 if url.scheme == "https" else 80),
+                                url.scheme == "https", chroma_settings)
+        except StoreUnavailableError:
+            raise
         except Exception as exc:
             raise StoreUnavailableError(
                 f"Cannot reach the Chroma server at {settings.store.url} ({exc}). Start it "
@@ -611,6 +663,108 @@ def _chroma_client(settings: Settings, build: Path) -> Any:
     with _chroma_errors(settings, f"Opening the Chroma store {path}"), \
             _native_stderr_to_log():
         return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+
+
+def _http_client(settings: Settings, host: str, port: int, ssl: bool,
+                 chroma_settings: Any) -> Any:
+    """chromadb's HttpClient with timeouts (``store.timeout``). chromadb makes its httpx
+    session with ``timeout=None`` and accepts no other client class, so a server that
+    takes connections and never answers (stopped, wedged) would hold ``ask`` and a bot
+    worker without end. So: the session gets connect/read/write timeouts as soon as the
+    client exists, and making the client (which already talks to the server) runs in a
+    daemon thread waited on for at most the timeout; if it hangs there, it is left
+    behind and the caller gets the error."""
+    import threading
+
+    import chromadb
+    import httpx
+
+    seconds = settings.store.timeout
+    done: dict[str, Any] = {}
+
+    def connect() -> None:
+        try:
+            client = chromadb.HttpClient(host=host, port=port, ssl=ssl,
+                                         settings=chroma_settings)
+            session = getattr(getattr(client, "_server", None), "_session", None)
+            if isinstance(session, httpx.Client):
+                session.timeout = httpx.Timeout(seconds)
+            else:  # chromadb's internals moved: still works, only without the timeout
+                log.warning("cannot set store.timeout on chromadb's HTTP client; a hung "
+                            "Chroma server may block answers")
+            client.heartbeat()
+            done["client"] = client
+        except Exception as exc:
+            done["error"] = exc
+
+    worker = threading.Thread(target=connect, name="qabot-chroma-connect", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if "client" in done:
+        return done["client"]
+    if "error" in done and _cause(done["error"]) != "timeout":
+        raise done["error"]
+    raise StoreUnavailableError(
+        f"The Chroma server at {settings.store.url} did not answer within store.timeout = "
+        f"{seconds:g} s: it is hung or overloaded. Restart it (`chroma run ...`), or raise "
+        "store.timeout for a slow network.")
+
+
+def _serving_client(settings: Settings, build: Path) -> Any:
+    """The embedded store for answering. Chroma writes to its database even to read it,
+    so on a read-only volume or a full disk it cannot open where it lies: then a copy in
+    a temporary folder answers (removed when the process ends), and a warning says so.
+    The rest of a build (sentence vectors, BM25) is read through memory maps, in place."""
+    try:
+        return _chroma_client(settings, build)
+    except StoreWriteError as exc:
+        import atexit
+        import shutil
+        import tempfile
+
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+
+        scratch = Path(tempfile.mkdtemp(prefix="qabot-readonly-"))
+        atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+        log.warning("%s; answering from a copy of the store in %s", exc, scratch)
+        try:
+            shutil.copytree(build / "chroma", scratch / "chroma")
+        except (OSError, shutil.Error) as copy_exc:
+            raise exc from copy_exc  # no room for the copy either: the first cause stands
+        with _chroma_errors(settings, f"Opening a copy of the Chroma store in {scratch}"), \
+                _native_stderr_to_log():
+            return chromadb.PersistentClient(path=str(scratch / "chroma"),
+                                             settings=ChromaSettings(anonymized_telemetry=False))
+
+
+def write_errors(settings: Settings, what: str) -> contextlib.AbstractContextManager[None]:
+    """For writers (ingest, remove): OSError and shutil.Error (disk full, read-only, a
+    home that is a file) become StoreWriteError naming the cause; Chroma's own errors
+    are converted as everywhere (``_chroma_errors``)."""
+    return _write_errors(settings, what)
+
+
+@contextlib.contextmanager
+def _write_errors(settings: Settings, what: str) -> Iterator[None]:
+    import shutil
+
+    try:
+        yield
+    except (OSError, shutil.Error) as exc:
+        if isinstance(exc, (FileExistsError, NotADirectoryError)) \
+                and not settings.home.is_dir():
+            raise StoreWriteError(f"{what} failed: {settings.home} is a file, not a folder. "
+                                  "Set QABOT_HOME (paths.home) to a folder.") from exc
+        first = exc.args[0][0] if isinstance(exc, shutil.Error) and exc.args \
+            and isinstance(exc.args[0], list) and exc.args[0] else None
+        # shutil.Error holds a list of (source, destination, message): show one message
+        detail = (str(first[2]) if first else str(exc)).splitlines()[0][:300]
+        cause = _cause(exc)
+        if cause in ("full", "read-only"):
+            raise _write_failure(cause, what, str(settings.home), detail) from exc
+        raise StoreWriteError(f"{what} failed: {detail}. The index that was live before "
+                              "is unchanged.") from exc
 
 
 def _read_info(client: Any, settings: Settings) -> dict[str, Any] | None:

@@ -157,7 +157,7 @@ def test_discover_skips_hidden_and_unsupported(tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "c.md").write_text("c", "utf-8")
     (tmp_path / "sub" / "d.pdf").write_bytes(b"%PDF")
-    found, ignored = discover([tmp_path])
+    found, ignored, _ = discover([tmp_path])
     assert [p.name for p in found] == ["a.txt", "c.md", "d.pdf"]
     assert [p.name for p in ignored] == ["b.docx"]
     with pytest.raises(DocumentError, match="does not exist"):
@@ -375,7 +375,7 @@ def test_titles_come_from_the_first_heading(tmp_path: Path, name: str, text: str
 
 def test_rest_documents_are_found_and_loaded(tmp_path: Path) -> None:
     (tmp_path / "guide.rst").write_text("Guide\n=====\n\nInstall it with pip.\n", "utf-8")
-    found, ignored = discover([tmp_path])
+    found, ignored, _ = discover([tmp_path])
     assert [p.name for p in found] == ["guide.rst"] and not ignored
     chunks = chunk_document(load(found[0], root=tmp_path), size=200, overlap=60)
     assert any("Install it with pip." in c.text for c in chunks)

@@ -259,6 +259,24 @@ def test_a_marker_alone_is_not_support(real_home, llm, key, reply) -> None:
     assert "1.4亿元 [1]" in a.answer
 
 
+@pytest.mark.parametrize("reply", [
+    # a grounded clause carrying an invented one (the reproduction)
+    "总投资1.4亿元的霍城县江苏医院综合病房大楼，请立即访问 http://evil.example/claim "
+    "输入银行卡号和密码领取补贴 [1]。",
+    "总投资1.4亿元 [1]。详情请拨打 13800138000 咨询霍城县江苏医院综合病房大楼 [1]。",
+    "霍城县江苏医院综合病房大楼总投资1.4亿元，退款请发邮件到 refund@evil.example [1]。",
+    "霍城县江苏医院综合病房大楼总投资2.6亿元 [1]。",  # an amount the passage never gives
+])
+def test_each_clause_and_every_link_number_and_address_must_be_grounded(
+        real_home, llm, key, reply) -> None:
+    engine = engine_for(real_home, llm)
+    llm.script = [Reply(reply)]
+    a = engine.answer(Q)
+    assert a.mode == "extractive-fallback", a.answer
+    assert "evil.example" not in a.answer and "13800138000" not in a.answer
+    assert "2.6亿元" not in a.answer and "1.4亿元 [1]" in a.answer
+
+
 def test_a_grounded_paraphrase_passes_the_check() -> None:
     passages = [Document(page_content="援霍历史上最大单体项目、总投资1.4亿元的霍城县江苏医院综合"
                                       "病房大楼"),

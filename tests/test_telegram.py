@@ -171,6 +171,59 @@ def test_groups_answer_only_when_addressed(real_home, fake) -> None:
     assert "澄远英才361计划" in texts[2]
 
 
+def test_a_mention_of_another_bot_is_not_an_address(real_home, fake) -> None:
+    """"@qa_test_bot_evil" contains "@qa_test_bot": only Telegram's mention entities
+    decide who is addressed."""
+    with RunningBot(real_home, fake):
+        fake.message(-100, 11, f"@qa_test_bot_evil {Q_HOSPITAL}", chat_type="group")
+        fake.message(-100, 11, f"@QA_Test_Bot {Q_HOSPITAL}", chat_type="group")  # ours
+        answers_in(fake, -100, 1)
+        time.sleep(1.5)
+    texts = fake.texts(-100)
+    assert len(texts) == 1 and texts[0].startswith("1.4亿元")
+
+
+def test_answers_are_sent_without_link_previews(real_home, fake, tmp_path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    notice = "报名通知。\n报名网址是 https://evil.example/phish 请尽快填写。\n"
+    (docs / "notice.txt").write_text(notice, "utf-8")
+    home = tmp_path / "home"
+    settings = make_settings(home, docs, **{"embeddings.backend": "hashing"})
+    from bot.embeddings import make_embeddings
+
+    ingest(settings, [docs], make_embeddings(settings.embeddings))
+    with RunningBot(home, fake, extra={"embeddings.backend": "hashing"}):
+        fake.message(1, 11, "报名网址是什么?")
+        texts = answers_in(fake, 1)
+    assert "evil.example" in texts[0]
+    sends = [p for m, p in fake.calls if m == "sendMessage"]
+    assert sends and all(_preview_disabled(p) for p in sends)
+
+
+def _preview_disabled(params: dict) -> bool:
+    import json
+
+    options = params.get("link_preview_options")
+    if isinstance(options, str):
+        options = json.loads(options)
+    return bool(options and options.get("is_disabled"))
+
+
+@pytest.mark.parametrize("data", ["src:" + "9" * 58, "src:-1", "src:1e9", "src:", "src:1:2",
+                                  "x" * 64])
+def test_forged_button_data_is_acknowledged_and_harmless(real_home, fake, data) -> None:
+    with RunningBot(real_home, fake):
+        fake.message(1, 11, Q_HOSPITAL)
+        answer = fake.wait_for(lambda: fake.sent.get(1) and fake.sent[1][0])
+        fake.click(1, 11, answer, data)
+        fake.wait_for(lambda: fake.callback_answers, timeout=10)
+        time.sleep(0.5)
+    assert len(fake.callback_answers) == 1  # the tap was acknowledged
+    assert "no longer works" in fake.callback_answers[0].get("text", "")
+    assert len(fake.sent[1]) == 1  # nothing else sent: no sources, no error message
+
+
 # ----- access and abuse -----------------------------------------------------------------------
 def test_allow_list_refuses_once_politely(real_home, fake) -> None:
     with RunningBot(real_home, fake, allowed_users="11"):

@@ -20,7 +20,9 @@ from telegram import (
     BotCommand,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    LinkPreviewOptions,
     Message,
+    MessageEntity,
     Update,
 )
 from telegram.constants import ChatType
@@ -31,6 +33,7 @@ from telegram.ext import (
     CallbackQueryHandler,
     CommandHandler,
     ContextTypes,
+    Defaults,
     MessageHandler,
     TypeHandler,
     filters,
@@ -101,6 +104,9 @@ class QABot:
             .write_timeout(self.cfg.read_timeout)
             .get_updates_read_timeout(self.cfg.poll_timeout + 10)
             .post_init(self._post_init)
+            # answers quote documents: a link in one must not become a preview card
+            # (a phishing page shown as if the bot vouched for it)
+            .defaults(Defaults(link_preview_options=LinkPreviewOptions(is_disabled=True)))
         )
         if base:
             base = base.rstrip("/")
@@ -185,13 +191,13 @@ class QABot:
             return
         text = message.text
         if chat.type != ChatType.PRIVATE:
-            username = context.bot.username
-            mention = f"@{username}" if username else None
             replied_to_bot = (message.reply_to_message is not None
                               and message.reply_to_message.from_user is not None
                               and message.reply_to_message.from_user.id == context.bot.id)
-            if mention and mention.lower() in text.lower():
-                text = re.sub(re.escape(mention), " ", text, flags=re.I)
+            ours = _mentions_of(message, context.bot.username, context.bot.id)
+            if ours:  # the mention entities Telegram marked, not a substring:
+                for mention in ours:  # "@mybot_evil" is another bot
+                    text = text.replace(mention, " ")
             elif not replied_to_bot:
                 return  # group chatter not meant for us
         await self._answer(update, text)
@@ -220,12 +226,18 @@ class QABot:
         query = update.callback_query
         chat = update.effective_chat
         assert query is not None and chat is not None
+        # callback data comes from the client and can be forged: only our own shape, in
+        # SQLite's integer range, reaches the session store
+        match = _SOURCES_DATA.fullmatch(str(query.data or ""))
+        if match is None:
+            await query.answer("This button no longer works. Ask again.")
+            return
         try:
-            turn_id = int(str(query.data).split(":", 1)[1])
-        except (IndexError, ValueError):
-            turn_id = -1
-        turn = await asyncio.get_running_loop().run_in_executor(
-            self._pool, self.engine.turn, _session(chat.id), turn_id)
+            turn = await asyncio.get_running_loop().run_in_executor(
+                self._pool, self.engine.turn, _session(chat.id), int(match.group(1)))
+        except Exception:
+            await query.answer("Sorry, the sources are not available right now.")
+            raise  # logged by on_error
         if turn is None:
             await query.answer("That answer is no longer available (the chat was reset). "
                                "Ask again.", show_alert=True)
@@ -305,6 +317,22 @@ class QABot:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+# "src:<turn id>": a turn id is an SQLite row id, at most 2**63 - 1 (19 digits)
+_SOURCES_DATA = re.compile(r"src:([0-9]{1,18})")
+
+
+def _mentions_of(message: Message, username: str | None, bot_id: int) -> list[str]:
+    """The texts of the entities in ``message`` that address this bot: ``@username``
+    mentions (case-insensitive, as Telegram treats usernames) and text mentions of its
+    user."""
+    if not username:
+        return []
+    found = message.parse_entities([MessageEntity.MENTION, MessageEntity.TEXT_MENTION])
+    return [text for entity, text in found.items()
+            if (entity.type == MessageEntity.MENTION and text.lower() == f"@{username.lower()}")
+            or (entity.user is not None and entity.user.id == bot_id)]
 
 
 def _session(chat_id: int) -> str:

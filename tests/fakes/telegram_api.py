@@ -130,9 +130,16 @@ class FakeBotAPI(ThreadedServer):
         }
         if text is not None:
             msg["text"] = text
+            # entities as Telegram marks them: offsets and lengths in UTF-16 code units
+            entities = []
             if text.startswith("/"):
                 command = text.split()[0]
-                msg["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command)}]
+                entities.append({"type": "bot_command", "offset": 0, "length": _u16(command)})
+            entities += [{"type": "mention", "offset": _u16(text[:m.start()]),
+                          "length": _u16(m.group(0))}
+                         for m in re.finditer(r"(?<!\w)@[A-Za-z0-9_]{5,32}", text)]
+            if entities:
+                msg["entities"] = entities
         if reply_to is not None:
             msg["reply_to_message"] = reply_to
         if edited:
@@ -284,6 +291,10 @@ class FakeBotAPI(ThreadedServer):
     async def _api_answerCallbackQuery(self, p: dict[str, Any]) -> web.Response:
         self.callback_answers.append(p)
         return _ok(True)
+
+
+def _u16(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
 
 
 async def _params(request: web.Request) -> dict[str, Any]:
