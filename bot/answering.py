@@ -38,6 +38,7 @@ closest passages as "related" instead of citing them. Both thresholds are calibr
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import re
@@ -51,9 +52,19 @@ from langchain_core.documents import Document
 
 from bot import tokens
 from bot.answers import Answer, Citation, Evidence, Mode, Quote
-from bot.chunking import KIND_BOILERPLATE, KIND_HEADER, sentence_id, split_sentences, unwrap
+from bot.chunking import (
+    KIND_BOILERPLATE,
+    KIND_HEADER,
+    KIND_TABLE,
+    sentence_id,
+    split_sentences,
+    unit_offsets,
+    units,
+    unwrap,
+)
 from bot.config import AnswerSettings
 from bot.errors import ScorerError
+from bot.facts import asked_cell, names_another_row
 from bot.store import Index
 
 # 33,700 / 1.601 / 三十
@@ -221,6 +232,10 @@ class ExtractiveAnswerer:
                      else self.settings.cross_lingual_threshold)
         if support < threshold or not typed_ok:
             return self._refusal(query, citations_pool, english, support, typed_ok)
+        row = passages[best.passage].metadata
+        if row.get("kind") == KIND_TABLE and names_another_row(
+                query.question, best.text, f"{row.get('caption', '')} {row.get('title', '')}"):
+            return self._refusal(query, citations_pool, english, support, typed_ok)
 
         chosen = _context(best, scored, open_question=not qtype,
                           limit=self.settings.max_sentences)
@@ -245,9 +260,13 @@ class ExtractiveAnswerer:
         citations = []
         for p_index, n in numbering.items():
             c = citations_pool[p_index]
-            citations.append(Citation(n, c.source, c.chunk_id, c.start, c.end, c.text, c.score))
+            citations.append(dataclasses.replace(c, n=n))
         short = (_short_answer(qtype, best.text, query, self.index.segmenter) if qtype
                  else None)
+        if passages[best.passage].metadata.get("kind") == KIND_TABLE:
+            cell = asked_cell(best.text, query.question)  # the column the question names
+            if cell is not None and best.text[cell[0]:cell[1]].strip():
+                short = best.text[cell[0]:cell[1]].strip()
         # consecutive sentences read as one quote, as they stand in the document
         quotes = [Quote(_quote(run, passages),
                         tuple(dict.fromkeys(numbering[s.passage] for s in run)),
@@ -335,11 +354,11 @@ class ExtractiveAnswerer:
 
         sentences: list[tuple[int, str, int, int, str, str]] = []
         for p_index, doc in enumerate(passages):
-            base = int(doc.metadata.get("start", 0))
             source = str(doc.metadata.get("source", ""))
-            for span in split_sentences(doc.page_content):
+            for span in units(doc.page_content, str(doc.metadata.get("kind", ""))):
                 text = doc.page_content[span.start:span.end]
-                sentences.append((p_index, source, base + span.start, base + span.end, text,
+                start, end = unit_offsets(doc.metadata, span)
+                sentences.append((p_index, source, start, end, text,
                                   sentence_id(source, text)))
         vectors = self.index.sentence_vectors([s[5] for s in sentences])
         dense = {
@@ -366,7 +385,11 @@ class ExtractiveAnswerer:
             if sentence[1:4] not in seen:  # overlapping chunks repeat sentences
                 seen.add(sentence[1:4])
                 norm = tokens.normalize(sentence[4])
-                unique.append((*sentence, norm, norm + " \n" + titles[sentence[1]]))
+                # a table row is read with its caption (the line that introduced it)
+                caption = tokens.normalize(str(
+                    passages[sentence[0]].metadata.get("caption") or ""))
+                unique.append((*sentence, norm,
+                               norm + " \n" + titles[sentence[1]] + " \n" + caption))
         # Which of the question's words single a sentence out among the candidates: the
         # topic is in most of them, 面积 in one. idf over the corpus cannot see that;
         # idf over the candidate sentences can.
@@ -434,9 +457,13 @@ class ExtractiveAnswerer:
 def citation_of(n: int, doc: Document) -> Citation:
     """Passage ``doc`` as citation number ``n``."""
     m = doc.metadata
-    return Citation(n=n, source=str(m.get("source", "")), chunk_id=str(m.get("chunk_id", doc.id)),
+    source = str(m.get("source", ""))
+    return Citation(n=n, source=source, chunk_id=str(m.get("chunk_id", doc.id)),
                     start=int(m.get("start", 0)), end=int(m.get("end", 0)),
-                    text=doc.page_content, score=float(m.get("score", 0.0)))
+                    text=doc.page_content, score=float(m.get("score", 0.0)),
+                    shown=str(m.get("shown") or source.rsplit("/", 1)[-1]),
+                    line=int(m["line"]) if m.get("lines") and m.get("line") else None,
+                    path=str(m.get("path") or ""))
 
 
 def _coverage(terms: Sequence[str], text: str, weights: dict[str, float],
@@ -521,6 +548,9 @@ def _quote(run: Sequence[Candidate], passages: Sequence[Document]) -> str:
     text = run[0].text
     for prev, s in itertools.pairwise(run):
         doc = passages[s.passage]
+        if KIND_TABLE in (doc.metadata.get("kind"), passages[prev.passage].metadata.get("kind")):
+            text += "; " + s.text  # two rows of a table: facts, not text to slice between
+            continue
         base = int(doc.metadata.get("start", 0))
         gap = doc.page_content[prev.end - base:s.start - base] if prev.end >= base else ""
         if not gap.strip():  # a line break between them is layout, not text

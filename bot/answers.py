@@ -47,12 +47,23 @@ SUPPORT_SCALES = {
 @dataclass
 class Citation:
     n: int
-    source: str
+    source: str  # the document's key in the index (relative to a checkout, else absolute)
     chunk_id: str
     start: int
     end: int
     text: str
     score: float
+    # for people: the name they know the file by (relative to the folder it was
+    # ingested from), and the line it starts at where the file's lines are the text's
+    shown: str = ""
+    line: int | None = None
+    path: str = ""  # absolute path on the machine that ingested it (JSON, for scripts)
+
+    @property
+    def label(self) -> str:
+        """"docs/guide.md:42": what a person can open."""
+        name = self.shown or self.source.rsplit("/", 1)[-1]
+        return f"{name}:{self.line}" if self.line else name
 
 
 @dataclass(frozen=True)

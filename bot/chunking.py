@@ -27,10 +27,12 @@ a hash of its source name and text, so it survives re-ingests of unchanged conte
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from bot.loading import Document
 from bot.tokens import is_mostly_cjk
@@ -107,6 +109,15 @@ _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
 KIND_BODY = "body"
 KIND_HEADER = "header"
 KIND_BOILERPLATE = "boilerplate"
+# A table row as a fact: its text is "header: cell | header: cell ...", its offsets the
+# row's characters in the document (so its text is not document[start:end]).
+KIND_TABLE = "table"
+# Between a fact's cells: no sentence splitter breaks at it (a row is one sentence for
+# retrieval, the rules and the reader), and no cell is likely to hold it.
+FACT_SEPARATOR = " | "
+# A Markdown/pipe table: two or more lines that start and end with "|".
+_PIPE_TABLE = re.compile(r"(?:^[ \t]{0,3}\|[^\n]*\|[ \t]*(?:\n|\Z)){2,}", re.M)
+_DIVIDER = re.compile(r"^\|?[ \t]*:?-{2,}:?[ \t]*(?:\|[ \t]*:?-{2,}:?[ \t]*)*\|?$")
 
 
 @dataclass(frozen=True)
@@ -124,6 +135,7 @@ class Chunk:
     text: str
     kind: str = KIND_BODY
     meta: dict[str, str] = field(default_factory=dict)
+    line: int = 1  # the line of the document text where the chunk starts (1-based)
 
 
 def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[Span]:
@@ -282,7 +294,20 @@ def iter_chunks(doc: Document, *, size: int, overlap: int,
     seen: dict[str, int] = {}
     meta = dict(doc.meta)  # one copy shared by the document's chunks (they are frozen)
     text = doc.text
-    for region, kind in _regions(doc):
+    breaks = [m.start() for m in re.finditer("\n", text)]  # for line numbers
+    for region, kind in _table_split(doc):
+        if kind == KIND_TABLE:
+            # the line that introduces the table says what its numbers are (住宿费…每晚,
+            # "## Specifications"): the answerer reads it as the rows' caption
+            row_meta = {**meta, "caption": _caption(text, region.start)}
+            for start, end, fact in table_facts(text, region.start, region.end):
+                base = _hash(f"{doc.source}\x00{fact}")
+                n = seen.get(base, 0)
+                seen[base] = n + 1
+                yield Chunk(base if n == 0 else _hash(f"{base}\x00{n}"), doc.source, start,
+                            end, fact, KIND_TABLE, row_meta,
+                            line=bisect.bisect_left(breaks, start) + 1)
+            continue
         if measure is None:
             # sizes are Chinese characters; Latin-script text holds fewer tokens per
             # character, so the same budget in tokens is more characters
@@ -302,7 +327,8 @@ def iter_chunks(doc: Document, *, size: int, overlap: int,
             n = seen.get(base, 0)
             seen[base] = n + 1
             chunk_id = base if n == 0 else _hash(f"{base}\x00{n}")
-            yield Chunk(chunk_id, doc.source, span.start, span.end, piece, kind, meta)
+            yield Chunk(chunk_id, doc.source, span.start, span.end, piece, kind, meta,
+                        line=bisect.bisect_left(breaks, span.start) + 1)
 
 
 class _Cost:
@@ -367,6 +393,93 @@ def _append_trimmed(spans: list[Span], text: str, start: int, end: int) -> None:
         end -= 1
     if end > start:
         spans.append(Span(start, end))
+
+
+def units(text: str, kind: str) -> list[Span]:
+    """The sentences of a chunk's text: a table row's fact is one, whatever it holds."""
+    if kind == KIND_TABLE:
+        return [Span(0, len(text))] if text.strip() else []
+    return split_sentences(text)
+
+
+def unit_offsets(meta: Mapping[str, Any], span: Span) -> tuple[int, int]:
+    """Document offsets of ``span`` of a chunk with metadata ``meta``: its own place in
+    the text, or the whole row for a table fact (whose text is not the document's)."""
+    start = int(meta.get("start", 0))
+    if meta.get("kind") == KIND_TABLE:
+        return start, int(meta.get("end", start))
+    return start + span.start, start + span.end
+
+
+def table_facts(text: str, start: int, end: int) -> list[tuple[int, int, str]]:
+    """The rows of the pipe table ``text[start:end]`` as (row start, row end, fact).
+
+    A cell's meaning lives in its row and its column: with a header row (followed by a
+    ``|---|`` divider) every cell is written "header: cell", so 「部门负责人: 650元」 and
+    "Value: 1,024 Wh" say what they are; without one, the first column is the key
+    ("E14: Solar input over-voltage | Reconnect panels…"). Empty cells are left out."""
+    lines = []
+    pos = start
+    for raw in text[start:end].split("\n"):
+        line_start, line_end = pos, pos + len(raw)
+        pos = line_end + 1
+        stripped = raw.strip()
+        if stripped:
+            lines.append((line_start + raw.index(stripped[0]), line_start + len(raw.rstrip()),
+                          stripped))
+    rows = [(s, e, _cells(line)) for s, e, line in lines if not _DIVIDER.match(line)]
+    has_header = len(lines) > 1 and bool(_DIVIDER.match(lines[1][2]))
+    header = rows[0][2] if has_header and rows else []
+    facts = []
+    for s, e, cells in rows[1:] if has_header else rows:
+        if header:
+            parts = [f"{name}: {cell}" if name else cell
+                     for name, cell in zip(header + [""] * len(cells), cells, strict=False)
+                     if cell]
+        else:
+            key, rest = (cells[0], cells[1:]) if cells else ("", [])
+            parts = [f"{key}: {rest[0]}" if key and rest else key or "", *rest[1:]]
+            parts = [p for p in parts if p]
+        if parts:
+            facts.append((s, e, FACT_SEPARATOR.join(parts)))
+    return facts
+
+
+# How far before a table its caption may stand, in characters: the introducing line
+# or heading, not a paragraph further up. Hand-set.
+CAPTION_CHARS = 160
+
+
+def _caption(text: str, table_start: int) -> str:
+    """The last non-empty line before a table (a heading's "#" marks dropped)."""
+    before = text[max(0, table_start - CAPTION_CHARS):table_start].rstrip()
+    line = before.rsplit("\n", 1)[-1].strip().lstrip("#").strip()
+    return line if not line.startswith("|") else ""
+
+
+def _cells(line: str) -> list[str]:
+    inner = line.strip()
+    inner = inner[1:] if inner.startswith("|") else inner
+    inner = inner[:-1] if inner.endswith("|") else inner
+    return [" ".join(cell.split()) for cell in inner.split("|")]
+
+
+def _table_split(doc: Document) -> Iterator[tuple[Span, str]]:
+    """``_regions`` with every pipe table of a body region set apart as a table region."""
+    for region, kind in _regions(doc):
+        if kind != KIND_BODY:
+            yield region, kind
+            continue
+        pos = region.start
+        for table in _PIPE_TABLE.finditer(doc.text, region.start, region.end):
+            if not table_facts(doc.text, table.start(), table.end()):
+                continue
+            if table.start() > pos:
+                yield Span(pos, table.start()), KIND_BODY
+            yield Span(table.start(), table.end()), KIND_TABLE
+            pos = table.end()
+        if pos < region.end:
+            yield Span(pos, region.end), KIND_BODY
 
 
 def _regions(doc: Document) -> Iterator[tuple[Span, str]]:

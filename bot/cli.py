@@ -140,14 +140,14 @@ verbose_option = click.option("-v", "--verbose", count=True, expose_value=False,
                    "until the new one is complete).")
 @pass_ctx
 def ingest(obj: Context, paths: tuple[Path, ...], follow_links: bool, rebuild: bool) -> None:
-    """Index documents (.txt, .md, .rst, .html, .pdf with a text layer); default: the
+    """Index documents (.txt, .md, .rst, .html, .pdf with a text layer, .docx); default: the
     configured docs folder (seeds/)."""
     targets = list(paths) or [obj.settings.docs_dir]
     report = _ingest(obj.settings, targets, rebuild=rebuild, verbose=obj.verbose,
                      follow_links=follow_links)
     if report.documents == 0:
         where = ", ".join(printable(str(p)) for p in targets)
-        raise QabotError("No documents could be indexed. Put .txt, .md, .rst, .html or .pdf "
+        raise QabotError("No documents could be indexed. Put .txt, .md, .rst, .html, .pdf or .docx "
                          f"files in {where} or pass other paths to `qabot ingest`.")
 
 

@@ -118,7 +118,7 @@ class AnswerSettings:
     # changing embeddings.backend.
     refusal_threshold: float = 0.295  # support below this: "the documents do not say"
     # cosine needed when scripts differ (en vs zh)
-    cross_lingual_threshold: float = setting(0.74, at_least=-1.0, at_most=1.0)
+    cross_lingual_threshold: float = 0.74  # (below -1: never refuse on it)
     max_sentences: int = setting(3, at_least=1, at_most=20)
     # a question needs room for a few words; under 10 characters rejects real questions
     max_question_chars: int = setting(2000, at_least=10, at_most=100_000)
@@ -132,7 +132,7 @@ class AnswerSettings:
     # articles by `python -m train.scorer`, chosen on DRCD validation articles, where it
     # ties with the hand-set ones: bot/models/scorer.json) | hand (set by hand while
     # looking at the seed test set and CMRC trial). docs/benchmarks.md compares them.
-    scorer: str = setting("learned", one_of=("learned", "hand"))
+    scorer: str = setting("learned", one_of=("hand", "learned"))
     # Reader margin (best span over "not here") below which the answer is a refusal.
     # Chosen on the DRCD validation articles by `python bench/calibrate_reader.py`
     # (never on CMRC or the seed test set), at most 4 % of answerable questions refused;
@@ -163,8 +163,8 @@ class TelegramSettings:
     public: bool = False
     rate_limit_per_minute: int = setting(20, at_least=1)  # questions per user per minute
     # seconds between "typing" actions while answering: Telegram shows one for 5 s, so
-    # more often than twice a second only spends API calls (0 sent one per event loop turn)
-    typing_interval: float = setting(4.0, at_least=0.5, at_most=5.0)
+    # 4 s keeps it on; 0 sent one per event-loop turn (32 for one answer), hence the floor
+    typing_interval: float = setting(4.0, at_least=0.05, at_most=5.0)
     read_timeout: float = setting(10.0, at_least=0.5, at_most=300)  # seconds per Bot API call
     poll_timeout: int = setting(30, at_least=0, at_most=300)  # long-polling timeout, seconds
     workers: int = setting(2, at_least=1, at_most=64)  # threads answering questions
@@ -433,8 +433,8 @@ def _check_bounds(s: Settings) -> list[str]:
             low, high, choices = (item.metadata.get(n) for n in ("at_least", "at_most", "one_of"))
             where = s.origins.get(key, "default")
             if choices is not None and str(value).strip().lower() not in choices:
-                problems.append(f"{key} must be one of {', '.join(choices)} (got {value!r}, "
-                                f"from {where})")
+                named = ", ".join(choices[:-1]) + " or " + choices[-1]
+                problems.append(f"{key} must be {named} (got {value!r}, from {where})")
             elif low is not None and value < low:
                 problems.append(f"{key} must be at least {low:g} (got {value!r}, from {where})")
             elif high is not None and value > high:

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bot.chunking import Chunk, iter_chunks, sentence_id, split_sentences
+from bot.chunking import Chunk, iter_chunks, sentence_id, unit_offsets, units
 from bot.config import Settings
 from bot.embeddings import QabotEmbeddings
 from bot.errors import (
@@ -117,11 +117,12 @@ ProgressFn = Callable[[Progress], None]
 def chunk_sentences(chunk: Chunk) -> list[tuple[str, str, dict[str, Any]]]:
     """(sentence id, text, metadata) for the sentences the answerer will look up."""
     out = []
-    for span in split_sentences(chunk.text):
+    meta = {"start": chunk.start, "end": chunk.end, "kind": chunk.kind}
+    for span in units(chunk.text, chunk.kind):
         text = chunk.text[span.start:span.end]
+        start, end = unit_offsets(meta, span)
         out.append((sentence_id(chunk.source, text), text,
-                    {"source": chunk.source, "start": chunk.start + span.start,
-                     "end": chunk.start + span.end, "kind": chunk.kind}))
+                    {"source": chunk.source, "start": start, "end": end, "kind": chunk.kind}))
     return out
 
 
@@ -134,7 +135,7 @@ def ingest(settings: Settings, paths: Sequence[Path], embeddings: QabotEmbedding
     Unchanged files (same bytes, same chunking settings) cost nothing. Links out of an
     ingested folder are skipped unless ``follow_links`` (``loading.discover``).
     """
-    files, ignored, refused = discover(paths, follow_links=follow_links)
+    files, ignored, refused, shown = discover(paths, follow_links=follow_links)
     for problem in refused:
         log.warning("skipped: %s", problem)
     sizes = [_size(path) for path in files]  # the quick scan: the total is fixed now
@@ -145,7 +146,7 @@ def ingest(settings: Settings, paths: Sequence[Path], embeddings: QabotEmbedding
         run.progress.files_total = len(files)
         run.progress.work_total = float(sum(sizes))
         run.tell()
-        items = iter_documents(files, root=settings.source_root)
+        items = iter_documents(files, root=settings.source_root, shown=shown)
         for done, (item, size) in enumerate(zip(items, sizes, strict=True), start=1):
             run.add(item, weight=size)
             run.progress.files_done = done

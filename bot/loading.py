@@ -1,4 +1,4 @@
-"""Documents in: ``.txt``, ``.md``, ``.rst``, ``.html`` and ``.pdf`` files become
+"""Documents in: ``.txt``, ``.md``, ``.rst``, ``.html``, ``.pdf`` and ``.docx`` files become
 ``Document`` objects.
 
 A document keeps its text exactly as the chunker will index it (offsets in citations
@@ -25,8 +25,9 @@ from bot.wording import printable
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".rst", ".html", ".htm", ".pdf")
-_MARKUP = {".md": "markdown", ".markdown": "markdown", ".rst": "rest"}
+SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".rst", ".html", ".htm", ".pdf", ".docx")
+# .docx text is written with Markdown headings and pipe tables (``_docx_text``)
+_MARKUP = {".md": "markdown", ".markdown": "markdown", ".rst": "rest", ".docx": "markdown"}
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,9 @@ class Found(NamedTuple):
     files: list[Path]  # supported files to load, resolved, sorted
     ignored: list[Path]  # files of unsupported types
     refused: list[str]  # "name: why" for files that are not read (links out, bad names)
+    # how a person knows each file: relative to the folder it was ingested from, that
+    # folder's name first ("docs/guide.md"), or its own name when ingested as a file
+    shown: dict[Path, str]
 
 
 def discover(paths: Sequence[Path], *, follow_links: bool = False) -> Found:
@@ -58,6 +62,7 @@ def discover(paths: Sequence[Path], *, follow_links: bool = False) -> Found:
     found: set[Path] = set()
     ignored: set[Path] = set()
     refused: list[str] = []
+    shown: dict[Path, str] = {}
     for path in paths:
         if not path.exists():
             raise DocumentError(f"{printable(str(path))} does not exist. Pass a file or "
@@ -78,7 +83,9 @@ def discover(paths: Sequence[Path], *, follow_links: bool = False) -> Found:
                                "--follow-links to read it)")
                 continue
             (found if target.suffix.lower() in SUPPORTED_SUFFIXES else ignored).add(target)
-    return Found(sorted(found), sorted(ignored), refused)
+            shown.setdefault(target, p.name if folder is None else
+                             (Path(folder.name) / p.relative_to(path)).as_posix())
+    return Found(sorted(found), sorted(ignored), refused, shown)
 
 
 def _utf8(name: str) -> bool:
@@ -89,8 +96,14 @@ def _utf8(name: str) -> bool:
         return False
 
 
-def load(path: Path, *, root: Path | None) -> Document:
-    """Read one file as a ``Document``; raises ``DocumentError`` if it is not text."""
+# Formats whose extracted text keeps the file's lines, so a line number opens the file
+# at the passage (not so for HTML and PDF, whose text is extracted).
+LINE_FORMATS = (".txt", ".md", ".markdown", ".rst")
+
+
+def load(path: Path, *, root: Path | None, shown: str | None = None) -> Document:
+    """Read one file as a ``Document``; raises ``DocumentError`` if it is not text.
+    ``shown`` is how citations name it to a person (default: the file's name)."""
     if not _utf8(str(path)):  # discover() skips these; a caller naming one gets the same
         raise DocumentError(f"{printable(str(path))}: the file name is not valid UTF-8 (a "
                             "name from another system's encoding); rename the file")
@@ -99,11 +112,12 @@ def load(path: Path, *, root: Path | None) -> Document:
     except OSError as exc:
         raise DocumentError(f"Cannot read {path}: {exc.strerror}. Check the file's "
                             "permissions.") from exc
-    text = _pdf_text(raw, path) if path.suffix.lower() == ".pdf" else _decode(raw, path)
+    suffix = path.suffix.lower()
+    text = (_pdf_text(raw, path) if suffix == ".pdf" else _docx_text(raw, path)
+            if suffix == ".docx" else _decode(raw, path))
+    html_title = html_date = ""
     if path.suffix.lower() in (".html", ".htm"):
-        text, html_title = _html_to_text(text)
-    else:
-        html_title = ""
+        text, html_title, html_date = _html_to_text(text)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     # before anything indexes it: the stored text (which citation offsets index) never
     # holds a sequence a terminal would act on
@@ -113,9 +127,15 @@ def load(path: Path, *, root: Path | None) -> Document:
     header, meta = _header(text, markup=_MARKUP.get(path.suffix.lower()))
     if html_title and "title" not in meta:
         meta["title"] = html_title
+    if html_date and "date" not in meta and _DATE.search(html_date):
+        meta["date"] = html_date
     editor = _EDITOR.search(text)
     if editor:
         meta["editor"] = editor.group(1)
+    meta["shown"] = shown or path.name
+    meta["path"] = path.resolve().as_posix()
+    if path.suffix.lower() in LINE_FORMATS:
+        meta["lines"] = "1"
     return Document(
         path=path,
         source=display_name(path, root),
@@ -127,12 +147,13 @@ def load(path: Path, *, root: Path | None) -> Document:
     )
 
 
-def iter_documents(files: Sequence[Path], *, root: Path | None
+def iter_documents(files: Sequence[Path], *, root: Path | None,
+                   shown: dict[Path, str] | None = None
                    ) -> Iterator[Document | DocumentError]:
     """Load files one by one (streaming); a bad file yields its error instead of stopping."""
     for path in files:
         try:
-            yield load(path, root=root)
+            yield load(path, root=root, shown=(shown or {}).get(path))
         except DocumentError as exc:
             yield exc
 
@@ -145,6 +166,48 @@ def display_name(path: Path, root: Path | None) -> str:
         return path.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
         return path.resolve().as_posix()
+
+
+def _docx_text(raw: bytes, path: Path) -> str:
+    """A Word document's body in order: paragraphs (blank lines between), headings as
+    Markdown headings (the first is the title), tables as pipe tables with their first
+    row as the header, which bot/chunking.py reads row by row as facts. Offsets in
+    citations index this extracted text, as for PDF. (python-docx, imported on use.)"""
+    import io
+
+    try:
+        import docx
+        from docx.table import Table
+        from docx.text.paragraph import Paragraph
+    except ImportError as exc:
+        raise DocumentError(f"{path}: reading .docx needs python-docx (pip install "
+                            "python-docx).") from exc
+    try:
+        document = docx.Document(io.BytesIO(raw))
+    except Exception as exc:  # zip, XML and package errors of a damaged file alike
+        raise DocumentError(f"{path} is not a readable .docx file ({exc}). Re-save it from "
+                            "Word, or convert it to PDF or text.") from exc
+    blocks: list[str] = []
+    for element in document.element.body.iterchildren():
+        tag = element.tag.rsplit("}", 1)[-1]
+        if tag == "p":
+            paragraph = Paragraph(element, document)
+            text = " ".join(paragraph.text.split())
+            if not text:
+                continue
+            style = (paragraph.style.name if paragraph.style is not None else "") or ""
+            level = (1 if style == "Title" else int(style.split()[-1])
+                     if style.startswith("Heading") and style.split()[-1].isdigit() else 0)
+            blocks.append(f"{'#' * level} {text}" if level else text)
+        elif tag == "tbl":
+            rows = []
+            for row in Table(element, document).rows:
+                cells = [" ".join(c.text.split()).replace("|", "/") for c in row.cells]
+                rows.append("| " + " | ".join(cells) + " |")
+            if rows:
+                divider = "|" + "---|" * rows[0].count(" | ") + "---|"
+                blocks.append("\n".join([rows[0], divider, *rows[1:]]))
+    return "\n\n".join(blocks) + "\n"
 
 
 def _pdf_text(raw: bytes, path: Path) -> str:
@@ -198,8 +261,8 @@ def _decode(raw: bytes, path: Path) -> str:
                 raise DocumentError(f"{path} starts like {encoding.upper()} text but is "
                                     "not valid; re-save it as UTF-8.") from exc
     if b"\x00" in raw[:8192]:
-        raise DocumentError(f"{path} looks binary, not text. Only .txt, .md, .rst, .html "
-                            "and .pdf documents are supported; remove or convert it.")
+        raise DocumentError(f"{path} looks binary, not text. Only .txt, .md, .rst, .html, "
+                            ".pdf and .docx documents are supported; remove or convert it.")
     try:
         return raw.decode("utf-8-sig")  # valid UTF-8 is UTF-8, control characters or not
     except UnicodeDecodeError:
@@ -318,38 +381,83 @@ def _lines(text: str) -> Iterator[tuple[int, int]]:
 
 
 class _TextExtractor(HTMLParser):
-    """HTML to text: drops markup, scripts and styles, keeps block breaks as newlines."""
+    """HTML to text: drops markup, scripts, styles and navigation chrome (nav, aside,
+    forms, the page's own header and footer bars), keeps block breaks as newlines, and
+    writes tables as pipe tables (a row a line, cells apart, a divider under a header
+    row) so that bot/chunking.py reads each row as a fact. The publication date comes
+    from the page's metadata (``article:published_time``, ``<meta name=date>``,
+    ``<time datetime>``)."""
 
     _BLOCK: ClassVar[set[str]] = {
         "p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section", "article",
-        "header", "footer", "ul", "ol", "table", "blockquote", "pre", "title"}
-    _SKIP: ClassVar[set[str]] = {"script", "style", "noscript", "template"}
+        "header", "footer", "ul", "ol", "table", "blockquote", "pre", "title", "dl", "dt",
+        "dd", "figcaption", "main"}
+    _SKIP: ClassVar[set[str]] = {"script", "style", "noscript", "template", "nav", "aside",
+                                 "form", "button", "select", "svg", "iframe"}
+    _DATE_META: ClassVar[set[str]] = {"article:published_time", "date", "dc.date",
+                                      "pubdate", "publishdate", "dcterms.date"}
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
         self.title = ""
         self.h1 = ""
+        self.date = ""
         self._skip = 0
         self._in_title = False
         self._in_h1 = False
+        self._row: list[str] | None = None  # cells of the table row being read
+        self._cell: list[str] | None = None
+        self._header_row = False
+        self._depth = 0  # open elements, to tell the page's own header/footer bars
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self._SKIP:
+        found = dict(attrs)
+        if tag == "meta" and not self.date:
+            name = (found.get("property") or found.get("name") or "").lower()
+            if name in self._DATE_META and found.get("content"):
+                self.date = str(found["content"])[:10]
+            return
+        if tag == "time" and not self.date and found.get("datetime"):
+            self.date = str(found["datetime"])[:10]
+        if tag in self._SKIP or (tag in ("header", "footer") and self._depth <= 2):
             self._skip += 1
         elif tag == "title":
             self._in_title = True
+        elif tag == "tr":
+            self._row, self._header_row = [], True
+        elif tag in ("td", "th") and self._row is not None:
+            self._cell = []
+            self._header_row = self._header_row and tag == "th"
         elif tag in self._BLOCK:
-            self.parts.append("\n")
+            if self._cell is not None:  # a paragraph inside a cell stays in the cell
+                self._cell.append(" ")
+            else:
+                self.parts.append("\n")
             self._in_h1 = tag == "h1" and not self.h1
+        if tag not in ("br", "meta", "img", "hr", "input", "link"):
+            self._depth += 1
 
     def handle_endtag(self, tag: str) -> None:
-        if tag in self._SKIP:
+        if tag not in ("br", "meta", "img", "hr", "input", "link"):
+            self._depth = max(0, self._depth - 1)
+        if tag in self._SKIP or (tag in ("header", "footer") and self._skip
+                                 and self._depth <= 2):
             self._skip = max(0, self._skip - 1)
         elif tag == "title":
             self._in_title = False
+        elif tag in ("td", "th") and self._row is not None and self._cell is not None:
+            self._row.append(" ".join("".join(self._cell).split()).replace("|", "/"))
+            self._cell = None
+        elif tag == "tr" and self._row is not None:
+            if any(self._row):
+                self.parts.append("\n| " + " | ".join(self._row) + " |\n")
+                if self._header_row:
+                    self.parts.append("|" + "---|" * len(self._row) + "\n")
+            self._row = None
         elif tag in self._BLOCK:
-            self.parts.append("\n")
+            if self._cell is None:
+                self.parts.append("\n")
             if tag == "h1":
                 self._in_h1 = False
 
@@ -361,16 +469,22 @@ class _TextExtractor(HTMLParser):
             return
         if self._in_h1:
             self.h1 += data.strip()
+        if self._cell is not None:
+            self._cell.append(data)
+            return
         self.parts.append(re.sub(r"[ \t\r\n]+", " ", data))
 
 
-def _html_to_text(html: str) -> tuple[str, str]:
+def _html_to_text(html: str) -> tuple[str, str, str]:
+    """(text, title, publication date or "") of an HTML page."""
     parser = _TextExtractor()
     parser.feed(html)
     parser.close()
     text = "".join(parser.parts)
     text = "\n".join(line.strip() for line in text.split("\n"))
-    text = re.sub(r"\n{3,}", "\n\n", text).strip()
+    # table rows stay on consecutive lines (one table); other blocks get a blank line
+    text = re.sub(r"\n{3,}", "\n\n", text)
+    text = re.sub(r"(?<=\|)\n\n(?=\|)", "\n", text).strip()
     if parser.title and not text.startswith(parser.title):
         text = parser.title + "\n" + text  # the title is searchable text too
-    return text + "\n", parser.title or parser.h1
+    return text + "\n", parser.title or parser.h1, parser.date

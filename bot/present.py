@@ -17,7 +17,7 @@ import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bot.answers import Answer, Citation, marks
+from bot.answers import Answer, Citation, Quote, marks
 from bot.chunking import split_sentences
 from bot.wording import printable
 
@@ -62,12 +62,29 @@ def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
     return flat if len(flat) <= limit else flat[:limit - 1] + "…"
 
 
-def cite_line(c: Citation) -> str:
-    return f"[{c.n}] {printable(c.source)}:{c.start}-{c.end}  {snippet(c.text)}"
+def cited_snippet(c: Citation, quotes: Sequence[Quote] = ()) -> str:
+    """What a passage shows in the compact list: from the sentence the answer quotes
+    from it (so the line shows why it is cited), else from the passage's start."""
+    for q in quotes:
+        if c.n in q.cites and q.start is not None and c.start <= q.start < c.end:
+            local = q.start - c.start
+            return ("…" if local else "") + snippet(c.text[local:],
+                                                    SNIPPET_CHARS - (1 if local else 0))
+    return snippet(c.text)
+
+
+def where(c: Citation) -> str:
+    """"docs/guide.md:42 (chars 599-734)": the file as a person knows it, the line to open
+    it at (for text formats), and the exact characters; never a server's absolute path."""
+    return f"{printable(c.label)} (chars {c.start}-{c.end})"
+
+
+def cite_line(c: Citation, quotes: Sequence[Quote] = ()) -> str:
+    return f"[{c.n}] {where(c)}  {cited_snippet(c, quotes)}"
 
 
 def source_heading(c: Citation) -> str:
-    return f"[{c.n}] {printable(c.source)} (chars {c.start}-{c.end})"
+    return f"[{c.n}] {where(c)}"
 
 
 # ----- terminal --------------------------------------------------------------------------
@@ -93,9 +110,8 @@ def terminal_lines(answer: Answer, *, with_answer: bool = True) -> list[Line]:
     shown = passages_to_show(answer.citations, answer.related)
     if shown.passages:
         lines.append([(shown.title, "bold")])
-        lines += [[("  ", None), (f"[{c.n}] ", "cyan"),
-                   (f"{printable(c.source)}:{c.start}-{c.end}", "dim"),
-                   (f"  {snippet(c.text)}", None)] for c in shown.passages]
+        lines += [[("  ", None), (f"[{c.n}] ", "cyan"), (where(c), "dim"),
+                   (f"  {cited_snippet(c, answer.quotes)}", None)] for c in shown.passages]
     return lines
 
 
@@ -203,7 +219,8 @@ def telegram_answer(answer: Answer) -> list[str]:
     if shown.passages:
         blocks.append("")
         blocks += block(shown.title, "i")
-        blocks += [piece for c in shown.passages for piece in block(cite_line(c))]
+        blocks += [piece for c in shown.passages
+                   for piece in block(cite_line(c, answer.quotes))]
     return pack(blocks)
 
 

@@ -36,6 +36,7 @@ metadata rule), and the refusal's shape.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -54,10 +55,12 @@ from bot.answering import (
     citation_of,
     question_type,
 )
-from bot.answers import Answer, Citation, Evidence, Mode, Quote
-from bot.chunking import split_sentences, unwrap
+from bot.answers import Answer, Evidence, Mode, Quote
+from bot.chunking import KIND_TABLE, unit_offsets, units, unwrap
+from bot.chunking import Span as TextSpan
 from bot.config import AnswerSettings
 from bot.errors import ReaderError
+from bot.facts import asked_cell, names_another_row
 from bot.reader import Reader, Span
 from bot.store import Index
 
@@ -71,7 +74,9 @@ QUOTE_CHARS = 80
 COMBINER_PATH = Path(__file__).parent / "models" / "combiner.json"
 # what the refusal model sees of the chosen sentence and its span
 REFUSAL_FEATURES = ("margin", "support", "score", "same_script", "typed", "lexical", "cos")
-_CLAUSE_END = re.compile(r"[，,；;：:、]")
+# Where a long quote may be cut: after a clause. An ASCII comma or colon between digits
+# is part of a number or a time (1,024; 9:00), never a clause end.
+_CLAUSE_END = re.compile(r"[，；;：、]|(?<!\d)[,:]|[,:](?!\d)")
 _EDGE_PUNCT = " \t\n，,。.；;：:、！!？?\"'“”‘’（）()「」『』《》【】"
 
 
@@ -137,6 +142,11 @@ class ReaderAnswerer:
         assert best.span is not None
         if best.span.score < self.threshold:
             return self._refused(query, best.passages, best.span.score)
+        row = best.passages[best.span.passage]
+        if row.metadata.get("kind") == KIND_TABLE and names_another_row(
+                query.question, row.page_content,
+                f"{row.metadata.get('caption', '')} {row.metadata.get('title', '')}"):
+            return self._refused(query, best.passages, best.span.score)
         return self._compose(query, best, best.span)
 
     def _refused(self, query: Query, passages: Sequence[Document], score: float) -> Answer:
@@ -150,13 +160,20 @@ class ReaderAnswerer:
         doc = reading.passages[span.passage]
         text = doc.page_content
         start, end = _trim(text, span.start, span.end)
+        if doc.metadata.get("kind") == KIND_TABLE:
+            # a table row: the answer is the cell of the column the question names
+            # (the reader, trained on prose, may point at a neighbouring cell)
+            cell = asked_cell(text, query.question)
+            if cell is not None and text[cell[0]:cell[1]].strip():
+                start, end = _trim(text, *cell)
         short = text[start:end]
         if not short:
             # the span was only punctuation (「、」 between two list items, a final
             # 「。」): no short answer, but its sentence is still the evidence
             start, end = span.start, span.end
         at = min(start, len(text) - 1)
-        sentence = next(((s.start, s.end) for s in split_sentences(text)
+        kind = str(doc.metadata.get("kind", ""))
+        sentence = next(((s.start, s.end) for s in units(text, kind)
                          if s.start <= at < s.end), (start, end))
         q_start, q_end = _clip(text, sentence, (start, end), QUOTE_CHARS)
         quote = unwrap(text[q_start:q_end].strip())
@@ -165,24 +182,24 @@ class ReaderAnswerer:
         if q_end < sentence[1]:
             quote += "…"
         c = citation_of(1, doc)
-        citation = Citation(1, c.source, c.chunk_id, c.start, c.end, c.text, c.score)
+        citation = dataclasses.replace(c, n=1)
         related = [citation_of(i, p) for i, p in enumerate(
             (p for k, p in enumerate(reading.passages) if k != span.passage), start=2)]
         # the short answer gets a line of its own unless it is the whole quote
         apart = bool(short) and tokens.normalize(short) != tokens.normalize(quote.strip("…"))
-        base = int(doc.metadata.get("start", 0))
+        quoted = unit_offsets(doc.metadata, TextSpan(q_start, q_end))
+        shortened = unit_offsets(doc.metadata, TextSpan(start, end))
         standalone = reading.question if reading.question != query.standalone \
             else query.standalone
         return Answer(
             question=query.question, short_answer=short or None,
             short_cite=1 if apart else None,
-            quotes=[Quote(quote, (1,), source=c.source, start=base + q_start,
-                          end=base + q_end)],
+            quotes=[Quote(quote, (1,), source=c.source, start=quoted[0], end=quoted[1])],
             refused=False, citations=[citation], related=related,
             standalone_query=standalone, support=span.score, mode=self.mode,
-            evidence=Evidence(source=c.source, start=base + q_start, end=base + q_end,
-                              text=text[q_start:q_end], span_start=base + start,
-                              span_end=base + end, reader_score=round(span.score, 4)),
+            evidence=Evidence(source=c.source, start=quoted[0], end=quoted[1],
+                              text=text[q_start:q_end], span_start=shortened[0],
+                              span_end=shortened[1], reader_score=round(span.score, 4)),
         )
 
 
@@ -269,7 +286,11 @@ class GuidedAnswerer(ReaderAnswerer):
                 break
         targets = []
         for cand in top:
-            base = int(passages[cand.passage].metadata.get("start", 0))
+            doc = passages[cand.passage]
+            if doc.metadata.get("kind") == KIND_TABLE:  # a fact: its whole text is the unit
+                targets.append((cand.passage, 0, len(doc.page_content)))
+                continue
+            base = int(doc.metadata.get("start", 0))
             targets.append((cand.passage, cand.start - base, cand.end - base))
         texts = [p.page_content for p in passages]
         out = []

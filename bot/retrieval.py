@@ -23,7 +23,7 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
-from bot.chunking import KIND_BOILERPLATE, sentence_id, split_sentences
+from bot.chunking import KIND_BOILERPLATE, sentence_id, units
 from bot.config import RetrievalSettings
 from bot.store import Index
 
@@ -115,7 +115,7 @@ class HybridRetriever(BaseRetriever):
             source = str(doc.metadata.get("source", ""))
             text = doc.page_content
             sentences += [(chunk_id, sentence_id(source, text[span.start:span.end]))
-                          for span in split_sentences(text)]
+                          for span in units(text, str(doc.metadata.get("kind", "")))]
         vectors = self.index.sentence_vectors([sid for _, sid in sentences])
         query = np.asarray(vector, dtype=np.float32)
         query /= float(np.linalg.norm(query)) or 1.0

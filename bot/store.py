@@ -70,7 +70,7 @@ log = logging.getLogger(__name__)
 MANIFEST_VERSION = 1
 # Bump when loading or chunking changes what gets indexed: every file is re-chunked
 # (only text that actually changed is embedded again).
-PIPELINE_VERSION = 9
+PIPELINE_VERSION = 10  # 10: chunks record their line, shown name and absolute path
 CHUNKS = "chunks"
 SENTENCES = "sentences"
 INFO = "info"  # server mode: embedder identity and build time, for processes without a manifest
@@ -407,9 +407,10 @@ class Index:
 
 def chunk_metadata(chunk: Chunk) -> dict[str, Any]:
     meta: dict[str, Any] = {"source": chunk.source, "start": chunk.start, "end": chunk.end,
-                            "kind": chunk.kind}
+                            "kind": chunk.kind, "line": chunk.line}
     meta.update({k: v for k, v in chunk.meta.items()
-                 if k in ("title", "date", "author", "publisher", "editor")})
+                 if k in ("title", "date", "author", "publisher", "editor", "shown", "path",
+                          "lines", "caption")})
     return meta
 
 

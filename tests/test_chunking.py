@@ -153,13 +153,13 @@ def test_discover_skips_hidden_and_unsupported(tmp_path: Path) -> None:
     (tmp_path / ".git").mkdir()
     (tmp_path / ".git" / "x.txt").write_text("hidden", "utf-8")
     (tmp_path / "a.txt").write_text("a", "utf-8")
-    (tmp_path / "b.docx").write_bytes(b"PK")
+    (tmp_path / "b.xlsx").write_bytes(b"PK")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "c.md").write_text("c", "utf-8")
     (tmp_path / "sub" / "d.pdf").write_bytes(b"%PDF")
-    found, ignored, _ = discover([tmp_path])
+    found, ignored = discover([tmp_path])[:2]
     assert [p.name for p in found] == ["a.txt", "c.md", "d.pdf"]
-    assert [p.name for p in ignored] == ["b.docx"]
+    assert [p.name for p in ignored] == ["b.xlsx"]
     with pytest.raises(DocumentError, match="does not exist"):
         discover([tmp_path / "missing"])
 
@@ -271,16 +271,21 @@ After that, read the configuration section.
 
 
 @pytest.mark.parametrize("size", [60, 120, 400])
-def test_code_blocks_and_tables_stay_whole_in_one_chunk(tmp_path: Path, size: int) -> None:
+def test_code_blocks_stay_whole_and_table_rows_become_facts(tmp_path: Path, size: int) -> None:
     path = tmp_path / "install.md"
     path.write_text(CODE_DOC, "utf-8")
     chunks = chunk_document(load(path, root=tmp_path), size=size, overlap=10)
     fence = CODE_DOC[CODE_DOC.index("```bash"):CODE_DOC.rindex("```") + 3]
-    table = CODE_DOC[CODE_DOC.index("| option"):CODE_DOC.index("| quiet   |") + 11]
-    for block in (fence, table):
-        holding = [c for c in chunks if block in c.text]
-        assert holding, block  # whole, in a chunk of its own or with neighbours
-        assert not any(c.text in block and c.text != block for c in chunks)  # no pieces
+    holding = [c for c in chunks if fence in c.text]
+    assert holding, fence  # whole, in a chunk of its own or with neighbours
+    assert not any(c.text in fence and c.text != fence for c in chunks)  # no pieces
+    # a table: one fact a row, its headers attached, cited at the row's characters
+    rows = [c for c in chunks if c.kind == "table"]
+    assert [c.text for c in rows] == ["option: -v | meaning: verbose",
+                                      "option: -q | meaning: quiet"]
+    assert [CODE_DOC[c.start:c.end] for c in rows] == ["| -v     | verbose |",
+                                                       "| -q     | quiet   |"]
+    assert not any("|---" in c.text for c in chunks)  # the table itself is in no chunk
 
 
 def test_an_oversized_code_block_is_cut_at_line_ends() -> None:
@@ -345,6 +350,9 @@ def test_offsets_stay_exact_in_wrapped_documents(tmp_path: Path, name: str) -> N
     doc = load(path, root=tmp_path)
     source = path.read_text("utf-8")
     for chunk in chunk_document(doc, size=200, overlap=60):
+        if chunk.kind == "table":  # a row as a fact: cited at the row as written
+            assert source[chunk.start:chunk.end].startswith("| a")
+            continue
         assert source[chunk.start:chunk.end] == chunk.text
         for s in split_sentences(source, chunk.start, chunk.end):
             assert s.start >= chunk.start and s.end <= chunk.end
@@ -375,7 +383,7 @@ def test_titles_come_from_the_first_heading(tmp_path: Path, name: str, text: str
 
 def test_rest_documents_are_found_and_loaded(tmp_path: Path) -> None:
     (tmp_path / "guide.rst").write_text("Guide\n=====\n\nInstall it with pip.\n", "utf-8")
-    found, ignored, _ = discover([tmp_path])
+    found, ignored = discover([tmp_path])[:2]
     assert [p.name for p in found] == ["guide.rst"] and not ignored
     chunks = chunk_document(load(found[0], root=tmp_path), size=200, overlap=60)
     assert any("Install it with pip." in c.text for c in chunks)

@@ -32,7 +32,9 @@ def test_ask_prints_the_answer_and_its_sources(real_home: Path) -> None:
     assert lines[1].startswith("援霍历史上最大单体项目、总投资1.4亿元的霍城县江苏医院")
     assert lines[1].endswith("[1]")
     assert lines[2] == "Sources:"
-    assert lines[3].startswith("  [1] seeds/000_122f56e846ff3a80.txt:599-734  援霍历史上")
+    # the file as the user knows it, the line to open it at, the exact characters
+    assert lines[3].startswith(
+        "  [1] seeds/000_122f56e846ff3a80.txt:12 (chars 599-734)  援霍历史上")
 
 
 @pytest.mark.slow
@@ -125,7 +127,7 @@ def test_ingest_reports_and_is_idempotent(tmp_path: Path) -> None:
     docs.mkdir()
     (docs / SEED.name).write_bytes(SEED.read_bytes())
     (docs / "junk.txt").write_bytes(b"\x00\xff binary")
-    (docs / "notes.docx").write_bytes(b"PK\x03\x04")
+    (docs / "notes.xlsx").write_bytes(b"PK\x03\x04")
     home = tmp_path / "state"
     first = run(home, "--embedder", "hashing", "ingest", str(docs))
     assert first.exit_code == 0, first.output
@@ -407,7 +409,7 @@ def test_ingest_reports_embedding_progress_and_names_unsupported_files_with_v(
     text = SEED.read_text("utf-8")
     for i in range(6):  # files of different sizes, each with text of its own
         (docs / f"{i}.txt").write_text(f"第{i}号文件。\n\n" + text[: 400 * (i + 1)], "utf-8")
-    (docs / "notes.docx").write_bytes(b"PK\x03\x04")
+    (docs / "notes.xlsx").write_bytes(b"PK\x03\x04")
     # a line at every report, as a slow ingest would print one every few seconds
     monkeypatch.setattr(bot.progress, "PROGRESS_LINE_SECONDS", 0.0)
     quiet = run(tmp_path / "a", "--embedder", "hashing", "ingest", str(docs))
@@ -421,12 +423,12 @@ def test_ingest_reports_embedding_progress_and_names_unsupported_files_with_v(
     assert "Skipped 1 file of unsupported types; `qabot -v ingest` names them." in quiet.stderr
     assert "1 of unsupported types ignored" in quiet.stdout
     loud = run(tmp_path / "b", "-v", "--embedder", "hashing", "ingest", str(docs))
-    assert f"Skipped: {(docs / 'notes.docx').resolve()}: not a supported type (qabot reads " \
+    assert f"Skipped: {(docs / 'notes.xlsx').resolve()}: not a supported type (qabot reads " \
            ".txt, .md" in loud.stderr
     # -v after the command, as the README once wrote it, means the same
     after = run(tmp_path / "c", "--embedder", "hashing", "ingest", "-v", str(docs))
     assert after.exit_code == 0, after.output
-    assert f"Skipped: {(docs / 'notes.docx').resolve()}: not a supported type" in after.stderr
+    assert f"Skipped: {(docs / 'notes.xlsx').resolve()}: not a supported type" in after.stderr
 
 
 def test_sources_in_chat_show_the_last_answer_of_an_earlier_ask(hashing_home: Path) -> None:

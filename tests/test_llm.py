@@ -194,8 +194,8 @@ def test_cli_chat_streams_tokens_then_the_sources(real_home, llm) -> None:
            "OPENAI_API_KEY": "sk-test"}
     result = CliRunner().invoke(cli, ["chat"], input=f"{Q}\nquit\n", env=env)
     assert result.exit_code == 0, result.output
-    assert "总投资为1.4亿元 [1]。\nSources:\n  [1] seeds/000_122f56e846ff3a80.txt:599-734" \
-        in result.stdout
+    assert ("总投资为1.4亿元 [1]。\nSources:\n"
+            "  [1] seeds/000_122f56e846ff3a80.txt:12 (chars 599-734)") in result.stdout
     assert llm.requests[0]["stream"] is True
     llm.script = [Reply("总投资为1.4亿元 [1][9]。", chunks=2)]
     fixed = CliRunner().invoke(cli, ["chat"], input=f"{Q}\nquit\n", env=env)

@@ -72,7 +72,7 @@ def test_two_users_in_two_chats_get_their_own_answers(real_home, fake) -> None:
     assert b[0].startswith("7次 [1]") and b[1].startswith("文档中没有找到这个问题的答案。")
     first = fake.sent[1][0]
     assert first.parse_mode == "HTML" and first.text.startswith("<b>1.4亿元 [1]</b>")
-    assert "Sources:" in a[0] and "seeds/000_122f56e846ff3a80.txt:599-734" in a[0]
+    assert "Sources:" in a[0] and "seeds/000_122f56e846ff3a80.txt:12 (chars 599-734)" in a[0]
     assert first.reply_markup["inline_keyboard"][0][0]["text"] == "Sources"
 
 
@@ -101,7 +101,7 @@ def test_sources_button_round_trip(real_home, fake) -> None:
         texts = answers_in(fake, 1, 2)
         fake.wait_for(lambda: fake.callback_answers)
     seed = SEED.read_text("utf-8")
-    assert texts[1].startswith("[1] seeds/000_122f56e846ff3a80.txt (chars 599-734)")
+    assert texts[1].startswith("[1] seeds/000_122f56e846ff3a80.txt:12 (chars 599-734)")
     assert seed[599:734] in texts[1]
     assert fake.sent[1][1].reply_to == answer.message_id
 

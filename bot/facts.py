@@ -1,0 +1,87 @@
+"""Table rows as facts (bot/chunking.py makes them): which cell a question asks for.
+
+A fact reads "header: cell | header: cell …" (or "key: cell | cell" without a header
+row). An answerer that picked a fact still has to pick the cell: 「部门负责人在一类城市出差
+每晚住宿标准是多少?」 over 「城市类别: 一类城市(…) | 副总经理以上: 900元 | 部门负责人: 650元
+| 其他员工: 500元」 asks for the 部门负责人 column, not the first amount; "What is the
+battery capacity?" over "Item: Capacity | Value: 1,024 Wh" asks for the value beside
+the key the question names. ``asked_cell`` finds that cell's value by the words the
+question shares with the headers (or, for a key/value row, with the key).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+from bot import tokens
+from bot.chunking import FACT_SEPARATOR
+
+_CELL = re.compile(r"(?:(?P<header>[^|:]{1,40}): )?(?P<value>[^|]*)")
+_WORD = re.compile(r"[a-z0-9]+|[\u3400-\u9fff]")
+# Question words that name no column ("What to do" is a header; "what" asks).
+_STOP = frozenset({"a", "an", "the", "is", "are", "was", "were", "be", "do", "does", "did",
+                   "of", "for", "in", "on", "at", "to", "by", "with", "what", "which", "who",
+                   "whom", "whose", "when", "where", "why", "how", "much", "many", "long",
+                   "it", "its", "this", "that", "these", "those", "there", "can", "could", "i",
+                   "you", "we", "my", "our", "your"})
+STEM = 4  # English words compare by their first letters: "mean" ~ "Meaning"
+
+
+def _grams(text: str) -> set[str]:
+    """Latin words (stemmed, question words dropped) and CJK character pairs."""
+    norm = tokens.normalize(text)
+    words = [m.group(0) for m in _WORD.finditer(norm)]
+    out = {w[:STEM] for w in words if len(w) > 1 and w.isascii() and w not in _STOP}
+    cjk = [w for w in words if not w.isascii()]
+    out |= {a + b for a, b in itertools.pairwise(cjk)}
+    return out
+
+
+# A code that names one row of a table: E14, R5, A-4, SKU123.
+_IDENTIFIER = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{1,4}-?\d{1,6}(?![A-Za-z0-9])")
+
+
+def names_another_row(question: str, fact: str, context: str = "") -> bool:
+    """Whether the question names a code (E99) that the row it would be answered from
+    does not hold, nor its caption or title: a table answers for the rows it has, and
+    the nearest row is not the one asked about."""
+    around = tokens.normalize(f"{fact} {context}").replace("-", "")
+    return any(tokens.normalize(code).replace("-", "") not in around
+               for code in _IDENTIFIER.findall(question))
+
+
+def cells(fact: str) -> list[tuple[str, int, int]]:
+    """(header, value start, value end) of each cell of ``fact``, offsets in ``fact``."""
+    out = []
+    pos = 0
+    for part in fact.split(FACT_SEPARATOR):
+        m = _CELL.fullmatch(part)
+        if m is not None:
+            header = (m.group("header") or "").strip()
+            out.append((header, pos + m.start("value"), pos + m.end("value")))
+        pos += len(part) + len(FACT_SEPARATOR)
+    return out
+
+
+def asked_cell(fact: str, question: str) -> tuple[int, int] | None:
+    """Offsets in ``fact`` of the value the question asks for, or None when the question
+    names no column (and no row key of a two-cell row) more than the others."""
+    found = cells(fact)
+    if len(found) < 2:
+        return None
+    asked = _grams(question)
+    scores = [len(_grams(header) & asked) if header else 0 for header, _, _ in found[1:]]
+    best = max(scores, default=0)
+    if best and scores.count(best) == 1:
+        _, start, end = found[1 + scores.index(best)]
+        return start, end
+    key_header, key_start, key_end = found[0]
+    # a table without a header row: "E14: Solar input over-voltage | …", its key named
+    # as written (a header row's first header, 城市类别, is rarely asked in full)
+    if key_header and tokens.normalize(key_header) in tokens.normalize(question):
+        return key_start, key_end
+    # a key/value row: the question names the key, the answer is the other cell
+    if len(found) == 2 and _grams(fact[key_start:key_end]) & asked:
+        return found[1][1], found[1][2]
+    return None
