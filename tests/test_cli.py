@@ -16,7 +16,8 @@ from bot.cli import cli
 from bot.store import live_build
 
 README_QUESTION = "霍城县江苏医院综合病房大楼总投资多少?"
-CITATION_KEYS = {"n", "source", "chunk_id", "start", "end", "text", "score"}
+CITATION_KEYS = {"n", "source", "chunk_id", "start", "end", "text", "score", "shown", "line",
+                 "path"}
 
 
 def run(home: Path, *args: str, input: str | None = None, **env: str):
@@ -174,7 +175,7 @@ def test_chat_transcript_with_followup_sources_reset_and_help(real_home: Path) -
         "设立“澄远·火种计划”",  # first answer
         "帮助全县9个薄弱村",  # follow-up answered from the history
         "(follow-up, searched as: 澄远·火种计划 它帮助了多少个村?)",
-        "[1] seeds/000_122f56e846ff3a80.txt (chars ",  # /sources
+        "\n[1] seeds/000_122f56e846ff3a80.txt:",  # /sources (flush left): file, line, chars
         "Conversation forgotten.",
         "Commands:\n  /sources",
         "Unknown command /bogus.",
@@ -187,7 +188,7 @@ def test_chat_transcript_with_followup_sources_reset_and_help(real_home: Path) -
     # /sources shows the passage the follow-up cited, with the offsets its answer gave
     shown = re.compile(r"\(chars (\d+)-(\d+)\)\n(.*)").search(out, positions[3])
     assert shown and "9个薄弱村" in shown.group(3)
-    assert f"000_122f56e846ff3a80.txt:{shown.group(1)}-{shown.group(2)}" in out[:positions[3]]
+    assert f"(chars {shown.group(1)}-{shown.group(2)})" in out[:positions[3]]
     # after /reset the follow-up is not rewritten with the old topic
     after_reset = out[positions[4]:positions[5]]
     assert "follow-up, searched as" not in after_reset
