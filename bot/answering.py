@@ -264,7 +264,8 @@ class ExtractiveAnswerer:
         short = (_short_answer(qtype, best.text, query, self.index.segmenter) if qtype
                  else None)
         if passages[best.passage].metadata.get("kind") == KIND_TABLE:
-            cell = asked_cell(best.text, query.question)  # the column the question names
+            # the column the question names (a follow-up names it in its rewritten form)
+            cell = asked_cell(best.text, f"{query.question} {query.standalone}")
             if cell is not None and best.text[cell[0]:cell[1]].strip():
                 short = best.text[cell[0]:cell[1]].strip()
         # consecutive sentences read as one quote, as they stand in the document

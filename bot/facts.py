@@ -64,6 +64,17 @@ def cells(fact: str) -> list[tuple[str, int, int]]:
     return out
 
 
+def cell_at(fact: str, position: int) -> tuple[int, int] | None:
+    """The value of the cell whose "header: value" part holds ``position``: a span the
+    reader put on a header ("day" of "Fee per day: 5.00 EUR") means that cell's value."""
+    part_start = 0
+    for _, start, end in cells(fact):
+        if part_start <= position < end + len(FACT_SEPARATOR):
+            return start, end
+        part_start = end + len(FACT_SEPARATOR)
+    return None
+
+
 def asked_cell(fact: str, question: str) -> tuple[int, int] | None:
     """Offsets in ``fact`` of the value the question asks for, or None when the question
     names no column (and no row key of a two-cell row) more than the others."""

@@ -60,7 +60,7 @@ from bot.chunking import KIND_TABLE, unit_offsets, units, unwrap
 from bot.chunking import Span as TextSpan
 from bot.config import AnswerSettings
 from bot.errors import ReaderError
-from bot.facts import asked_cell, names_another_row
+from bot.facts import asked_cell, cell_at, names_another_row
 from bot.reader import Reader, Span
 from bot.store import Index
 
@@ -163,7 +163,10 @@ class ReaderAnswerer:
         if doc.metadata.get("kind") == KIND_TABLE:
             # a table row: the answer is the cell of the column the question names
             # (the reader, trained on prose, may point at a neighbouring cell)
-            cell = asked_cell(text, query.question)
+            # a follow-up ("And for a laptop?") names its column in the form read; with
+            # no column named, the answer is still a whole cell: the one the span is in
+            cell = (asked_cell(text, f"{query.question} {reading.question}")
+                    or cell_at(text, start))
             if cell is not None and text[cell[0]:cell[1]].strip():
                 start, end = _trim(text, *cell)
         short = text[start:end]

@@ -67,6 +67,15 @@ def test_the_cell_a_question_asks_for(question: str, fact: str, cell: str | None
     assert (fact[found[0]:found[1]] if found else None) == cell
 
 
+def test_a_span_on_a_header_means_that_cells_value() -> None:
+    from bot.facts import cell_at
+
+    fact = "Item: Laptop | Fee per day: 5.00 EUR | Maximum: 50 EUR"
+    for inside, value in (("day", "5.00 EUR"), ("Maximum", "50 EUR"), ("Laptop", "Laptop")):
+        found = cell_at(fact, fact.index(inside))
+        assert found is not None and fact[found[0]:found[1]] == value
+
+
 def test_a_code_the_row_does_not_hold_is_another_row() -> None:
     fact = "Code: E31 | Meaning: Fan failure"
     assert names_another_row("What does error E99 mean?", fact, "Error codes")
