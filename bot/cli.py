@@ -438,18 +438,20 @@ def config_cmd(obj: Context) -> None:
         click.echo(f"{key:<{width}}  {_shown(value, secrets):<24}  {origin}")
 
 
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@/\s]+@")
+
+
 def _masked(value: object) -> object:
     """A setting for a report: URL passwords masked, everything else as it is."""
-    return re.sub(r"(://[^:/@\s]+:)[^@/\s]+@", r"\1***@", value) \
-        if isinstance(value, str) else value
+    return _URL_PASSWORD.sub(r"\1***@", value) if isinstance(value, str) else value
 
 
 def _shown(value: object, secrets: list[str]) -> str:
     """A setting as TOML would spell it, with URL passwords and known secrets masked:
     the output is the kind of thing people paste into an issue."""
+    value = _masked(value)
     text = json.dumps(value, ensure_ascii=False) if isinstance(value, str) else \
         str(value).lower() if isinstance(value, bool) else str(value)
-    text = re.sub(r"(://[^:/@\s]+:)[^@/\s]+@", r"\1***@", text)
     for secret in secrets:
         text = text.replace(secret, "***")
     return text

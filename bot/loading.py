@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import codecs
 import hashlib
-import logging
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -22,8 +21,6 @@ from typing import ClassVar, NamedTuple
 
 from bot.errors import DocumentError
 from bot.wording import printable
-
-log = logging.getLogger(__name__)
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".rst", ".html", ".htm", ".pdf", ".docx")
 # .docx text is written with Markdown headings and pipe tables (``_docx_text``)
@@ -44,7 +41,7 @@ class Document:
 class Found(NamedTuple):
     files: list[Path]  # supported files to load, resolved, sorted
     ignored: list[Path]  # files of unsupported types
-    refused: list[str]  # "name: why" for files that are not read (links out, bad names)
+    refused: list[str]  # "name: why" for links out of an ingested folder, not read
     # how a person knows each file: relative to the folder it was ingested from, that
     # folder's name first ("docs/guide.md"), or its own name when ingested as a file
     shown: dict[Path, str]
@@ -57,8 +54,7 @@ def discover(paths: Sequence[Path], *, follow_links: bool = False) -> Found:
     ``refused``) unless ``follow_links``: a link to /etc/passwd dropped into a documents
     folder must not make its lines answers. The type is that of the target, not of the
     link's name. A file named explicitly is read wherever it points: its user chose it.
-    Names that are not valid UTF-8 (a GBK name from a Windows archive) are refused too:
-    they cannot be stored or shown; renaming the file fixes it."""
+    (A name that is not valid UTF-8 is listed; ``load`` refuses it with a message.)"""
     found: set[Path] = set()
     ignored: set[Path] = set()
     refused: list[str] = []
@@ -73,10 +69,6 @@ def discover(paths: Sequence[Path], *, follow_links: bool = False) -> Found:
             if any(part.startswith(".") for part in p.relative_to(path.parent).parts):
                 continue  # hidden files and folders (.git, .DS_Store, editor swap files)
             target = p.resolve()
-            if not _utf8(str(p)):
-                refused.append(f"{printable(str(p))}: the file name is not valid UTF-8 (a "
-                               "name from another system's encoding); rename the file")
-                continue
             if folder is not None and not follow_links and not target.is_relative_to(folder):
                 refused.append(f"{printable(str(p))}: a link to {printable(str(target))}, "
                                f"outside {printable(str(folder))}; not read (ingest with "
