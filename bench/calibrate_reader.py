@@ -31,7 +31,7 @@ from bot.config import load_settings  # noqa: E402
 from bot.embeddings import make_embeddings  # noqa: E402
 from bot.engine import Engine  # noqa: E402
 from bot.ingest import ingest_documents  # noqa: E402
-from bot.reader import MODEL_PATH  # noqa: E402
+from bot.reader import GRAPH_PATH as MODEL_PATH  # noqa: E402
 from bot.sessions import SessionStore  # noqa: E402
 from train import drcd  # noqa: E402
 

@@ -6,7 +6,12 @@ next once the previous reply arrived), all chats at once. Latency is from the mo
 the update is queued at the fake API to the moment the bot's reply reaches it, so it
 includes long polling, answering and sending. The engine uses the default embedder.
 
-    python bench/telegram_load.py [--chats 1,10,50] [--per-chat 5] [--home DIR]
+    python bench/telegram_load.py [--chats 1,10,20,50] [--per-chat 5] [--workers 1,2]
+
+``--workers`` runs the whole series once per ``telegram.workers`` value: 1 answers in
+the bot's own process (threads), 2 or more in that many worker processes
+(bot/workers.py); ``ratio`` is replies/s over the same series' one-chat replies/s, the
+concurrent/serial throughput ratio.
 """
 
 from __future__ import annotations
@@ -44,11 +49,12 @@ def run_chat(fake: FakeBotAPI, chat: int, per_chat: int, latencies: list[float])
         latencies.append(fake.sent[chat][before].at - t)
 
 
-def measure(home: Path, chats: int, per_chat: int) -> dict[str, float]:
+def measure(home: Path, chats: int, per_chat: int, workers: int) -> dict[str, float]:
     fake = FakeBotAPI().start()
     latencies: list[float] = []
     try:
-        with RunningBot(home, fake, poll_timeout=10, rate_limit_per_minute=1000):
+        with RunningBot(home, fake, poll_timeout=10, rate_limit_per_minute=1000,
+                        workers=workers):
             fake.wait_for(lambda: fake.commands, timeout=60)
             run_chat(fake, 10_000, 1, [])  # warm-up: first query loads caches
             threads = [threading.Thread(target=run_chat, args=(fake, c, per_chat, latencies))
@@ -62,7 +68,8 @@ def measure(home: Path, chats: int, per_chat: int) -> dict[str, float]:
     finally:
         fake.close()
     ms = sorted(x * 1000 for x in latencies)
-    return {"chats": chats, "replies": len(ms), "replies_per_s": round(len(ms) / wall, 1),
+    return {"workers": workers, "chats": chats, "replies": len(ms),
+            "replies_per_s": round(len(ms) / wall, 2),
             "p50_ms": round(statistics.median(ms), 1),
             "p95_ms": round(ms[min(len(ms) - 1, int(0.95 * len(ms)))], 1),
             "max_ms": round(ms[-1], 1)}
@@ -70,18 +77,24 @@ def measure(home: Path, chats: int, per_chat: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--chats", default="1,10,50")
+    parser.add_argument("--chats", default="1,10,20,50")
     parser.add_argument("--per-chat", type=int, default=5)
+    parser.add_argument("--workers", default="1,2")
     parser.add_argument("--home", type=Path)
     args = parser.parse_args()
     home = args.home or Path(tempfile.mkdtemp(prefix="qabot-tgbench-"))
     settings = make_settings(home)
     ingest(settings, [settings.docs_dir], make_embeddings(settings.embeddings))
-    print("| chats | replies | replies/s | p50 ms | p95 ms | max ms |\n|---|---|---|---|---|---|")
-    for n in (int(x) for x in args.chats.split(",")):
-        r = measure(home, n, args.per_chat)
-        print(f"| {r['chats']} | {r['replies']} | {r['replies_per_s']} | {r['p50_ms']} | "
-              f"{r['p95_ms']} | {r['max_ms']} |", flush=True)
+    print("| workers | chats | replies | replies/s | ratio | p50 ms | p95 ms | max ms |\n"
+          "|---|---|---|---|---|---|---|---|")
+    for w in (int(x) for x in args.workers.split(",")):
+        serial = None
+        for n in (int(x) for x in args.chats.split(",")):
+            r = measure(home, n, args.per_chat, w)
+            serial = serial or (r["replies_per_s"] if n == 1 else None)
+            ratio = f"{r['replies_per_s'] / serial:.2f}" if serial else "–"
+            print(f"| {w} | {r['chats']} | {r['replies']} | {r['replies_per_s']} | {ratio} | "
+                  f"{r['p50_ms']} | {r['p95_ms']} | {r['max_ms']} |", flush=True)
 
 
 if __name__ == "__main__":

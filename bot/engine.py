@@ -22,13 +22,15 @@ from bot.answering import Answerer, ExtractiveAnswerer, Query
 from bot.answers import Answer
 from bot.config import Settings, answerer_kind
 from bot.embeddings import QabotEmbeddings, make_embeddings
-from bot.errors import IndexError_, QuestionError
+from bot.errors import IndexError_, QabotError, QuestionError
 from bot.ingest import IngestReport
 from bot.reading import GuidedAnswerer, ReaderAnswerer
 from bot.retrieval import HybridRetriever
 from bot.sessions import SessionStore, Turn, contextual_query, standalone_query
 from bot.store import Index
 
+# asked once by ``warm_up``; any question works, one in each script loads both paths
+WARM_UP_QUESTION = "What is this about? 这是关于什么的?"
 _WORD = re.compile(r"[^\W_]")  # a letter or digit of any script (CJK included)
 
 log = logging.getLogger(__name__)
@@ -157,9 +159,21 @@ class Engine:
         and the turn is stored. ``history`` (earlier questions) serves stateless callers
         such as the evaluator. ``on_token`` receives an LLM answer as it streams."""
         question = self.check_question(question)
+        turns = self._history(session, history, self._current())
+        result = self.respond(question, turns, on_token=on_token)
+        if session is not None:
+            self.record(session, question, result)
+        return result
+
+    def respond(self, question: str, turns: Sequence[Turn], *,
+                on_token: Callable[[str], None] | None = None) -> Answer:
+        """Answer ``question`` after the earlier ``turns`` of its chat, storing nothing:
+        what a worker process runs (bot/workers.py), the process that owns the session
+        store reading the turns before and recording the answer after."""
+        question = self.check_question(question)
         t0 = time.perf_counter()
         pipe = self._current()
-        turns = self._history(session, history, pipe)
+        turns = list(turns)
         standalone = (pipe.llm.rewrite(question, turns) if pipe.llm else None) \
             or standalone_query(question, turns, pipe.index.segmenter)
         contextual = (contextual_query(question, turns, pipe.index.segmenter)
@@ -181,12 +195,29 @@ class Engine:
         t2, t3 = out["retrieved_at"], time.perf_counter()
         result.timings_ms = {"rewrite": (t1 - t0) * 1000, "retrieve": (t2 - t1) * 1000,
                              "answer": (t3 - t2) * 1000, "total": (t3 - t0) * 1000}
-        if session is not None:
-            result.turn_id = self.sessions.append(session, Turn(
-                question=question, standalone=result.standalone_query or query.standalone,
-                answer=result.answer, citations=list(result.citations),
-                related=list(result.related)))
+        if not result.standalone_query:
+            result.standalone_query = query.standalone
         return result
+
+    def record(self, session: str, question: str, result: Answer) -> None:
+        """Store an answered turn in ``session`` and set ``result.turn_id``."""
+        result.turn_id = self.sessions.append(session, Turn(
+            question=question, standalone=result.standalone_query or question,
+            answer=result.answer, citations=list(result.citations),
+            related=list(result.related)))
+
+    def warm_up(self) -> None:
+        """Answer one question and forget it, so the reader, the tokenizers and the
+        index's caches are loaded before the first real question (a worker process
+        starting, a server about to take traffic)."""
+        try:
+            self.respond(WARM_UP_QUESTION, [])
+        except QabotError as exc:  # an empty index, say: the real question will say so
+            log.info("warm-up question not answered: %s", exc)
+
+    def history(self, session: str) -> list[Turn]:
+        """The turns of ``session`` that shape its next question."""
+        return self.sessions.history(session, self.settings.session.history_turns)
 
     def check_question(self, question: str) -> str:
         text = (question or "").strip()

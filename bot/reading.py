@@ -40,6 +40,7 @@ import dataclasses
 import json
 import math
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +90,19 @@ class Reading:
     span: Span | None
 
 
+_readers: dict[int, Reader] = {}
+_readers_lock = threading.Lock()
+
+
+def shared_reader(threads: int) -> Reader:
+    """The process's reader (loaded once: a new index build reopens the pipeline, not
+    the 22 MB graph)."""
+    with _readers_lock:
+        if threads not in _readers:
+            _readers[threads] = Reader(threads=threads)
+        return _readers[threads]
+
+
 class ReaderAnswerer:
     """Question + passages -> ``Answer`` via the trained reader."""
 
@@ -104,7 +118,7 @@ class ReaderAnswerer:
     @property
     def reader(self) -> Reader:
         if self._reader is None:
-            self._reader = Reader()
+            self._reader = shared_reader(self.settings.reader_threads)
         return self._reader
 
     def __call__(self, inputs: dict[str, Any]) -> Answer:

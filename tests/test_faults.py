@@ -275,13 +275,13 @@ def test_a_question_that_is_not_utf8_is_named_as_such(tmp_path: Path, docs: Path
 @pytest.mark.slow
 def test_a_truncated_reader_file_says_which_file_and_how_to_restore_it(
         tmp_path: Path) -> None:
-    """An installed package whose reader.npz was cut short (an interrupted copy)."""
+    """An installed package whose reader.onnx was cut short (an interrupted copy)."""
     site = tmp_path / "site"
     shutil.copytree(ROOT / "bot", site / "bot", ignore=shutil.ignore_patterns("__pycache__"))
     (site / "bot" / "_config").mkdir()
     shutil.copy(ROOT / "config" / "default.toml", site / "bot" / "_config" / "default.toml")
     shutil.copytree(ROOT / "prompts", site / "bot" / "_prompts")
-    weights = site / "bot" / "models" / "reader.npz"
+    weights = site / "bot" / "models" / "reader.onnx"
     weights.write_bytes(weights.read_bytes()[:100_000])
     docs = tmp_path / "docs"
     docs.mkdir()

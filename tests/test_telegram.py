@@ -76,19 +76,51 @@ def test_two_users_in_two_chats_get_their_own_answers(real_home, fake) -> None:
     assert first.reply_markup["inline_keyboard"][0][0]["text"] == "Sources"
 
 
+def _two_chats_with_follow_ups(fake: FakeBotAPI) -> tuple[list[str], list[str]]:
+    """Two chats, each a question and then a follow-up that leans on it."""
+    fake.message(1, 11, "澄远·火种计划是什么?")
+    fake.message(2, 22, "霍城县江苏医院综合病房大楼获得了什么荣誉?")
+    answers_in(fake, 1)
+    answers_in(fake, 2)
+    fake.message(2, 22, "它的总投资是多少?")
+    fake.message(1, 11, "它帮助了多少个村?")
+    return answers_in(fake, 1, 2), answers_in(fake, 2, 2)
+
+
 def test_followups_use_their_own_chats_history(real_home, fake) -> None:
     with RunningBot(real_home, fake):
-        fake.message(1, 11, "澄远·火种计划是什么?")
-        fake.message(2, 22, "霍城县江苏医院综合病房大楼获得了什么荣誉?")
-        answers_in(fake, 1)
-        answers_in(fake, 2)
-        fake.message(2, 22, "它的总投资是多少?")
-        fake.message(1, 11, "它帮助了多少个村?")
-        a = answers_in(fake, 1, 2)
-        b = answers_in(fake, 2, 2)
+        a, b = _two_chats_with_follow_ups(fake)
     assert "帮助全县9个薄弱村" in a[1].split("Sources:")[0]
     assert "searched as: 澄远·火种计划" in a[1]
     assert b[1].startswith("1.4亿元 [1]") and "澄远" not in b[1].split("Sources:")[0]
+
+
+def test_worker_processes_answer_follow_ups_and_survive_a_killed_worker(
+        real_home, fake) -> None:
+    """telegram.workers = 2: answers come from two worker processes (bot/workers.py)
+    while this process keeps the sessions, so a follow-up answered by one worker uses
+    the question another answered; a worker killed between questions costs at most the
+    question in flight, never the bot."""
+    with RunningBot(real_home, fake, workers=2) as running:
+        pool = running.bot.pool
+        assert pool.processes and pool.workers == 2
+        a, b = _two_chats_with_follow_ups(fake)
+        assert "帮助全县9个薄弱村" in a[1].split("Sources:")[0]
+        assert b[1].startswith("1.4亿元 [1]")
+        workers = list(pool._procs._processes.values())  # type: ignore[union-attr]
+        assert len({w.pid for w in workers}) == 2 and os.getpid() not in {w.pid for w in workers}
+        for w in workers:
+            os.kill(w.pid, signal.SIGKILL)
+        for w in workers:
+            w.join(10)
+        fake.message(3, 33, Q_HOSPITAL)
+        first = answers_in(fake, 3, 1, timeout=60)[0]
+        # the pool may learn of the deaths only from this question: then it says so
+        assert first.startswith("1.4亿元 [1]") or "Please ask it again" in first
+        fake.message(3, 33, Q_HOSPITAL)
+        again = answers_in(fake, 3, 2, timeout=60)
+    assert again[1].startswith("1.4亿元 [1]")
+    assert all("Traceback" not in t for t in again)
 
 
 def test_sources_button_round_trip(real_home, fake) -> None:

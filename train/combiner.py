@@ -50,7 +50,7 @@ from bot.config import load_settings  # noqa: E402
 from bot.embeddings import make_embeddings  # noqa: E402
 from bot.engine import Engine  # noqa: E402
 from bot.ingest import ingest_documents  # noqa: E402
-from bot.reader import MODEL_PATH  # noqa: E402
+from bot.reader import GRAPH_PATH as MODEL_PATH  # noqa: E402
 from bot.reading import (  # noqa: E402
     COMBINER_PATH,
     REFUSAL_FEATURES,

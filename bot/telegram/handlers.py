@@ -13,7 +13,6 @@ import os
 import re
 from collections import defaultdict
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from telegram import (
@@ -46,6 +45,7 @@ from bot.errors import QabotError
 from bot.present import esc, has_passages, telegram_answer, telegram_sources
 from bot.telegram.guards import AllowList, Gate, RateLimiter, parse_ids
 from bot.telegram.sending import keep_typing, send
+from bot.workers import AnswerPool
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +90,8 @@ class QABot:
                                    parse_ids(self.cfg.allowed_chats)))
         self.rate = RateLimiter(self.cfg.rate_limit_per_minute)
         self._chat_locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._pool = ThreadPoolExecutor(max_workers=self.cfg.workers,
-                                        thread_name_prefix="qabot-answer")
+        self.pool = AnswerPool(engine, self.cfg.workers)
+        self._pool = self.pool.executor
 
     def build(self, token: str, *, base_url: str | None = None) -> App:
         base = base_url or self.cfg.base_url
@@ -283,7 +283,7 @@ class QABot:
                 # before the citation check has passed it (bot/llm.py), so "typing…"
                 # runs until the checked answer is ready.
                 answer = await asyncio.get_running_loop().run_in_executor(
-                    self._pool, lambda: self.engine.answer(question, session=_session(chat.id)))
+                    self._pool, self.pool.answer, question, _session(chat.id))
             except QabotError as exc:
                 if not exc.for_end_user:  # operator's instructions go to the log only
                     log.error("could not answer in chat %s: %s", chat.id, exc)
@@ -316,7 +316,7 @@ class QABot:
                    reply_to=reply_to)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.pool.close()
 
 
 # "src:<turn id>": a turn id is an SQLite row id, at most 2**63 - 1 (19 digits)

@@ -112,6 +112,11 @@ def run(engine: Engine, settings: Settings, *, webhook_url: str | None = None,
     protect_logs(token, secret_token or "")
     bot = QABot(engine, settings)
     app = bot.build(token)
+    try:
+        bot.pool.start()  # workers open the index now, before the first chat waits on them
+    except BaseException:
+        bot.close()
+        raise
 
     async def main() -> None:
         stop = asyncio.Event()

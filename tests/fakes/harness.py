@@ -32,12 +32,15 @@ class RunningBot:
                  **telegram: object) -> None:
         overrides = {f"telegram.{k}": v for k, v in
                      {"poll_timeout": 1, "read_timeout": 3.0, "typing_interval": 0.5,
-                      **telegram}.items()}
+                      # answers in the test's own process unless a test asks for worker
+                      # processes (each opens the index: seconds per bot started)
+                      "workers": 1, **telegram}.items()}
         overrides.update(extra or {})
         self.settings = make_settings(home, docs, **overrides)
         self.engine = Engine(self.settings)
         self.bot = QABot(self.engine, self.settings)
         self.app = self.bot.build(fake.token, base_url=fake.base_url)
+        self.bot.pool.start()
         self.webhook = webhook or {}
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
