@@ -24,7 +24,7 @@ from bot.config import Settings, answerer_kind
 from bot.embeddings import QabotEmbeddings, make_embeddings
 from bot.errors import IndexError_, QabotError, QuestionError
 from bot.ingest import IngestReport
-from bot.reading import GuidedAnswerer, ReaderAnswerer
+from bot.reading import GuidedAnswerer, ReaderAnswerer, preload_reader
 from bot.retrieval import HybridRetriever
 from bot.sessions import SessionStore, Turn, contextual_query, standalone_query
 from bot.store import Index
@@ -76,6 +76,8 @@ class Engine:
         self.settings = settings
         self.embeddings = embeddings or make_embeddings(settings.embeddings)
         self._lock = threading.Lock()
+        if answerer_kind(settings) in ("guided", "trained"):
+            preload_reader(settings.answer.reader_threads)  # while the index opens
         self._pipe = self._open()
         self._retired: Index | None = None  # the build before, for questions in flight
         self.sessions = sessions or SessionStore(settings.sessions_path)

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import re
 import threading
@@ -90,6 +91,8 @@ class Reading:
     span: Span | None
 
 
+log = logging.getLogger(__name__)
+
 _readers: dict[int, Reader] = {}
 _readers_lock = threading.Lock()
 
@@ -101,6 +104,21 @@ def shared_reader(threads: int) -> Reader:
         if threads not in _readers:
             _readers[threads] = Reader(threads=threads)
         return _readers[threads]
+
+
+def preload_reader(threads: int) -> None:
+    """Start loading the process's reader in a background thread, so that a cold start
+    overlaps it with opening the index: ONNX Runtime builds its session without
+    holding Python's lock (bench/cold_ask.py measures the gain). A failure is left for
+    the first question to raise, with its message."""
+
+    def load() -> None:
+        try:
+            shared_reader(threads)
+        except ReaderError as exc:
+            log.debug("reader preload failed (the first question will say why): %s", exc)
+
+    threading.Thread(target=load, name="qabot-reader-load", daemon=True).start()
 
 
 class ReaderAnswerer:
