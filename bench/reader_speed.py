@@ -4,7 +4,9 @@
 
 The shipped graph (bot/models/reader.onnx) and any other ``--graph`` (say the int8 one
 ``python -m train.graph --precision int8 --out F`` writes) through ONNX Runtime, with the
-embedding layer in numpy in front, as the answer path runs them.
+embedding layer in numpy in front, as the answer path runs them. ``--numpy-commit C``
+times the numpy transformer the graph replaced, as of commit C (its bot/encoder.py,
+bot/reader.py and weights read from git), in the same run.
 
 Full windows of the committed model's length (``window_tokens`` in
 bot/models/reader.json), built from the seed article; median and max of
@@ -15,15 +17,37 @@ included) is what ``qabot eval`` reports as latency_p50_ms / latency_p95_ms.
 from __future__ import annotations
 
 import argparse
+import importlib
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bot.reader import GRAPH_PATH, Reader, windows  # noqa: E402
+
+
+def numpy_reader(commit: str) -> Any:
+    """The numpy ``Reader`` of ``commit`` (before ONNX Runtime), loaded from git."""
+    scratch = Path(tempfile.mkdtemp(prefix="qabot-numpy-reader-"))
+
+    def show(path: str) -> bytes:
+        return subprocess.run(["git", "show", f"{commit}:{path}"], cwd=ROOT, check=True,
+                              capture_output=True).stdout
+
+    (scratch / "old_encoder.py").write_bytes(show("bot/encoder.py"))
+    (scratch / "old_reader.py").write_bytes(
+        show("bot/reader.py").replace(b"from bot.encoder import", b"from old_encoder import"))
+    (scratch / "reader.npz").write_bytes(show("bot/models/reader.npz"))
+    (scratch / "reader.json").write_bytes(show("bot/models/reader.json"))
+    sys.path.insert(0, str(scratch))
+    module = importlib.import_module("old_reader")
+    return module.Reader(scratch / "reader.npz")
 
 
 def main() -> None:
@@ -33,17 +57,21 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: all)")
     ap.add_argument("--graph", type=Path, action="append", default=[],
                     help="another graph to time beside the shipped one")
+    ap.add_argument("--numpy-commit", help="also time the numpy reader of this commit")
     args = ap.parse_args()
     shipped = Reader(threads=args.threads)
-    for path in [GRAPH_PATH, *args.graph]:
-        reader = shipped if path == GRAPH_PATH else Reader(path, meta=shipped.meta,
-                                                           threads=args.threads)
+    readers: list[tuple[str, Any]] = [(GRAPH_PATH.name, shipped)]
+    readers += [(p.name, Reader(p, meta=shipped.meta, threads=args.threads))
+                for p in args.graph]
+    if args.numpy_commit:
+        readers.append((f"numpy at {args.numpy_commit}", numpy_reader(args.numpy_commit)))
+    for name, reader in readers:
         tok = reader.tokenizer
         text = next((ROOT / "seeds").glob("*")).read_text("utf-8")
         q = tok.encode("江阴市政府投入了多少资金?")
         pool = windows(q, tok.encode(text * 4), 0, tok.bos, tok.eos,
                        length=reader.window_tokens, stride=0)
-        print(f"{path.name}: window_tokens {reader.window_tokens}, threads {args.threads}")
+        print(f"{name}: window_tokens {reader.window_tokens}, threads {args.threads}")
         for n in (int(x) for x in args.windows.split(",")):
             batch = pool[:n]
             reader.logits(batch)  # warm-up

@@ -4,7 +4,9 @@ and reply latency.
 Each chat asks ``--per-chat`` questions from the seed test set, one after another (the
 next once the previous reply arrived), all chats at once. Latency is from the moment
 the update is queued at the fake API to the moment the bot's reply reaches it, so it
-includes long polling, answering and sending. The engine uses the default embedder.
+includes long polling, answering and sending. The bot is a real ``qabot telegram``
+process (default embedder and answerer, settings as shipped but the rate limit), so the
+fake API and the chat drivers in this process do not share its interpreter.
 
     python bench/telegram_load.py [--chats 1,10,20,50] [--per-chat 5] [--workers 1,2]
 
@@ -18,7 +20,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -26,10 +31,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))  # the fake Bot API and runner live with the tests
+sys.path.insert(0, str(ROOT / "tests"))  # the fake Bot API lives with the tests
 
-from fakes.harness import RunningBot, make_settings  # noqa: E402
-from fakes.telegram_api import FakeBotAPI  # noqa: E402
+from fakes.harness import make_settings  # noqa: E402
+from fakes.telegram_api import TOKEN, FakeBotAPI  # noqa: E402
 
 from bot.embeddings import make_embeddings  # noqa: E402
 from bot.ingest import ingest  # noqa: E402
@@ -49,23 +54,37 @@ def run_chat(fake: FakeBotAPI, chat: int, per_chat: int, latencies: list[float])
         latencies.append(fake.sent[chat][before].at - t)
 
 
+def bot_process(home: Path, fake: FakeBotAPI, workers: int) -> subprocess.Popen[str]:
+    env = {**os.environ, "TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_BASE_URL": fake.base_url,
+           "QABOT_HOME": str(home), "QABOT_TELEGRAM_PUBLIC": "true",
+           "QABOT_TELEGRAM_POLL_TIMEOUT": "10", "QABOT_TELEGRAM_WORKERS": str(workers),
+           "QABOT_TELEGRAM_RATE_LIMIT_PER_MINUTE": "100000"}
+    return subprocess.Popen([sys.executable, "-m", "bot", "telegram"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
 def measure(home: Path, chats: int, per_chat: int, workers: int) -> dict[str, float]:
     fake = FakeBotAPI().start()
     latencies: list[float] = []
+    proc = bot_process(home, fake, workers)
     try:
-        with RunningBot(home, fake, poll_timeout=10, rate_limit_per_minute=1000,
-                        workers=workers):
-            fake.wait_for(lambda: fake.commands, timeout=60)
-            run_chat(fake, 10_000, 1, [])  # warm-up: first query loads caches
-            threads = [threading.Thread(target=run_chat, args=(fake, c, per_chat, latencies))
-                       for c in range(1, chats + 1)]
-            started = time.monotonic()
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            wall = time.monotonic() - started
+        fake.wait_for(lambda: fake.commands, timeout=120)
+        for warm in range(max(1, workers)):  # warm-up: every worker answers once
+            run_chat(fake, 10_000 + warm, 1, [])
+        threads = [threading.Thread(target=run_chat, args=(fake, c, per_chat, latencies))
+                   for c in range(1, chats + 1)]
+        started = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.monotonic() - started
     finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
         fake.close()
     ms = sorted(x * 1000 for x in latencies)
     return {"workers": workers, "chats": chats, "replies": len(ms),

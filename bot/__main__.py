@@ -2,4 +2,7 @@
 
 from bot.cli import main
 
-main()
+# guarded: answer worker processes (bot/workers.py) are spawned, and a spawned child
+# may import the parent's main module
+if __name__ == "__main__":
+    main()

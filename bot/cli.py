@@ -18,7 +18,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import sys
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -32,7 +31,7 @@ from bot.answers import ANSWERER_MODES, Mode
 from bot.config import Settings, load_settings, parse_assignment
 from bot.errors import ConfigError, IndexMissingError, QabotError
 from bot.progress import Feedback
-from bot.wording import count, printable
+from bot.wording import count, mask_password, printable
 
 if TYPE_CHECKING:
     from bot.engine import Engine
@@ -438,12 +437,9 @@ def config_cmd(obj: Context) -> None:
         click.echo(f"{key:<{width}}  {_shown(value, secrets):<24}  {origin}")
 
 
-_URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@/\s]+@")
-
-
 def _masked(value: object) -> object:
     """A setting for a report: URL passwords masked, everything else as it is."""
-    return _URL_PASSWORD.sub(r"\1***@", value) if isinstance(value, str) else value
+    return mask_password(value) if isinstance(value, str) else value
 
 
 def _shown(value: object, secrets: list[str]) -> str:

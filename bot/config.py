@@ -151,6 +151,12 @@ class AnswerSettings:
 class SessionSettings:
     # turns of a chat kept for follow-up questions (0: every question stands alone)
     history_turns: int = setting(6, at_least=0, at_most=100)
+    # empty: sessions in SQLite under paths.home (one machine). postgresql://user:pass@
+    # host/db (env QABOT_SESSION_URL): sessions, handled updates, rate limits and chat
+    # locks in PostgreSQL, shared by every bot replica (bot/pg.py)
+    url: str = ""
+    # PostgreSQL connections per process: a chat being answered holds one (its lock)
+    pool_size: int = setting(32, at_least=2, at_most=1000)
 
 
 @dataclass(frozen=True)

