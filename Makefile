@@ -3,7 +3,8 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # two installs: `chat` needs only the lean default (no torch); `test` adds the dev tools,
-# the LLM clients and the sentence-transformers extra, whose back-end it tests
+# the LLM clients, the sentence-transformers extra and the PostgreSQL driver, whose
+# back-ends it tests
 BASE := $(VENV)/.installed-base
 FULL := $(VENV)/.installed-full
 
@@ -21,7 +22,7 @@ $(BASE): pyproject.toml | $(BIN)/python
 # (sentence-transformers) would otherwise fetch a multi-GB CUDA build.
 $(FULL): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[dev,llm,st]'
+	$(BIN)/python -m pip install -q -e '.[dev,llm,st,pg]'
 	touch $(BASE) $(FULL)
 
 setup: $(FULL)

@@ -26,7 +26,13 @@ from bot.errors import IndexError_, QabotError, QuestionError
 from bot.ingest import IngestReport
 from bot.reading import GuidedAnswerer, ReaderAnswerer, preload_reader
 from bot.retrieval import HybridRetriever
-from bot.sessions import SessionStore, Turn, contextual_query, standalone_query
+from bot.sessions import (
+    SessionBackend,
+    Turn,
+    contextual_query,
+    open_sessions,
+    standalone_query,
+)
 from bot.store import Index
 
 # asked once by ``warm_up``; any question works, one in each script loads both paths
@@ -71,7 +77,7 @@ class Engine:
     next question opens it (bot/store.py explains why the switch is safe)."""
 
     def __init__(self, settings: Settings, *, embeddings: QabotEmbeddings | None = None,
-                 sessions: SessionStore | None = None) -> None:
+                 sessions: SessionBackend | None = None) -> None:
         started = time.perf_counter()
         self.settings = settings
         self.embeddings = embeddings or make_embeddings(settings.embeddings)
@@ -80,7 +86,7 @@ class Engine:
             preload_reader(settings.answer.reader_threads)  # while the index opens
         self._pipe = self._open()
         self._retired: Index | None = None  # the build before, for questions in flight
-        self.sessions = sessions or SessionStore(settings.sessions_path)
+        self.sessions = sessions or open_sessions(settings)
         self.load_ms = (time.perf_counter() - started) * 1000
 
     def _open(self) -> _Pipeline:

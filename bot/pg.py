@@ -100,6 +100,9 @@ class Database:
         try:
             self.pool.open(wait=True, timeout=CONNECT_SECONDS)
             self.migrate()
+        except SessionStoreError:
+            self.pool.close()
+            raise
         except (psycopg.Error, OSError) as exc:
             self.pool.close()
             raise SessionStoreError(

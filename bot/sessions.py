@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from bot import tokens
 from bot.answers import Citation
@@ -89,6 +89,34 @@ def contextual_query(question: str, history: list[Turn],
     if not previous or tokens.normalize(previous) in tokens.normalize(question):
         return None
     return f"{previous} {question}"
+
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+
+
+class SessionBackend(Protocol):
+    """What the engine and the front ends need of a session store: ``SessionStore``
+    (SQLite, one machine) or ``bot.pg.PgSessionStore`` (shared by replicas)."""
+
+    path: str
+
+    def history(self, session: str, limit: int) -> list[Turn]: ...
+    def get(self, session: str, turn_id: int) -> Turn | None: ...
+    def append(self, session: str, turn: Turn) -> int | None: ...
+    def reset(self, session: str) -> int: ...
+    def last(self, session: str) -> Turn | None: ...
+
+
+def open_sessions(settings: Settings) -> SessionBackend:
+    """The configured store: PostgreSQL when ``session.url`` is set, else SQLite under
+    ``paths.home``."""
+    if settings.session.url:
+        from bot.pg import Database, PgSessionStore
+
+        return PgSessionStore(Database(settings.session.url,
+                                       pool_size=settings.session.pool_size))
+    return SessionStore(settings.sessions_path)
 
 
 _COLUMNS = "question, standalone, answer, citations, at, id, related"

@@ -47,12 +47,13 @@ def seed_chunk_count(backend: str = "hashing") -> int:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test that starts a `chroma run` server ``server``, so that
+    """Mark every test that starts a server (`chroma run`, PostgreSQL) ``server``, so that
     ``-m "not slow and not server"`` really starts none (the README says so)."""
     for item in items:
         callspec = getattr(item, "callspec", None)
         params = callspec.params if callspec is not None else {}
-        uses_server = ("chroma_server" in getattr(item, "fixturenames", ())
+        fixtures = getattr(item, "fixturenames", ())
+        uses_server = ("chroma_server" in fixtures or "postgres_server" in fixtures
                        or params.get("store_settings") == "server"
                        or item.get_closest_marker("server") is not None)
         if uses_server:
@@ -152,3 +153,28 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real `chroma run` server for the whole session."""
     with chroma_run(tmp_path_factory.mktemp("srv")) as (url, _proc):
         yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL server for the whole session (tests/fakes/postgres.py); the
+    tests that need it skip, with the reason, where none can be started."""
+    pytest.importorskip("psycopg", reason="the pg extra (psycopg) is not installed")
+    from fakes import postgres
+
+    try:
+        with postgres.running(tmp_path_factory.mktemp("pg")) as url:
+            yield url
+    except postgres.Unavailable as exc:
+        pytest.skip(f"no PostgreSQL server: {exc}")
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database for one test."""
+    import re
+
+    from fakes import postgres
+
+    name = "t_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:50]
+    return postgres.fresh_database(postgres_server, name)

@@ -1,13 +1,22 @@
-"""Sessions: follow-up detection, standalone queries, SQLite persistence."""
+"""Sessions: follow-up detection, standalone queries, persistence in SQLite and (the
+same tests, ``backend`` = postgres) in a real PostgreSQL server."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from bot.answers import Citation
-from bot.sessions import SessionStore, Turn, is_followup, standalone_query, topic_of
+from bot.sessions import (
+    SessionBackend,
+    SessionStore,
+    Turn,
+    is_followup,
+    standalone_query,
+    topic_of,
+)
 
 C1 = Citation(1, "a.txt", "a.txt#0", 0, 12, "霍城县江苏医院综合病房大楼", 0.9)
 C2 = Citation(2, "b.txt", "b.txt#3", 40, 60, "second passage", 0.4)
@@ -40,13 +49,30 @@ def test_followup_borrows_the_previous_topic() -> None:
     assert standalone_query("它帮助了多少个村?", []) == "它帮助了多少个村?"
 
 
-def test_store_keeps_history_per_session_across_reopen(tmp_path: Path) -> None:
-    path = tmp_path / "s.sqlite3"
-    store = SessionStore(path)
+@pytest.fixture(params=["sqlite", "postgres"])
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], SessionBackend]:
+    """Opens the same store again on each call, as another process would."""
+    if request.param == "sqlite":
+        return lambda: SessionStore(tmp_path / "s.sqlite3")
+    url = request.getfixturevalue("postgres_url")
+    from bot.pg import Database, PgSessionStore
+
+    opened: list[PgSessionStore] = []
+    request.addfinalizer(lambda: [store.close() for store in opened])
+
+    def open_pg() -> SessionBackend:
+        opened.append(PgSessionStore(Database(url, pool_size=4)))
+        return opened[-1]
+    return open_pg
+
+
+def test_store_keeps_history_per_session_across_reopen(
+        open_store: Callable[[], SessionBackend]) -> None:
+    store = open_store()
     store.append("a", Turn("q1", "q1", "a1", [C1]))
     store.append("b", Turn("other", "other", "x"))
     store.append("a", Turn("q2", "s2", "a2"))
-    reopened = SessionStore(path)
+    reopened = open_store()
     assert [t.question for t in reopened.history("a", 10)] == ["q1", "q2"]
     assert reopened.history("a", 1)[0].standalone == "s2"
     assert reopened.history("a", 10)[0].citations == [C1]
@@ -97,13 +123,16 @@ def test_a_bad_row_costs_its_citations_not_the_session(tmp_path: Path) -> None:
     assert [(t.question, t.citations) for t in turns] == [("一", []), ("二", [C2])]
 
 
-def test_a_refusal_keeps_its_closest_passages(tmp_path: Path) -> None:
-    store = SessionStore(tmp_path / "s.sqlite3")
+def test_a_refusal_keeps_its_closest_passages(
+        open_store: Callable[[], SessionBackend]) -> None:
+    store = open_store()
     turn_id = store.append("chat", Turn("没有答案?", "没有答案?", "文档中没有找到", [],
                                         related=[C2]))
-    again = SessionStore(tmp_path / "s.sqlite3")  # another process
+    assert turn_id is not None
+    again = open_store()  # another process
     turn = again.get("chat", turn_id)
     assert turn is not None and turn.citations == [] and turn.related == [C2]
+    assert again.get("another chat", turn_id) is None  # a turn belongs to its session
 
 
 def test_a_store_written_before_turns_kept_related_passages_opens(tmp_path: Path) -> None:

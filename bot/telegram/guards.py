@@ -1,4 +1,6 @@
-"""Who may use the bot and how fast: the allow-list gate and the per-user rate limit.
+"""Who may use the bot and how fast: the allow-list gate, the per-user rate limit, and
+the one-process coordinator (updates handled once, rate counted here, no lock across
+processes; bot/pg.py has the one replicas share).
 
 The gate runs before every other handler (group -1) and fails closed: an update it
 cannot check, or whose refusal cannot be sent, is stopped all the same.
@@ -7,9 +9,11 @@ cannot check, or whose refusal cannot be sent, is stopped all the same.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from telegram import Update
 from telegram.ext import ApplicationHandlerStop, ContextTypes, filters
@@ -107,3 +111,40 @@ class RateLimiter:
             return False
         asked.append(now)
         return True
+
+
+class LocalCoordinator:
+    """What replicas would have to agree on, for one process: which updates it handled
+    (the last ``UPDATES_REMEMBERED``: a webhook retry comes within minutes), how many
+    questions each user asked (``RateLimiter``), and a chat lock that the process's own
+    per-chat ordering makes unnecessary."""
+
+    UPDATES_REMEMBERED = 10_000
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._seen: set[int] = set()
+        self._order: deque[int] = deque()
+        self._limiters: dict[int, RateLimiter] = {}
+        self._lock = threading.Lock()
+
+    def claim_update(self, update_id: int) -> bool:
+        with self._lock:
+            if update_id in self._seen:
+                return False
+            self._seen.add(update_id)
+            self._order.append(update_id)
+            if len(self._order) > self.UPDATES_REMEMBERED:
+                self._seen.discard(self._order.popleft())
+            return True
+
+    def allow(self, user_id: int, per_minute: int) -> bool:
+        with self._lock:
+            limiter = self._limiters.get(per_minute)
+            if limiter is None:
+                limiter = self._limiters[per_minute] = RateLimiter(per_minute, self.clock)
+            return limiter.allow(user_id)
+
+    @contextmanager
+    def chat_lock(self, chat_id: int) -> Iterator[None]:
+        yield

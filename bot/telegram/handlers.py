@@ -12,7 +12,9 @@ import logging
 import os
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from typing import Any
 
 from telegram import (
@@ -29,6 +31,7 @@ from telegram.error import NetworkError, TelegramError
 from telegram.ext import (
     AIORateLimiter,
     Application,
+    ApplicationHandlerStop,
     CallbackQueryHandler,
     CommandHandler,
     ContextTypes,
@@ -43,7 +46,7 @@ from bot.config import Settings
 from bot.engine import Engine
 from bot.errors import QabotError
 from bot.present import esc, has_passages, telegram_answer, telegram_sources
-from bot.telegram.guards import AllowList, Gate, RateLimiter, parse_ids
+from bot.telegram.guards import AllowList, Gate, LocalCoordinator, parse_ids
 from bot.telegram.sending import keep_typing, send
 from bot.workers import AnswerPool
 
@@ -88,10 +91,14 @@ class QABot:
         self.cfg = settings.telegram
         self.gate = Gate(AllowList(parse_ids(self.cfg.allowed_users),
                                    parse_ids(self.cfg.allowed_chats)))
-        self.rate = RateLimiter(self.cfg.rate_limit_per_minute)
+        self.coordinator = coordinator_for(engine.sessions)
         self._chat_locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.pool = AnswerPool(engine, self.cfg.workers)
         self._pool = self.pool.executor
+        # waiting on another replica's chat lock blocks a thread: these, never the ones
+        # answering, so a replica waiting on the other cannot starve the holder's answers
+        self._lock_waits = ThreadPoolExecutor(max_workers=settings.session.pool_size,
+                                              thread_name_prefix="qabot-chat-lock")
 
     def build(self, token: str, *, base_url: str | None = None) -> App:
         base = base_url or self.cfg.base_url
@@ -114,6 +121,7 @@ class QABot:
             root = base[: -len("/bot")] if base.endswith("/bot") else base
             builder = builder.base_file_url(f"{root}/file/bot")
         app = builder.build()
+        app.add_handler(TypeHandler(Update, self.claim), group=-2)
         app.add_handler(TypeHandler(Update, self.gate), group=-1)
         app.add_handler(MessageHandler(filters.UpdateType.EDITED, self.on_edited))
         app.add_handler(CommandHandler("start", self.cmd_start))
@@ -129,6 +137,15 @@ class QABot:
         app.add_handler(CallbackQueryHandler(self.on_stale_button))
         app.add_error_handler(self.on_error)
         return app
+
+    async def claim(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Group -2: an update already handled (a webhook retry, or one both replicas
+        received) stops here, so it is answered once."""
+        first = await asyncio.get_running_loop().run_in_executor(
+            self._pool, self.coordinator.claim_update, update.update_id)
+        if not first:
+            log.info("update %s was handled already; skipped", update.update_id)
+            raise ApplicationHandlerStop
 
     async def _post_init(self, app: App) -> None:
         await app.bot.set_my_commands([BotCommand(c, d) for c, d in COMMANDS])
@@ -269,8 +286,11 @@ class QABot:
         assert chat is not None
         # counted on arrival, answered in turn: a "slow down" reply must not overtake
         # the answers queued before it in the same chat
-        over_rate = user is not None and not self.rate.allow(user.id)
-        async with self._chat_locks[chat.id]:  # one chat's replies stay in order
+        loop = asyncio.get_running_loop()
+        over_rate = user is not None and not await loop.run_in_executor(
+            self._pool, self.coordinator.allow, user.id, self.cfg.rate_limit_per_minute)
+        # one chat's replies stay in order: in this process, and across replicas
+        async with self._chat_locks[chat.id], self._chat_turn(chat.id):
             if over_rate:
                 await self._reply(update, [
                     f"You're asking faster than I can keep up ({self.cfg.rate_limit_per_minute}"
@@ -297,6 +317,17 @@ class QABot:
                     [[InlineKeyboardButton("Sources", callback_data=f"src:{answer.turn_id}")]])
             await self._reply(update, telegram_answer(answer), keyboard=keyboard)
 
+    @asynccontextmanager
+    async def _chat_turn(self, chat_id: int) -> AsyncIterator[None]:
+        """The coordinator's chat lock, taken and released on threads of their own."""
+        loop = asyncio.get_running_loop()
+        held = self.coordinator.chat_lock(chat_id)
+        await loop.run_in_executor(self._lock_waits, held.__enter__)
+        try:
+            yield
+        finally:
+            await loop.run_in_executor(self._lock_waits, held.__exit__, None, None, None)
+
     async def _keep_typing(self, chat_id: int, update: Update) -> None:
         await keep_typing(update.get_bot(), chat_id, self.cfg.typing_interval)
 
@@ -317,6 +348,17 @@ class QABot:
 
     def close(self) -> None:
         self.pool.close()
+        self._lock_waits.shutdown(wait=False, cancel_futures=True)
+
+
+def coordinator_for(sessions: object) -> Any:
+    """PostgreSQL's shared coordinator when the sessions live there, else this
+    process's own."""
+    from bot.pg import PgCoordinator, PgSessionStore
+
+    if isinstance(sessions, PgSessionStore):
+        return PgCoordinator(sessions.db, LocalCoordinator())
+    return LocalCoordinator()
 
 
 # "src:<turn id>": a turn id is an SQLite row id, at most 2**63 - 1 (19 digits)

@@ -82,6 +82,7 @@ class FakeBotAPI(ThreadedServer):
         self.callback_answers: list[dict[str, Any]] = []
         self.commands: list[dict[str, Any]] = []
         self.webhook: dict[str, Any] = {}
+        self.webhook_urls: set[str] = set()  # every URL a bot (or replica) registered
         self.faults: dict[str, list[Fault]] = defaultdict(list)
         self._next_update = 1
         self._next_message = 1000
@@ -221,6 +222,7 @@ class FakeBotAPI(ThreadedServer):
 
     async def _api_setWebhook(self, p: dict[str, Any]) -> web.Response:
         self.webhook = {"url": p["url"], "secret_token": p.get("secret_token")}
+        self.webhook_urls.add(p["url"])
         return _ok(True)
 
     async def _api_getWebhookInfo(self, p: dict[str, Any]) -> web.Response:
