@@ -155,8 +155,8 @@ class SessionSettings:
     # host/db (env QABOT_SESSION_URL): sessions, handled updates, rate limits and chat
     # locks in PostgreSQL, shared by every bot replica (bot/pg.py)
     url: str = ""
-    # PostgreSQL connections per process: a chat being answered holds one (its lock)
-    pool_size: int = setting(32, at_least=2, at_most=1000)
+    # PostgreSQL connections per process (each query holds one for milliseconds)
+    pool_size: int = setting(10, at_least=2, at_most=1000)
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,13 @@ with ``session.url`` set, this module keeps, in one database:
   insert that does nothing on a duplicate, so one update is answered once);
 * ``qabot_rate``: questions per user in the last 60 s (``allow``), counted under a
   per-user advisory lock so two replicas cannot both admit the 21st;
-* a session-level advisory lock per chat, held while it is answered (``chat_lock``),
-  so a chat's questions are answered one at a time, in order, whichever replica got
-  them.
+* ``qabot_chat_turns``: which chat is being answered, by whom, until when (a lease the
+  holder renews; ``try_chat_turn`` / ``end_chat_turn``), so a chat's questions are
+  answered one at a time whichever replica got them. A lease row rather than an
+  advisory lock, because a session-level lock holds a connection for as long as the
+  answer takes: 50 chats queued for the cores held 32 pooled connections and starved
+  every other query (measured: bench/telegram_load.py, docs/benchmarks.md). A replica
+  that dies mid-answer frees its chats when the lease runs out.
 
 The schema is created and migrated by the bot itself (``qabot_schema`` holds its
 version; replicas starting together migrate once, under an advisory lock). psycopg 3
@@ -27,6 +31,7 @@ import hashlib
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -46,6 +51,9 @@ RATE_WINDOW_S = 60.0  # the same sliding window as bot/telegram/guards.RateLimit
 # not days
 UPDATES_KEPT_S = 24 * 3600.0
 PRUNE_EVERY_S = 600.0
+# A chat's turn is leased for this long and renewed by its holder at a third of it: a
+# replica killed mid-answer holds the chat at most this long
+CHAT_LEASE_S = 60.0
 
 # Each migration takes the schema from version i to i + 1; never edit one that shipped.
 MIGRATIONS: tuple[str, ...] = (
@@ -60,6 +68,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE qabot_rate (
         user_id BIGINT NOT NULL, at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp());
     CREATE INDEX qabot_rate_user ON qabot_rate (user_id, at);
+    """,
+    """
+    CREATE TABLE qabot_chat_turns (
+        chat_id BIGINT PRIMARY KEY, owner TEXT NOT NULL, until TIMESTAMPTZ NOT NULL);
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -80,7 +92,7 @@ class Database:
     """A connection pool to ``url`` with the schema migrated; shared by the session
     store and the coordinator of one process."""
 
-    def __init__(self, url: str, *, pool_size: int = 32) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
         try:
             import psycopg
             from psycopg_pool import ConnectionPool
@@ -288,36 +300,48 @@ class PgCoordinator:
                         user_id, self.db.where, self.db.describe(exc))
             return bool(self.fallback.allow(user_id, per_minute))
 
-    @contextmanager
-    def chat_lock(self, chat_id: int) -> Iterator[None]:
-        """Hold the chat's lock, across replicas, while its question is answered. With
-        the server away it answers without (this process still orders its own chats)."""
-        key = lock_key("chat", chat_id)
+    def try_chat_turn(self, chat_id: int, lease_s: float = CHAT_LEASE_S) -> str | None:
+        """Take the chat's turn: a token to renew and end it with, None while another
+        holder has it, or "" when the server cannot say (answer unlocked, as a single
+        machine would)."""
+        token = uuid.uuid4().hex
         try:
-            held = self.db.connection()
-            conn = held.__enter__()
+            with self.db.connection() as conn:
+                row = conn.execute(
+                    "INSERT INTO qabot_chat_turns (chat_id, owner, until) VALUES "
+                    "(%s, %s, clock_timestamp() + make_interval(secs => %s)) "
+                    "ON CONFLICT (chat_id) DO UPDATE SET owner = EXCLUDED.owner, "
+                    "until = EXCLUDED.until WHERE qabot_chat_turns.until < clock_timestamp() "
+                    "RETURNING owner", (chat_id, token, lease_s)).fetchone()
         except self.db.errors as exc:
-            log.warning("cannot lock chat %s in %s (%s); answering unlocked", chat_id,
-                        self.db.where, self.db.describe(exc))
-            yield
+            log.warning("cannot take chat %s's turn in %s (%s); answering unlocked",
+                        chat_id, self.db.where, self.db.describe(exc))
+            return ""
+        return token if row else None
+
+    def renew_chat_turn(self, chat_id: int, token: str,
+                        lease_s: float = CHAT_LEASE_S) -> None:
+        if not token:
             return
-        locked = False
         try:
-            try:
-                conn.execute("SELECT pg_advisory_lock(%s)", (key,))
-                locked = True
-            except self.db.errors as exc:
-                log.warning("cannot lock chat %s in %s (%s); answering unlocked", chat_id,
-                            self.db.where, self.db.describe(exc))
-            yield
-        finally:
-            if locked:
-                try:
-                    conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
-                except self.db.errors as exc:  # the connection died: so did the lock
-                    log.warning("chat %s's lock in %s: %s", chat_id, self.db.where,
-                                self.db.describe(exc))
-            held.__exit__(None, None, None)
+            with self.db.connection() as conn:
+                conn.execute("UPDATE qabot_chat_turns SET until = clock_timestamp() + "
+                             "make_interval(secs => %s) WHERE chat_id = %s AND owner = %s",
+                             (lease_s, chat_id, token))
+        except self.db.errors as exc:
+            log.warning("cannot renew chat %s's turn in %s (%s)", chat_id, self.db.where,
+                        self.db.describe(exc))
+
+    def end_chat_turn(self, chat_id: int, token: str) -> None:
+        if not token:
+            return
+        try:
+            with self.db.connection() as conn:
+                conn.execute("DELETE FROM qabot_chat_turns WHERE chat_id = %s AND owner = %s",
+                              (chat_id, token))
+        except self.db.errors as exc:  # the lease runs out by itself
+            log.warning("cannot end chat %s's turn in %s (%s)", chat_id, self.db.where,
+                        self.db.describe(exc))
 
     def _prune(self) -> None:
         """Drop update ids older than ``UPDATES_KEPT_S`` now and then."""

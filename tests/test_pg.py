@@ -1,6 +1,6 @@
 """Chat state in a real PostgreSQL server (bot/pg.py): the schema the bot migrates
 itself, what replicas agree on (updates answered once, shared rate limits, one chat
-answered at a time), a server that is away, and the password kept out of every
+answered at a time, by lease), a server that is away, and the password kept out of every
 message. Session-store behaviour shared with SQLite is in test_sessions.py."""
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ def test_the_schema_is_created_once_and_versioned(postgres_url: str) -> None:
         with first.connection() as conn:
             tables = {r[0] for r in conn.execute(
                 "SELECT tablename FROM pg_tables WHERE tablename LIKE 'qabot_%'")}
-        assert tables == {"qabot_schema", "qabot_turns", "qabot_updates", "qabot_rate"}
+        assert tables == {"qabot_schema", "qabot_turns", "qabot_updates", "qabot_rate",
+                          "qabot_chat_turns"}
     finally:
         first.close()
         second.close()
@@ -120,25 +121,35 @@ def test_concurrent_questions_never_pass_the_limit(replicas) -> None:
 
 def test_a_chat_is_answered_by_one_replica_at_a_time(replicas) -> None:
     a, b = replicas
-    events: list[str] = []
-    inside = threading.Event()
+    token = a.try_chat_turn(42)
+    assert token
+    assert b.try_chat_turn(42) is None  # chat 42 is A's until it ends its turn
+    other = b.try_chat_turn(43)  # another chat is not held up
+    assert other
+    a.renew_chat_turn(42, token)
+    a.end_chat_turn(42, token)
+    mine = b.try_chat_turn(42)
+    assert mine
+    b.end_chat_turn(42, mine)
+    b.end_chat_turn(43, other)
 
-    def first() -> None:
-        with a.chat_lock(42):
-            events.append("a in")
-            inside.set()
-            time.sleep(0.5)
-            events.append("a out")
 
-    t = threading.Thread(target=first)
-    t.start()
-    inside.wait(5)
-    with b.chat_lock(43):  # another chat: not held up
-        events.append("b other chat")
-    with b.chat_lock(42):
-        events.append("b in")
-    t.join()
-    assert events == ["a in", "b other chat", "a out", "b in"]
+def test_a_dead_replicas_turn_runs_out(replicas) -> None:
+    a, b = replicas
+    assert a.try_chat_turn(7, lease_s=0.5)  # and A dies without ending it
+    assert b.try_chat_turn(7) is None
+    time.sleep(0.8)
+    assert b.try_chat_turn(7)
+
+
+def test_ending_a_lost_turn_frees_nothing_of_the_new_holder(replicas) -> None:
+    a, b = replicas
+    old = a.try_chat_turn(8, lease_s=0.3)
+    time.sleep(0.5)
+    new = b.try_chat_turn(8)
+    assert old and new
+    a.end_chat_turn(8, old)  # A, late, ends the turn it no longer has
+    assert a.try_chat_turn(8) is None  # B still has it
 
 
 def test_lock_keys_keep_namespaces_apart() -> None:
@@ -177,9 +188,9 @@ def test_a_server_gone_while_serving_costs_history_not_answers(
     assert store.append("c", Turn("q2", "q2", "a2")) is None
     assert coordinator.claim_update(5) is True and coordinator.claim_update(5) is False
     assert coordinator.allow(1, 1) is True and coordinator.allow(1, 1) is False
-    with coordinator.chat_lock(1):  # answered unlocked rather than not at all
-        pass
+    assert coordinator.try_chat_turn(1) == ""  # answered unlocked rather than not at all
     with pytest.raises(QuestionError, match="could not be forgotten"):
         store.reset("c")
     assert "going on without it" in caplog.text and "locally" in caplog.text
+    assert "answering unlocked" in caplog.text
     assert PASSWORD not in caplog.text

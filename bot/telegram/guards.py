@@ -12,8 +12,7 @@ import logging
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 from telegram import Update
 from telegram.ext import ApplicationHandlerStop, ContextTypes, filters
@@ -116,8 +115,8 @@ class RateLimiter:
 class LocalCoordinator:
     """What replicas would have to agree on, for one process: which updates it handled
     (the last ``UPDATES_REMEMBERED``: a webhook retry comes within minutes), how many
-    questions each user asked (``RateLimiter``), and a chat lock that the process's own
-    per-chat ordering makes unnecessary."""
+    questions each user asked (``RateLimiter``), and chat turns, which the process's own
+    per-chat ordering makes always free."""
 
     UPDATES_REMEMBERED = 10_000
 
@@ -145,6 +144,12 @@ class LocalCoordinator:
                 limiter = self._limiters[per_minute] = RateLimiter(per_minute, self.clock)
             return limiter.allow(user_id)
 
-    @contextmanager
-    def chat_lock(self, chat_id: int) -> Iterator[None]:
-        yield
+    # one process orders its own chats (an asyncio lock per chat): its turn is always free
+    def try_chat_turn(self, chat_id: int) -> str | None:
+        return ""
+
+    def renew_chat_turn(self, chat_id: int, token: str) -> None:
+        return None
+
+    def end_chat_turn(self, chat_id: int, token: str) -> None:
+        return None

@@ -13,7 +13,6 @@ import os
 import re
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -95,10 +94,7 @@ class QABot:
         self._chat_locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.pool = AnswerPool(engine, self.cfg.workers)
         self._pool = self.pool.executor
-        # waiting on another replica's chat lock blocks a thread: these, never the ones
-        # answering, so a replica waiting on the other cannot starve the holder's answers
-        self._lock_waits = ThreadPoolExecutor(max_workers=settings.session.pool_size,
-                                              thread_name_prefix="qabot-chat-lock")
+
 
     def build(self, token: str, *, base_url: str | None = None) -> App:
         base = base_url or self.cfg.base_url
@@ -319,14 +315,33 @@ class QABot:
 
     @asynccontextmanager
     async def _chat_turn(self, chat_id: int) -> AsyncIterator[None]:
-        """The coordinator's chat lock, taken and released on threads of their own."""
+        """The chat's turn across replicas (bot/pg.py): polled for without holding a
+        thread or a connection, renewed while held, ended after the reply."""
         loop = asyncio.get_running_loop()
-        held = self.coordinator.chat_lock(chat_id)
-        await loop.run_in_executor(self._lock_waits, held.__enter__)
+        coord, wait = self.coordinator, TURN_POLL_S
+        deadline = loop.time() + TURN_WAIT_S
+        while (token := await loop.run_in_executor(self._pool, coord.try_chat_turn,
+                                                   chat_id)) is None:
+            if loop.time() > deadline:  # a stuck holder must not silence the chat
+                log.warning("chat %s: no turn after %.0f s; answering anyway", chat_id,
+                            TURN_WAIT_S)
+                token = ""
+                break
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, TURN_POLL_MAX_S)
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(TURN_RENEW_S)
+                await loop.run_in_executor(self._pool, coord.renew_chat_turn, chat_id, token)
+
+        renewing = asyncio.create_task(renew()) if token else None
         try:
             yield
         finally:
-            await loop.run_in_executor(self._lock_waits, held.__exit__, None, None, None)
+            if renewing is not None:
+                renewing.cancel()
+                await loop.run_in_executor(self._pool, coord.end_chat_turn, chat_id, token)
 
     async def _keep_typing(self, chat_id: int, update: Update) -> None:
         await keep_typing(update.get_bot(), chat_id, self.cfg.typing_interval)
@@ -348,7 +363,6 @@ class QABot:
 
     def close(self) -> None:
         self.pool.close()
-        self._lock_waits.shutdown(wait=False, cancel_futures=True)
 
 
 def coordinator_for(sessions: object) -> Any:
@@ -359,6 +373,15 @@ def coordinator_for(sessions: object) -> Any:
     if isinstance(sessions, PgSessionStore):
         return PgCoordinator(sessions.db, LocalCoordinator())
     return LocalCoordinator()
+
+
+# A chat answered on another replica: polled for its turn from TURN_POLL_S, doubling to
+# TURN_POLL_MAX_S (a reply takes a few hundred ms); past TURN_WAIT_S the question is
+# answered anyway. The turn is renewed every TURN_RENEW_S (a third of bot/pg.py's lease).
+TURN_POLL_S = 0.05
+TURN_POLL_MAX_S = 0.4
+TURN_WAIT_S = 120.0
+TURN_RENEW_S = 20.0
 
 
 # "src:<turn id>": a turn id is an SQLite row id, at most 2**63 - 1 (19 digits)
