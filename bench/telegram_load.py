@@ -127,6 +127,21 @@ def deployment(home: Path, fake: FakeBotAPI, workers: int, replicas: int,
                 proc.kill()
 
 
+def forget_updates(url: str) -> None:
+    """Each run's fake Bot API numbers its updates from 1 again, as a new bot would: the
+    ids the previous run's replicas recorded as handled would make them skip these."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        if _has_table(conn):
+            conn.execute("DELETE FROM qabot_updates")
+
+
+def _has_table(conn: Any) -> bool:
+    row = conn.execute("SELECT to_regclass('qabot_updates')").fetchone()
+    return bool(row and row[0])
+
+
 def transactions(url: str) -> int:
     """Committed and rolled-back transactions on the session database so far (each
     statement of the bot's autocommit connections is one round trip)."""
@@ -140,6 +155,8 @@ def transactions(url: str) -> int:
 
 def measure(home: Path, chats: int, per_chat: int, workers: int, replicas: int = 0,
             session_url: str = "") -> dict[str, float]:
+    if replicas:
+        forget_updates(session_url)
     fake = FakeBotAPI().start()
     latencies: list[float] = []
     trips = 0

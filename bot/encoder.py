@@ -294,6 +294,10 @@ class Graph:
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3  # its warnings are about graph fusions, not for users
+        # idle threads sleep rather than spin: no slower alone (seed eval p50 within
+        # noise, docs/benchmarks.md), and processes sharing the cores (answer workers,
+        # replicas on one machine) no longer take them from each other
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self._session = ort.InferenceSession(str(path), opts,
                                                  providers=["CPUExecutionProvider"])
