@@ -61,10 +61,10 @@ class Context:
             self._settings = load_settings(config_file=self.config_file, cli=self.cli)
         return self._settings
 
-    def engine(self) -> Engine:
+    def engine(self, *, preload: bool = True) -> Engine:
         from bot.engine import Engine
 
-        return Engine(self.settings)
+        return Engine(self.settings, preload=preload)
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -417,7 +417,11 @@ def telegram(obj: Context, webhook_url: str | None, listen: str | None, port: in
     if webhook_url and not secret_token:
         raise QabotError("Webhook mode needs a secret token so that only Telegram can post "
                          "updates: pass --secret-token or set TELEGRAM_WEBHOOK_SECRET.")
-    tg.run(obj.engine(), settings, webhook_url=webhook_url, listen=listen, port=port,
+    from bot.workers import answers_in_workers
+
+    # answered in worker processes: this one keeps sessions and chats, not a reader
+    engine = obj.engine(preload=not answers_in_workers(settings))
+    tg.run(engine, settings, webhook_url=webhook_url, listen=listen, port=port,
            secret_token=secret_token)
 
 

@@ -72,17 +72,19 @@ class _Pipeline:
 
 class Engine:
     """Opened index + retriever + answerer + sessions. Build once, ask many times.
+    ``preload=False``: the reader loads at the first question instead of with the index
+    (a bot whose questions go to worker processes never asks this engine one).
 
     A serving process follows the index: when an ingest makes a new build live, the
     next question opens it (bot/store.py explains why the switch is safe)."""
 
     def __init__(self, settings: Settings, *, embeddings: QabotEmbeddings | None = None,
-                 sessions: SessionBackend | None = None) -> None:
+                 sessions: SessionBackend | None = None, preload: bool = True) -> None:
         started = time.perf_counter()
         self.settings = settings
         self.embeddings = embeddings or make_embeddings(settings.embeddings)
         self._lock = threading.Lock()
-        if answerer_kind(settings) in ("guided", "trained"):
+        if preload and answerer_kind(settings) in ("guided", "trained"):
             preload_reader(settings.answer.reader_threads)  # while the index opens
         self._pipe = self._open()
         self._retired: Index | None = None  # the build before, for questions in flight

@@ -56,6 +56,13 @@ def cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def answers_in_workers(settings: Settings) -> bool:
+    """Whether a bot with these settings answers in worker processes (what
+    ``AnswerPool(engine, settings.telegram.workers)`` decides): more than one worker, and
+    no LLM (whose answers stream and wait on the network: threads)."""
+    return (settings.telegram.workers or cores()) > 1 and settings.llm.provider == "none"
+
+
 # ----- inside a worker process -----------------------------------------------------------
 _engine: Engine | None = None
 
