@@ -9,7 +9,7 @@ reader once; the process that owns the pool keeps the session store and is the o
 that writes it: it reads a chat's turns, hands ``(question, turns)`` to a worker
 (``Engine.respond``) and records the answer it gets back.
 
-``AnswerPool(engine, workers)``: ``workers`` 0 means the core count; 1, or an LLM
+``AnswerPool(engine)`` follows ``telegram.workers``: 0 means the core count; 1, or an LLM
 configured (its answers stream and wait on the network, so threads suit them), answers
 in threads of this process as before. A worker that dies (killed, out of memory) breaks
 only the question it was answering: the pool is rebuilt and the next one is answered.
@@ -57,9 +57,9 @@ def cores() -> int:
 
 
 def answers_in_workers(settings: Settings) -> bool:
-    """Whether a bot with these settings answers in worker processes (what
-    ``AnswerPool(engine, settings.telegram.workers)`` decides): more than one worker, and
-    no LLM (whose answers stream and wait on the network: threads)."""
+    """Whether a bot with these settings answers in worker processes (``AnswerPool``
+    decides with this): more than one worker, and no LLM (whose answers stream and wait
+    on the network: threads)."""
     return (settings.telegram.workers or cores()) > 1 and settings.llm.provider == "none"
 
 
@@ -116,10 +116,10 @@ def _ready() -> int:
 class AnswerPool:
     """Answers ``engine``'s questions in worker processes (see the module docstring)."""
 
-    def __init__(self, engine: Engine, workers: int = 0) -> None:
+    def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.workers = workers or cores()
-        self.processes = self.workers > 1 and not engine.streams
+        self.workers = engine.settings.telegram.workers or cores()
+        self.processes = answers_in_workers(engine.settings)
         self._lock = threading.Lock()
         # threads: the answers themselves when there are no processes; otherwise session
         # reads and writes, and one waiting on each busy worker

@@ -92,7 +92,7 @@ class QABot:
                                    parse_ids(self.cfg.allowed_chats)))
         self.coordinator = coordinator_for(engine.sessions)
         self._chat_locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self.pool = AnswerPool(engine, self.cfg.workers)
+        self.pool = AnswerPool(engine)
         self._pool = self.pool.executor
 
 
