@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 BASE := $(VENV)/.installed-base
 FULL := $(VENV)/.installed-full
 
-.PHONY: setup chat test lint bench clean
+.PHONY: setup chat test lint bench clean conversations
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -37,6 +37,15 @@ lint: $(FULL)
 
 test: lint
 	$(BIN)/python -m pytest -q
+
+# the hand-written conversation set (tests/data/conversations/README.md): its own index
+# of the seed, tests/data/docs and the kettle FAQ, in a scratch state folder
+CONV_HOME := reports/conversations-home
+conversations: $(BASE)
+	rm -rf $(CONV_HOME)
+	$(BIN)/qabot --home $(CONV_HOME) ingest seeds tests/data/docs tests/data/conversations/kettle_faq.md
+	$(BIN)/qabot --home $(CONV_HOME) eval tests/data/conversations/conversations.jsonl \
+		--report reports/conversations --predictions reports/conversations.jsonl
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

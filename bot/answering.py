@@ -163,9 +163,12 @@ class Query:
 
     question: str
     standalone: str
-    # the question with the previous turn's topic, when it may be a follow-up that
-    # names nothing to resolve; the reader reads both forms (bot/reading.py)
+    # the question with the previous turn's subject, when it may be a follow-up; an
+    # answerer that reads both forms (bot/reading.py) adds ``prior`` (the follow-up
+    # model's log-odds, bot/conversation.py) to this form's score
     contextual: str | None = None
+    prior: float = 0.0
+    assumed: str | None = None  # the earlier subject in ``contextual`` (or ``standalone``)
 
 
 class Answerer(Protocol):

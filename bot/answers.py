@@ -120,6 +120,11 @@ class Answer:
     evidence: Evidence = field(default_factory=Evidence)
     turn_id: int | None = None  # set when the answer was stored as a session turn
     mode: Mode = Mode.EXTRACTIVE
+    # a follow-up answered with an earlier turn's subject: that subject, shown to the
+    # user ("（指：天华民乐团）") so they see why; None when the question was read alone
+    assumed_subject: str | None = None
+    # what this turn is about, stored with it for the next turn (bot/conversation.py)
+    subject: str = ""
 
     @property
     def headline(self) -> str | None:
@@ -153,6 +158,7 @@ class Answer:
             "citations": [asdict(c) for c in self.citations],
             "related": [asdict(c) for c in self.related],
             "standalone_query": self.standalone_query,
+            "assumed_subject": self.assumed_subject,
             "support": round(self.support, 4),
             "support_scale": SUPPORT_SCALES.get(self.mode, ""),
             "mode": str(self.mode),

@@ -28,9 +28,11 @@ import click
 
 from bot import present
 from bot.answers import ANSWERER_MODES, Mode
+from bot.cli_sessions import sessions as sessions_group
 from bot.config import Settings, load_settings, parse_assignment
 from bot.errors import ConfigError, IndexMissingError, QabotError
 from bot.progress import Feedback
+from bot.sessions import RATINGS
 from bot.wording import count, mask_password, printable
 
 if TYPE_CHECKING:
@@ -41,6 +43,7 @@ log = logging.getLogger("bot")
 
 CHAT_HELP = """Commands:
   /sources   show the passages behind the last answer, in full
+  /good      rate the last answer 👍   /bad  rate it 👎 (qabot sessions export --rated)
   /reset     forget this conversation (follow-ups start fresh)
   /help      this help
   exit, quit or Ctrl-D to leave"""
@@ -211,16 +214,25 @@ def ask(obj: Context, question: str | None, as_json: bool, session: str | None) 
 @cli.command()
 @verbose_option
 @click.option("--session", help="Resume (or name) a stored session; default: a new one.")
+@click.option("--continue", "resume", is_flag=True, help="Resume the latest session.")
 @pass_ctx
-def chat(obj: Context, session: str | None) -> None:
+def chat(obj: Context, session: str | None, resume: bool) -> None:
     """Talk to the bot; follow-up questions use the conversation so far."""
     settings = obj.settings
+    if resume and session:
+        raise click.UsageError("Give --session ID or --continue, not both.")
     try:
         engine = obj.engine()
     except IndexMissingError:
         click.echo(f"No index yet: building it from {settings.docs_dir} ...", err=True)
         _ingest(settings, [settings.docs_dir], rebuild=False)
         engine = obj.engine()
+    if resume:
+        latest = engine.sessions.sessions(1)
+        if latest:
+            session = latest[0].id
+        else:
+            click.echo("No earlier session to continue; starting a new one.", err=True)
     session = session or f"cli-{uuid.uuid4().hex[:8]}"
     stats = engine.stats()
     interactive = sys.stdin.isatty()
@@ -230,7 +242,11 @@ def chat(obj: Context, session: str | None) -> None:
     # the passages behind the last answer, for /sources: from the session store first,
     # so `chat --session S` after `ask --session S` shows the ask's
     stored = engine.last_turn(session)
+    click.echo(f"Session {session}" + (f" (resumed, {count(len(engine.history(session)), 'turn')}"
+                                       " remembered)" if stored else "")
+               + f"; come back to it with: qabot chat --session {session}")
     last = (stored.citations, stored.related) if stored else None
+    last_id = stored.id if stored else None
     for line in _read_lines(sys.stdin, "> " if interactive else ""):
         text = line.strip()
         if not text:
@@ -241,8 +257,19 @@ def chat(obj: Context, session: str | None) -> None:
             click.echo(CHAT_HELP)
         elif text == "/reset":
             engine.reset(session)
-            last = None
+            last, last_id = None, None
             click.echo("Conversation forgotten.")
+        elif text in ("/good", "/bad"):
+            if last_id is None:
+                click.echo("No answer to rate yet: ask a question first.")
+            else:
+                try:
+                    kept = engine.rate(session, last_id, RATINGS[text[1:]])
+                except QabotError as exc:
+                    click.echo(f"Error: {exc}")
+                else:
+                    click.echo(("Thanks: rated " + ("👍" if text == "/good" else "👎"))
+                               if kept else "That answer is no longer stored (reset?).")
         elif text == "/sources":
             if last is None:
                 click.echo("No answer yet: ask a question first.")
@@ -259,7 +286,7 @@ def chat(obj: Context, session: str | None) -> None:
             except QabotError as exc:
                 click.echo(f"Error: {exc}")
                 continue
-            last = (answer.citations, answer.related)
+            last, last_id = (answer.citations, answer.related), answer.turn_id
             if streamed:
                 click.echo("")
                 if answer.mode == Mode.LLM and answer.text == "".join(streamed).strip():
@@ -303,6 +330,9 @@ def eval_cmd(obj: Context, testset: Path | None, predictions: Path | None,
     if testset is None:
         raise click.UsageError("Give a TESTSET file (or --compare A B).")
     data = evaluation.load_testset(testset)
+    if data.needs_gold:
+        click.echo(f"Skipping {count(data.needs_gold, 'item')} marked needs_gold (rated 👎, "
+                   "no right answer written in yet).", err=True)
     items = data.items[:limit] if limit else data.items
     settings, ingest_seconds = obj.settings, None
     if data.format == "squad":
@@ -554,6 +584,9 @@ def _read_lines(stream: TextIO, prompt: str) -> Iterator[str]:
                 return
     else:
         yield from stream
+
+
+cli.add_command(sessions_group)
 
 
 def main() -> None:

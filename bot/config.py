@@ -145,6 +145,10 @@ class AnswerSettings:
     # ONNX Runtime threads for one reading (0: every core). Answer workers
     # (telegram.workers) run with 1 each: they keep the cores busy already.
     reader_threads: int = setting(0, at_least=0, at_most=256)
+    # guided: a headline must have the type the question asks for (a date for "when",
+    # a number for "how many"; bot/answer_types.py), else the next span or a refusal.
+    # Chosen on held-out CMRC validation articles (docs/benchmarks.md).
+    check_answer_type: bool = True
 
 
 @dataclass(frozen=True)

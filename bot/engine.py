@@ -21,18 +21,13 @@ from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrou
 from bot.answering import Answerer, ExtractiveAnswerer, Query
 from bot.answers import Answer
 from bot.config import Settings, answerer_kind
+from bot.conversation import replay, resolve
 from bot.embeddings import QabotEmbeddings, make_embeddings
 from bot.errors import IndexError_, QabotError, QuestionError
 from bot.ingest import IngestReport
 from bot.reading import GuidedAnswerer, ReaderAnswerer, preload_reader
 from bot.retrieval import HybridRetriever
-from bot.sessions import (
-    SessionBackend,
-    Turn,
-    contextual_query,
-    open_sessions,
-    standalone_query,
-)
+from bot.sessions import SessionBackend, Turn, open_sessions
 from bot.store import Index
 
 # asked once by ``warm_up``; any question works, one in each script loads both paths
@@ -170,28 +165,38 @@ class Engine:
         such as the evaluator. ``on_token`` receives an LLM answer as it streams."""
         question = self.check_question(question)
         turns = self._history(session, history, self._current())
-        result = self.respond(question, turns, on_token=on_token)
+        result = self.respond(question, turns, on_token=on_token,
+                              keep_subject=session is not None)
         if session is not None:
             self.record(session, question, result)
         return result
 
     def respond(self, question: str, turns: Sequence[Turn], *,
-                on_token: Callable[[str], None] | None = None) -> Answer:
+                on_token: Callable[[str], None] | None = None,
+                keep_subject: bool = True) -> Answer:
         """Answer ``question`` after the earlier ``turns`` of its chat, storing nothing:
         what a worker process runs (bot/workers.py), the process that owns the session
-        store reading the turns before and recording the answer after."""
+        store reading the turns before and recording the answer after.
+        ``keep_subject``: work out what the turn is about (``Answer.subject``) for a
+        turn that will be stored; a one-shot question skips it."""
         question = self.check_question(question)
         t0 = time.perf_counter()
         pipe = self._current()
         turns = list(turns)
-        standalone = (pipe.llm.rewrite(question, turns) if pipe.llm else None) \
-            or standalone_query(question, turns, pipe.index.segmenter)
-        contextual = (contextual_query(question, turns, pipe.index.segmenter)
-                      if isinstance(pipe.answerer, ReaderAnswerer) and pipe.llm is None
-                      and standalone == question else None)
-        query = Query(question=question, standalone=standalone, contextual=contextual)
-        if query.standalone != question:
-            log.info("follow-up rewritten for retrieval: %r", query.standalone)
+        res = resolve(question, turns, pipe.index.segmenter)
+        if isinstance(pipe.answerer, ReaderAnswerer) and pipe.llm is None:
+            # the reader reads the question alone and with the earlier subject; the
+            # follow-up model's odds weigh the second reading (bot/conversation.py)
+            query = Query(question=question, standalone=question, contextual=res.resolved,
+                          prior=res.log_odds if res.resolved else 0.0, assumed=res.added)
+        elif res.followup:
+            rewritten = pipe.llm.rewrite(question, turns) if pipe.llm else None
+            query = Query(question=question, standalone=rewritten or res.resolved or question,
+                          assumed=None if rewritten else res.added)
+        else:
+            query = Query(question=question, standalone=question)
+        if res.resolved:
+            log.info("follow-up odds %.2f for subject %r", res.log_odds, res.assumed)
         t1 = time.perf_counter()
         try:
             out = pipe.chain.invoke({"query": query, "on_token": on_token})
@@ -207,6 +212,12 @@ class Engine:
                              "answer": (t3 - t2) * 1000, "total": (t3 - t0) * 1000}
         if not result.standalone_query:
             result.standalone_query = query.standalone
+        if result.assumed_subject is None and query.assumed and not result.refused \
+                and query.standalone != question:
+            result.assumed_subject = query.assumed  # answered from the resolved form
+        if keep_subject:
+            result.subject = res.subject_after(result.assumed_subject is not None,
+                                               result.refused)
         return result
 
     def record(self, session: str, question: str, result: Answer) -> None:
@@ -214,7 +225,8 @@ class Engine:
         result.turn_id = self.sessions.append(session, Turn(
             question=question, standalone=result.standalone_query or question,
             answer=result.answer, citations=list(result.citations),
-            related=list(result.related)))
+            related=list(result.related), subject=result.subject,
+            short="" if result.refused else (result.short_answer or "")))
 
     def warm_up(self) -> None:
         """Answer one question and forget it, so the reader, the tokenizers and the
@@ -262,6 +274,10 @@ class Engine:
         that shares the session store sees it)."""
         return self.sessions.last(session)
 
+    def rate(self, session: str, turn_id: int, rating: int) -> bool:
+        """Store the user's 👍 (1) or 👎 (-1) for one turn; False when it is gone."""
+        return self.sessions.rate(session, turn_id, rating)
+
     def turn(self, session: str, turn_id: int) -> Turn | None:
         """One stored turn of a session; None once the session was reset."""
         return self.sessions.get(session, turn_id)
@@ -294,11 +310,9 @@ class Engine:
 
     def _history(self, session: str | None, history: list[str] | None,
                  pipe: _Pipeline) -> list[Turn]:
-        if history:
-            turns: list[Turn] = []
-            for q in history:  # replay: each earlier question made standalone in turn
-                turns.append(Turn(q, standalone_query(q, turns, pipe.index.segmenter), ""))
-            return turns
+        if history:  # replay: each earlier question related to the ones before it
+            return [Turn(r.question, r.resolved or r.question, "", subject=r.subject)
+                    for r in replay(history, pipe.index.segmenter)]
         if session is None:
             return []
         return self.sessions.history(session, self.settings.session.history_turns)

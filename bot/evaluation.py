@@ -75,6 +75,8 @@ class TestSet:
     format: str  # "jsonl" | "squad"
     items: list[Item]
     contexts: list[Document]  # SQuAD-style only: every context as a document
+    # rated turns still waiting for the operator's gold answer (bot/feedback.py): skipped
+    needs_gold: int = 0
 
     @property
     def fingerprint(self) -> str:
@@ -97,7 +99,8 @@ def load_testset(path: Path) -> TestSet:
     if isinstance(whole, dict) and isinstance(whole.get("data"), list):
         items, contexts = _squad(whole, path)
         return TestSet(path, "squad", items, contexts)
-    return TestSet(path, "jsonl", _jsonl(text, path), [])
+    items, waiting = _jsonl(text, path)
+    return TestSet(path, "jsonl", items, [], waiting)
 
 
 def _answer_texts(answers: Any, where: str) -> list[str]:
@@ -119,8 +122,10 @@ def _answer_texts(answers: Any, where: str) -> list[str]:
     return out
 
 
-def _jsonl(text: str, path: Path) -> list[Item]:
+def _jsonl(text: str, path: Path) -> tuple[list[Item], int]:
+    """The items, and how many were skipped as still needing a gold answer."""
     items = []
+    waiting = 0
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -129,6 +134,9 @@ def _jsonl(text: str, path: Path) -> list[Item]:
             if not isinstance(row, dict) or not isinstance(row.get("question"), str):
                 raise QabotError(f"{path} line {n} is not a test item: each line needs at "
                                  'least {"question": "...", "answers": [...]}.')
+            if row.get("needs_gold"):  # a 👎 turn the operator has not answered yet
+                waiting += 1
+                continue
             history = row.get("history") or []
             if not (isinstance(history, list) and all(isinstance(h, str) for h in history)):
                 raise QabotError(
@@ -146,9 +154,13 @@ def _jsonl(text: str, path: Path) -> list[Item]:
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise QabotError(f"{path} line {n} is not a test item ({exc}). Each line needs "
                              'at least {"question": ..., "answers": [...]}.') from exc
+    if not items and waiting:
+        raise QabotError(f"Every item of {path} is marked needs_gold ({waiting}): write the "
+                         'right answer into each one\'s "answers" (empty when the documents do '
+                         "not say) and remove the mark, then evaluate again.")
     if not items:
         raise QabotError(f"{path} holds no questions.")
-    return items
+    return items, waiting
 
 
 def _squad(data: dict[str, Any], path: Path) -> tuple[list[Item], list[Document]]:

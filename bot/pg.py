@@ -37,7 +37,13 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from bot.errors import QabotError, QuestionError
-from bot.sessions import Turn, dump_citations, turn_from_row
+from bot.sessions import (
+    SessionSummary,
+    Turn,
+    dump_citations,
+    rating_failed,
+    turn_from_row,
+)
 from bot.wording import mask_password
 
 log = logging.getLogger(__name__)
@@ -72,6 +78,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE qabot_chat_turns (
         chat_id BIGINT PRIMARY KEY, owner TEXT NOT NULL, until TIMESTAMPTZ NOT NULL);
+    """,
+    """
+    ALTER TABLE qabot_turns ADD COLUMN subject TEXT NOT NULL DEFAULT '';
+    ALTER TABLE qabot_turns ADD COLUMN rating SMALLINT;
+    ALTER TABLE qabot_turns ADD COLUMN short TEXT NOT NULL DEFAULT '';
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -185,7 +196,7 @@ def _password(url: str) -> str:
         return ""
 
 
-_COLUMNS = "question, standalone, answer, citations, at, id, related"
+_COLUMNS = "question, standalone, answer, citations, at, id, related, subject, rating, short"
 
 
 class PgSessionStore:
@@ -225,10 +236,11 @@ class PgSessionStore:
         def run(conn: Any) -> int:
             row = conn.execute(
                 "INSERT INTO qabot_turns (session, question, standalone, answer, citations, "
-                "at, related) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                "at, related, subject, short) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "RETURNING id",
                 (session, turn.question, turn.standalone, turn.answer,
                  dump_citations(turn.citations), turn.at or time.time(),
-                 dump_citations(turn.related))).fetchone()
+                 dump_citations(turn.related), turn.subject, turn.short)).fetchone()
             return int(row[0])
         return self._best_effort(run, None, "save a turn")
 
@@ -246,6 +258,40 @@ class PgSessionStore:
     def last(self, session: str) -> Turn | None:
         turns = self.history(session, 1)
         return turns[0] if turns else None
+
+    def rate(self, session: str, turn_id: int, rating: int) -> bool:
+        try:
+            with self.db.connection() as conn:
+                cur = conn.execute("UPDATE qabot_turns SET rating = %s WHERE session = %s "
+                                   "AND id = %s", (rating, session, turn_id))
+                return int(cur.rowcount) > 0
+        except self.db.errors as exc:
+            log.warning("Could not rate turn %s of %s in %s: %s", turn_id, session,
+                        self.db.where, self.db.describe(exc))
+            raise rating_failed() from None
+
+    def sessions(self, limit: int) -> list[SessionSummary]:
+        def run(conn: Any) -> list[SessionSummary]:
+            rows = conn.execute(
+                "SELECT t.session, c.n, t.question, t.at FROM qabot_turns t JOIN (SELECT "
+                "session, COUNT(*) AS n, MAX(id) AS last FROM qabot_turns GROUP BY session) c "
+                "ON t.id = c.last ORDER BY t.id DESC LIMIT %s", (limit,)).fetchall()
+            return [SessionSummary(str(s), int(n), str(q), float(at)) for s, n, q, at in rows]
+        return self._best_effort(run, [], "list sessions")
+
+    def transcript(self, session: str) -> list[Turn]:
+        def run(conn: Any) -> list[Turn]:
+            rows = conn.execute(f"SELECT {_COLUMNS} FROM qabot_turns WHERE session = %s "
+                                "ORDER BY id", (session,)).fetchall()
+            return [turn_from_row(row) for row in rows]
+        return self._best_effort(run, [], "read a transcript")
+
+    def rated(self) -> list[tuple[str, Turn]]:
+        def run(conn: Any) -> list[tuple[str, Turn]]:
+            rows = conn.execute(f"SELECT session, {_COLUMNS} FROM qabot_turns WHERE rating "
+                                "IS NOT NULL ORDER BY id").fetchall()
+            return [(str(row[0]), turn_from_row(row[1:])) for row in rows]
+        return self._best_effort(run, [], "read rated turns")
 
     def close(self) -> None:
         self.db.close()

@@ -5,7 +5,8 @@ functions here and never read answer text back. What is shown is decided once:
 
 * the short answer (bold in Telegram, highlighted on a terminal), the quotes with their
   ``[n]`` markers, prose, a notice when the LLM was not used;
-* "follow-up, searched as …" when the question was rewritten for retrieval;
+* 「（指：…）」 / "(taken as about: …)" when a follow-up was answered with an earlier
+  turn's subject;
 * the cited passages, or, when nothing is cited (a refusal), the closest ones under a
   heading that says they do not answer it; ``passages_to_show`` is that rule, and the
   CLI's ``/sources`` and Telegram's Sources button both show its passages in full.
@@ -17,6 +18,7 @@ import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bot import tokens
 from bot.answers import Answer, Citation, Quote, marks
 from bot.chunking import split_sentences
 from bot.wording import printable
@@ -51,9 +53,13 @@ def passages_to_show(citations: Sequence[Citation], related: Sequence[Citation])
 
 
 def followup_line(answer: Answer) -> str | None:
-    if answer.standalone_query and answer.standalone_query != answer.question:
-        return f"(follow-up, searched as: {answer.standalone_query})"
-    return None
+    """The subject a follow-up was taken to be about, so the user sees why it was
+    answered so: 「（指：天华民乐团）」, "(taken as about: Huocheng)"."""
+    if not answer.assumed_subject:
+        return None
+    if tokens.is_mostly_cjk(answer.question):
+        return f"（指：{answer.assumed_subject}）"
+    return f"(taken as about: {answer.assumed_subject})"
 
 
 def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:

@@ -114,16 +114,45 @@ def best_span(start: Array, end: Array, first: int, last: int,
     return first + a, first + b, float(grid[a, b])
 
 
+def next_spans(start: Array, end: Array, first: int, last: int, taken: tuple[int, int],
+               k: int, max_tokens: int = MAX_ANSWER_TOKENS) -> list[tuple[int, int, float]]:
+    """Up to ``k`` more (i, j, logit) spans after the best one ``taken``, best first,
+    none overlapping a span already picked: the candidates a headline falls back to when
+    the best span is not of the type the question asks for."""
+    s = start[first:last]
+    e = end[first:last]
+    n = len(s)
+    if n == 0 or k <= 0:
+        return []
+    i, j = np.indices((n, n))
+    grid = np.where((j >= i) & (j - i < max_tokens), s[:, None] + e[None, :], -1e9)
+    picked = [(taken[0] - first, taken[1] - first)]
+    out: list[tuple[int, int, float]] = []
+    while len(out) < k:
+        for a, b in picked:  # nothing that overlaps a picked span
+            grid[(i <= b) & (j >= a)] = -1e9
+        flat = int(np.argmax(grid))
+        a, b = divmod(flat, n)
+        if grid[a, b] <= -1e8:
+            break
+        out.append((first + a, first + b, float(grid[a, b])))
+        picked.append((a, b))
+    return out
+
+
 @dataclass(frozen=True)
 class Span:
     """The reader's answer in one passage: [start, end) in the passage's text, the
-    margin of the span over "no answer" in its window, and the span's raw logit sum."""
+    margin of the span over "no answer" in its window, and the span's raw logit sum.
+    ``others``: the window's next-best spans as (start, end, margin), best first, when
+    they were asked for (``Reader.read_around``'s ``alternatives``)."""
 
     passage: int
     start: int
     end: int
     score: float
     logit: float
+    others: tuple[tuple[int, int, float], ...] = ()
 
 
 class Reader:
@@ -190,7 +219,7 @@ class Reader:
 
     def read_around(self, question: str, passages: Sequence[str],
                     targets: Sequence[tuple[int, int, int]],
-                    context_tokens: int) -> list[tuple[int, Span]]:
+                    context_tokens: int, alternatives: int = 0) -> list[tuple[int, Span]]:
         """For each target ``(passage, start, end)`` (character offsets of, say, a
         sentence the rule answerer ranked high) the span the reader points at inside it,
         as ``(target index, span)``; a target holding no token is left out. The reader
@@ -224,6 +253,9 @@ class Reader:
         out = []
         for (t_index, w, a, b), s, e in zip(batch, start, end, strict=True):
             i, j, logit = best_span(s, e, a, b, self.max_answer_tokens)
-            margin = logit - float(s[0] + e[0])
-            out.append((t_index, Span(w.passage, w.starts[i], w.ends[j], margin, logit)))
+            null = float(s[0] + e[0])
+            others = tuple((w.starts[x], w.ends[y], score - null) for x, y, score in
+                           next_spans(s, e, a, b, (i, j), alternatives, self.max_answer_tokens))
+            out.append((t_index, Span(w.passage, w.starts[i], w.ends[j], logit - null, logit,
+                                      others)))
         return out

@@ -24,10 +24,11 @@ Both compose the same way:
 * refusal: the documents "do not contain" the answer and the passages are offered as
   related.
 
-Follow-ups: when the chat has history and the question was not rewritten (no
-pronoun to resolve, 「第一批学员有多少人?」 after a question about 天华民乐团), the
-engine also retrieves for the question with the previous turn's topic
-(``Query.contextual``); both readings are scored and the better one answers.
+Follow-ups: when the chat has history, the engine also retrieves for the question
+with the previous turn's subject (``Query.contextual``, bot/conversation.py); both
+readings are scored, the contextual one with the follow-up model's log-odds added
+(``Query.prior``), and the better one answers; the answer names the subject it
+assumed.
 
 Kept from the rule answerer: questions about the document itself (its author, date,
 title) are answered from the metadata the loader read (``ExtractiveAnswerer``'s
@@ -50,6 +51,7 @@ from typing import Any
 from langchain_core.documents import Document
 
 from bot import tokens
+from bot.answer_types import agrees, asked_kind, whole_place
 from bot.answering import (
     Candidate,
     ExtractiveAnswerer,
@@ -77,6 +79,10 @@ QUOTE_CHARS = 80
 COMBINER_PATH = Path(__file__).parent / "models" / "combiner.json"
 # what the refusal model sees of the chosen sentence and its span
 REFUSAL_FEATURES = ("margin", "support", "score", "same_script", "typed", "lexical", "cos")
+# The reader's next-best spans kept per window, which a headline of the wrong type falls
+# back to (bot/answer_types.py). Set, not tuned: a window of 24-96 tokens rarely holds
+# more than four distinct candidate values.
+ALTERNATIVES = 4
 # Where a long quote may be cut: after a clause. An ASCII comma or colon between digits
 # is part of a number or a time (1,024; 9:00), never a clause end.
 _CLAUSE_END = re.compile(r"[，；;：、]|(?<!\d)[,:]|[,:](?!\d)")
@@ -185,7 +191,14 @@ class ReaderAnswerer:
         scored = [r for r in readings if r.span is not None]
         if not scored:
             return self._refused(query, passages, 0.0)
-        best = max(scored, key=lambda r: r.span.score if r.span else -1e9)
+
+        def weighed(r: Reading) -> float:
+            # the follow-up model's log-odds weigh the reading with the earlier subject
+            # (bot/conversation.py); the refusal below still sees the span's own score
+            score = r.span.score if r.span else -1e9
+            return score + (query.prior if r.question == query.contextual else 0.0)
+
+        best = max(scored, key=weighed)
         assert best.span is not None
         if best.span.score < self.threshold:
             return self._refused(query, best.passages, best.span.score)
@@ -241,12 +254,15 @@ class ReaderAnswerer:
         shortened = unit_offsets(doc.metadata, TextSpan(start, end))
         standalone = reading.question if reading.question != query.standalone \
             else query.standalone
+        assumed = query.assumed if query.contextual and reading.question == query.contextual \
+            else None
         return Answer(
             question=query.question, short_answer=short or None,
             short_cite=1 if apart else None,
             quotes=[Quote(quote, (1,), source=c.source, start=quoted[0], end=quoted[1])],
             refused=False, citations=[citation], related=related,
             standalone_query=standalone, support=span.score, mode=self.mode,
+            assumed_subject=assumed,
             evidence=Evidence(source=c.source, start=quoted[0], end=quoted[1],
                               text=text[q_start:q_end], span_start=shortened[0],
                               span_end=shortened[1], reader_score=round(span.score, 4)),
@@ -344,7 +360,8 @@ class GuidedAnswerer(ReaderAnswerer):
             targets.append((cand.passage, cand.start - base, cand.end - base))
         texts = [p.page_content for p in passages]
         out = []
-        for t_index, span in self.reader.read_around(form, texts, targets, c.context_tokens):
+        for t_index, span in self.reader.read_around(form, texts, targets, c.context_tokens,
+                                                     ALTERNATIVES):
             cand = top[t_index]
             out.append(Sentence(cand, span, {
                 "margin": span.score, "support": cand.support, "score": cand.score,
@@ -357,7 +374,21 @@ class GuidedAnswerer(ReaderAnswerer):
         read = self.sentences(asked, form, passages)
         if not read:
             return Reading(form, passages, None)
-        best = max(read, key=lambda s: s.span.score + c.lam * s.candidate.score)
+        ranked = sorted(read, key=lambda s: -(s.span.score + c.lam * s.candidate.score))
+        best = ranked[0]
+        if self.settings.check_answer_type:
+            kind = asked_kind(asked, question_type(asked) or question_type(form))
+            typed = self._typed(kind, form, ranked, passages)
+            if typed is None:
+                # no span of the asked type in any sentence read: a refusal
+                return Reading(form, passages, None)
+            best = typed
+            if kind == "place":  # the whole name: 「霍城县江阴小学」, not 「霍城县」
+                text = passages[best.span.passage].page_content
+                end = whole_place(text, _trim(text, best.span.start, best.span.end)[1])
+                if end > best.span.end:
+                    best = Sentence(best.candidate, dataclasses.replace(best.span, end=end),
+                                    best.features)
         if best.features["same_script"]:
             odds = c.log_odds(best.features)
         else:
@@ -370,6 +401,41 @@ class GuidedAnswerer(ReaderAnswerer):
         span = best.span
         return Reading(form, passages,
                        Span(span.passage, span.start, span.end, odds, span.logit))
+
+    @staticmethod
+    def _typed(kind: str | None, form: str, ranked: Sequence[Sentence],
+               passages: Sequence[Document]) -> Sentence | None:
+        """The first sentence (in choice order) whose best span, or failing that one of
+        its window's next spans, has the type ``kind`` and says more than the question
+        does (a span inside the question, 「天华民乐团」 for 「天华民乐团 他们学的是什么乐
+        器?」, echoes it); that span becomes its answer. A sentence whose spans are all
+        echoes keeps its best when that is of the type (answer sentences often restate
+        the question). A list question whose best span is a bare count skips the
+        sentence: it counts something, and its other words are not the items asked
+        for. None when no sentence has a span of the type: a refusal."""
+        asked = tokens.normalize(form)
+        for sent in ranked:
+            text = passages[sent.span.passage].page_content
+            span = sent.span
+            best = text[slice(*_trim(text, span.start, span.end))]
+            if not tokens.normalize(best):
+                return sent  # punctuation only: no headline, the sentence answers
+            if kind == "list" and not agrees(kind, best):
+                continue  # a count where the items were asked: another sentence
+            for start, end, margin in ((span.start, span.end, span.score), *span.others):
+                said = text[slice(*_trim(text, start, end))]
+                if not tokens.normalize(said) or tokens.normalize(said) in asked \
+                        or not agrees(kind, said):
+                    continue
+                if (start, end) == (span.start, span.end):
+                    return sent
+                moved = Span(span.passage, start, end, margin, span.logit)
+                return Sentence(sent.candidate, moved, {**sent.features, "margin": margin})
+            if agrees(kind, best):
+                # only echoes of the question here, and the best of them of the asked
+                # type: the sentence restates the question and still answers it
+                return sent
+        return None
 
 
 def _trim(text: str, start: int, end: int) -> tuple[int, int]:

@@ -1,17 +1,12 @@
-"""Chat sessions: per-chat history in SQLite, and follow-up questions made standalone.
-
-A follow-up such as 「它帮助了多少个村?」 says nothing about *what* "it" is; retrieving
-with it alone finds noise. ``standalone_query`` detects follow-ups (pronouns,
-elliptical 「那…呢」 / "what about", or a short question with no specific term) and
-prefixes the previous turn's topic, so retrieval sees 「澄远·火种计划 它帮助了多少个村?」.
-The answerer still focuses on the words of the current question.
+"""Chat sessions: per-chat history in SQLite (or PostgreSQL, bot/pg.py), each turn with
+its subject (what the next question may lean on: bot/conversation.py) and the user's
+rating; listing, transcripts and the rated turns for evaluation.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import sqlite3
 import threading
 import time
@@ -21,19 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from bot import tokens
 from bot.answers import Citation
 from bot.errors import QuestionError
-
-_ANAPHORA_ZH = re.compile(
-    r"(它们|它|他们|她们|其|该|此|这个|那个|这些|那些|这项|那项|上述|这里|那里|这一|那一)")
-_ANAPHORA_EN = re.compile(
-    r"\b(it|its|they|them|their|this|that|these|those|he|she|his|her)\b", re.I)
-_ELLIPSIS = re.compile(r"^\s*(那么?|还有|what about|how about|and what)|呢\s*[?？]?\s*$", re.I)
-_INTERROGATIVE = re.compile(
-    r"(是什么|是谁|是哪[个些位家所年天]?|有哪些|有多少|多少[钱个名人项次场所]*|几[个名次场所项]?"
-    r"|什么时候|哪一年|哪年|哪天|在哪里|在哪儿|哪里|哪儿|什么|怎么样|如何|为什么|吗|呢|请问)"
-)
 
 
 @dataclass(frozen=True)
@@ -46,49 +30,9 @@ class Turn:
     id: int | None = None  # row id once stored
     # the closest passages when nothing was cited (a refusal): /sources shows them
     related: list[Citation] = field(default_factory=list)
-
-
-def is_followup(question: str, segmenter: tokens.Segmenter = tokens.FULL) -> bool:
-    """Does the question lean on an earlier turn to say what it is about?"""
-    if _ANAPHORA_ZH.search(question) or _ANAPHORA_EN.search(question):
-        return True
-    if _ELLIPSIS.search(question.strip()):
-        return True
-    terms = segmenter.content_terms(question)
-    specific = [t for t in terms if len(t) >= 3 or any(ch.isdigit() for ch in t)]
-    has_quote = any(q in question for q in "“”\"《》「」")
-    short = len(re.sub(r"\W", "", question)) <= 12
-    return short and not specific and not has_quote and tokens.is_mostly_cjk(question)
-
-
-def topic_of(question: str) -> str:
-    """The question without its interrogative words: what it was about."""
-    core = _INTERROGATIVE.sub(" ", question)
-    core = re.sub(r"[?？!！。,，;；:：\s]+", " ", core).strip()
-    return core[:100]
-
-
-def standalone_query(question: str, history: list[Turn],
-                     segmenter: tokens.Segmenter = tokens.FULL) -> str:
-    """The retrieval query for ``question`` in a chat with ``history`` (oldest first)."""
-    if not history or not is_followup(question, segmenter):
-        return question
-    previous = topic_of(history[-1].standalone)
-    return f"{previous} {question}".strip() if previous else question
-
-
-def contextual_query(question: str, history: list[Turn],
-                     segmenter: tokens.Segmenter = tokens.FULL) -> str | None:
-    """The question with the previous turn's topic, for a question that may or may not
-    lean on it (no pronoun, but 「第一批学员有多少人?」 after 「天华民乐团是在哪里成立
-    的?」): the reader reads both and its scores decide. None when there is no history
-    or ``standalone_query`` already rewrote the question."""
-    if not history or is_followup(question, segmenter):
-        return None
-    previous = topic_of(history[-1].standalone)
-    if not previous or tokens.normalize(previous) in tokens.normalize(question):
-        return None
-    return f"{previous} {question}"
+    subject: str = ""  # what the turn was about (bot/conversation.py); "" before it was kept
+    rating: int | None = None  # the user's 👍 (1) or 👎 (-1)
+    short: str = ""  # the short answer (what `sessions export --rated` takes as the gold)
 
 
 if TYPE_CHECKING:
@@ -106,6 +50,29 @@ class SessionBackend(Protocol):
     def append(self, session: str, turn: Turn) -> int | None: ...
     def reset(self, session: str) -> int: ...
     def last(self, session: str) -> Turn | None: ...
+    def rate(self, session: str, turn_id: int, rating: int) -> bool: ...
+    def sessions(self, limit: int) -> list[SessionSummary]: ...
+    def transcript(self, session: str) -> list[Turn]: ...
+    def rated(self) -> list[tuple[str, Turn]]: ...
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    """One conversation as ``qabot sessions`` lists it."""
+
+    id: str
+    turns: int
+    last_question: str
+    last_at: float
+
+
+RATINGS = {"good": 1, "bad": -1}  # what /good, /bad and the 👍/👎 buttons store
+
+
+def rating_failed() -> QuestionError:
+    """A rating the store could not take: the user asked for it, so say so."""
+    return QuestionError("The rating could not be saved right now (the session store is "
+                         "busy). Try again in a moment.")
 
 
 def open_sessions(settings: Settings) -> SessionBackend:
@@ -119,7 +86,7 @@ def open_sessions(settings: Settings) -> SessionBackend:
     return SessionStore(settings.sessions_path)
 
 
-_COLUMNS = "question, standalone, answer, citations, at, id, related"
+_COLUMNS = "question, standalone, answer, citations, at, id, related, subject, rating, short"
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -130,10 +97,17 @@ T = TypeVar("T")
 BUSY_SECONDS = 3.0
 
 
+# columns added after the first release, each with what older rows read as
+_ADDED_COLUMNS = (("related", "TEXT NOT NULL DEFAULT '[]'"),
+                  ("subject", "TEXT NOT NULL DEFAULT ''"), ("rating", "INTEGER"),
+                  ("short", "TEXT NOT NULL DEFAULT ''"))
+
+
 def turn_from_row(row: tuple[Any, ...]) -> Turn:
-    q, s, a, c, at, turn_id, r = row
+    q, s, a, c, at, turn_id, r, subject, rating, short = row
     return Turn(str(q), str(s), str(a), _citations(c, turn_id), at, turn_id,
-                _citations(r, turn_id))
+                _citations(r, turn_id), str(subject or ""),
+                None if rating is None else int(rating), str(short or ""))
 
 
 def _citations(stored: Any, turn_id: int) -> list[Citation]:
@@ -221,8 +195,9 @@ class SessionStore:
                 "answer TEXT NOT NULL, citations TEXT NOT NULL, at REAL NOT NULL)")
             db.execute("CREATE INDEX IF NOT EXISTS turns_session ON turns(session, id)")
             columns = {row[1] for row in db.execute("PRAGMA table_info(turns)")}
-            if "related" not in columns:  # a store written before turns kept them
-                db.execute("ALTER TABLE turns ADD COLUMN related TEXT NOT NULL DEFAULT '[]'")
+            for name, kind in _ADDED_COLUMNS:  # a store written before turns kept them
+                if name not in columns:
+                    db.execute(f"ALTER TABLE turns ADD COLUMN {name} {kind}")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -287,10 +262,10 @@ class SessionStore:
         with self._connect() as db:
             cur = db.execute(
                 "INSERT INTO turns (session, question, standalone, answer, citations, at, "
-                "related) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "related, subject, short) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (session, turn.question, turn.standalone, turn.answer,
                  dump_citations(turn.citations), turn.at or time.time(),
-                 dump_citations(turn.related)))
+                 dump_citations(turn.related), turn.subject, turn.short))
             return int(cur.lastrowid or 0)
 
     def reset(self, session: str) -> int:
@@ -312,3 +287,47 @@ class SessionStore:
     def last(self, session: str) -> Turn | None:
         turns = self.history(session, 1)
         return turns[0] if turns else None
+
+    def rate(self, session: str, turn_id: int, rating: int) -> bool:
+        """Store the user's rating of one turn; False when the turn is gone (reset)."""
+        def run() -> bool:
+            with self._connect() as db:
+                return db.execute("UPDATE turns SET rating = ? WHERE session = ? AND id = ?",
+                                  (rating, session, turn_id)).rowcount > 0
+        try:
+            if not self._ensure():
+                raise sqlite3.OperationalError("not available")
+            return self._guarded(run)
+        except sqlite3.Error as exc:
+            log.warning("Could not rate turn %s of %s in %s: %s", turn_id, session,
+                        self.path, exc)
+            raise rating_failed() from exc
+
+    def sessions(self, limit: int) -> list[SessionSummary]:
+        """The latest ``limit`` sessions, most recent first."""
+        def run() -> list[SessionSummary]:
+            with self._connect() as db:
+                rows = db.execute(
+                    "SELECT t.session, c.n, t.question, t.at FROM turns t JOIN (SELECT "
+                    "session, COUNT(*) AS n, MAX(id) AS last FROM turns GROUP BY session) c "
+                    "ON t.id = c.last ORDER BY t.id DESC LIMIT ?", (limit,)).fetchall()
+            return [SessionSummary(str(s), int(n), str(q), float(at)) for s, n, q, at in rows]
+        return self._best_effort(run, [], "list sessions")
+
+    def transcript(self, session: str) -> list[Turn]:
+        """Every turn of ``session``, oldest first."""
+        def run() -> list[Turn]:
+            with self._connect() as db:
+                rows = db.execute(f"SELECT {_COLUMNS} FROM turns WHERE session = ? "
+                                  "ORDER BY id", (session,)).fetchall()
+            return [turn_from_row(row) for row in rows]
+        return self._best_effort(run, [], "read a transcript")
+
+    def rated(self) -> list[tuple[str, Turn]]:
+        """Every rated turn with its session, oldest first."""
+        def run() -> list[tuple[str, Turn]]:
+            with self._connect() as db:
+                rows = db.execute(f"SELECT session, {_COLUMNS} FROM turns WHERE rating IS "
+                                  "NOT NULL ORDER BY id").fetchall()
+            return [(str(row[0]), turn_from_row(row[1:])) for row in rows]
+        return self._best_effort(run, [], "read rated turns")

@@ -105,6 +105,7 @@ class Segmenter:
         self._vocabulary = vocabulary
         self._total = total
         self._jieba: Any = None
+        self._pos: Any = None
         self._lock = threading.Lock()
         self._tokenize_cached = lru_cache(maxsize=4096)(self._tokenize)
 
@@ -183,6 +184,22 @@ class Segmenter:
             tok for tok in self._segmenter().lcut_for_search(text)
             if tok.strip() and not _PUNCT_OR_SPACE.match(tok) and tok not in STOPWORDS
         )
+
+    def tagged(self, text: str) -> list[tuple[str, str]]:
+        """(word, part-of-speech tag) pairs of ``text`` as written (jieba's posseg over
+        this segmenter's dictionary; the tag table loads on first use, about 0.5 s)."""
+        if self._pos is None:
+            with self._lock:
+                if self._pos is None:
+                    import jieba.posseg
+
+                    self._pos = jieba.posseg.POSTokenizer(self._segmenter_unlocked())
+        return [(p.word, p.flag) for p in self._pos.cut(text)]
+
+    def _segmenter_unlocked(self) -> Any:
+        if self._jieba is None:
+            self._jieba = self._build()
+        return self._jieba
 
     def _segmenter(self) -> Any:  # -> jieba.Tokenizer
         if self._jieba is None:

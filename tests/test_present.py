@@ -79,12 +79,12 @@ def test_the_short_answer_is_bold_because_it_is_one_not_because_a_line_starts_wi
 def test_terminal_and_telegram_show_the_same_parts() -> None:
     answer = _answer(short_answer="1.4亿元", short_cite=1, citations=[C1, C2],
                      quotes=[Quote("总投资1.4亿元。", (1,)), Quote("第二段", (2,))],
-                     standalone_query="大楼 总投资多少?")
+                     standalone_query="大楼 总投资多少?", assumed_subject="大楼")
     text = present.plain(present.terminal_lines(answer))
     html = unescape(render_answer(answer)[0].replace("<b>", "").replace("</b>", "")
                     .replace("<i>", "").replace("</i>", ""))
     for part in ("1.4亿元 [1]", "总投资1.4亿元。 [1]", "第二段 [2]",
-                 "(follow-up, searched as: 大楼 总投资多少?)", "Sources:",
+                 "（指：大楼）", "Sources:",
                  present.cite_line(C1), present.cite_line(C2)):
         assert part in text and part in html, part
     # one snippet rule: a long passage is cut to SNIPPET_CHARS in both

@@ -106,7 +106,7 @@ def test_two_replicas_share_chats_updates_strangers_and_rate_limits(deployment) 
     assert _post(b, fake.message(1, 11, "它帮助了多少个村?")) == 200
     _, follow_up = texts(1, 2)
     assert "帮助全县9个薄弱村" in follow_up.split("Sources:")[0]
-    assert "searched as: 澄远·火种计划" in follow_up
+    assert "（指：澄远·火种计划）" in follow_up
 
     # one update delivered to both replicas (a retry that reached both): one reply
     twice = fake.message(2, 22, "霍城县江苏医院综合病房大楼总投资多少?")

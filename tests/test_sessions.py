@@ -1,5 +1,6 @@
-"""Sessions: follow-up detection, standalone queries, persistence in SQLite and (the
-same tests, ``backend`` = postgres) in a real PostgreSQL server."""
+"""Sessions: follow-up resolution (bot/conversation.py), persistence, ratings and
+listing in SQLite and (the same tests, ``backend`` = postgres) in a real PostgreSQL
+server."""
 
 from __future__ import annotations
 
@@ -9,44 +10,69 @@ from pathlib import Path
 import pytest
 
 from bot.answers import Citation
-from bot.sessions import (
-    SessionBackend,
-    SessionStore,
-    Turn,
-    is_followup,
-    standalone_query,
-    topic_of,
-)
+from bot.conversation import replay, resolve, subject_of, topic_of
+from bot.sessions import SessionBackend, SessionStore, Turn
 
 C1 = Citation(1, "a.txt", "a.txt#0", 0, 12, "霍城县江苏医院综合病房大楼", 0.9)
 C2 = Citation(2, "b.txt", "b.txt#3", 40, 60, "second passage", 0.4)
+ABOUT_PLAN = [Turn("澄远·火种计划是什么?", "澄远·火种计划是什么?", "", subject="澄远·火种计划")]
 
 
 @pytest.mark.parametrize("question", [
-    "它帮助了多少个村?", "它们有多少个班级参与?", "那朝南社区基层阵地项目呢?",
-    "首批培训了多少名学员?",
-    "How much did it cost?", "What about the school?",
+    "它帮助了多少个村?", "它们有多少个班级参与?", "How much did it cost?", "What about the school?",
 ])
-def test_followups_are_detected(question: str) -> None:
-    assert is_followup(question)
+def test_the_model_takes_pronouns_and_ellipses_as_followups(question: str) -> None:
+    res = resolve(question, ABOUT_PLAN)
+    assert res.followup
+    assert res.resolved is not None and res.resolved.startswith("澄远·火种计划")
+
+
+def test_an_ellipsis_naming_its_own_subject_is_a_followup_about_it() -> None:
+    res = resolve("那朝南社区基层阵地项目呢?", ABOUT_PLAN)
+    assert res.followup and res.subject == "朝南社区基层阵地项目"
 
 
 @pytest.mark.parametrize("question", [
-    "霍城县江苏医院综合病房大楼总投资多少?", "两地党政代表团互访了几次?",
-    "江阴组织实施了什么人才计划?",
-    "“万里鸿雁传真情”活动有多少所学校参与?", "How many students took part in the exchange?",
+    "霍城县江苏医院综合病房大楼总投资多少?", "江阴组织实施了什么人才计划?",
+    "How many students took part in the exchange?",
+    "What year was Huocheng designated a pilot county for aid to Xinjiang?",
 ])
-def test_standalone_questions_are_left_alone(question: str) -> None:
-    assert not is_followup(question)
-    assert standalone_query(question, [Turn("澄远·火种计划是什么?", "澄远·火种计划是什么?", "")]) \
-        == question
+def test_questions_that_name_their_own_subject_start_fresh(question: str) -> None:
+    assert not resolve(question, ABOUT_PLAN).followup
 
 
-def test_followup_borrows_the_previous_topic() -> None:
-    history = [Turn("澄远·火种计划是什么?", "澄远·火种计划是什么?", "…")]
+def test_a_question_without_history_or_naming_the_subject_has_nothing_to_resolve() -> None:
+    assert resolve("它帮助了多少个村?", []).resolved is None
+    assert resolve("澄远·火种计划帮助了多少个村?", ABOUT_PLAN).resolved is None
+
+
+def test_subjects_are_the_questions_own_noun_phrase() -> None:
+    assert subject_of("天华民乐团是在哪里成立的?") == "天华民乐团"
+    assert subject_of("霍城县江苏医院综合病房大楼总投资多少?") == "霍城县江苏医院综合病房大楼"
+    assert subject_of("How much is a blood test at Harbour Street Clinic?") \
+        == "blood test Harbour Street Clinic"
     assert topic_of("澄远·火种计划是什么?") == "澄远·火种计划"
-    assert standalone_query("它帮助了多少个村?", history) == "澄远·火种计划 它帮助了多少个村?"
-    assert standalone_query("它帮助了多少个村?", []) == "它帮助了多少个村?"
+
+
+def test_followups_do_not_pile_up_over_a_conversation() -> None:
+    """Each follow-up is resolved against one earlier subject, never an expanded query:
+    the fourth turn's query holds no word of the first three questions."""
+    turns = replay(["它建设了多少个文化广场?", "天华民乐团是在哪里成立的?", "首批学员有多少人?",
+                    "他们学的是什么乐器?", "那二胡呢?"])
+    assert [t.subject for t in turns[1:]] == ["天华民乐团"] * 3 + ["二胡"]
+    for t in turns[2:]:
+        assert t.resolved is not None and "文化广场" not in t.resolved
+        assert "首批" not in (t.resolved or "") or t.question.startswith("首批")
+    # a question in another language that names its own subject starts fresh
+    switched = replay(["天华民乐团是在哪里成立的?",
+                       "When did Huocheng become a regular county for aid?"])
+    assert not switched[1].followup
+    assert switched[1].subject == "Huocheng become regular county aid"
+    # an ellipsis naming a new subject moves on to it; a pronoun after it means the new one
+    moved = replay(["江阴初级中学总投资多少?", "那朝南社区基层阵地项目呢?", "它被评为什么?"])
+    assert moved[1].resolved == "总投资 那朝南社区基层阵地项目呢?"
+    assert moved[1].added == "总投资"  # what the answer says it assumed, not the old subject
+    assert moved[2].resolved == "朝南社区基层阵地项目 它被评为什么?"
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -152,3 +178,51 @@ def test_a_store_written_before_turns_kept_related_passages_opens(tmp_path: Path
     assert old is not None and old.citations == [C1] and old.related == []
     store.append("chat", Turn("新", "新", "答", related=[C2]))
     assert store.last("chat").related == [C2]
+
+
+def test_turns_keep_subject_and_rating_and_sessions_list_newest_first(
+        open_store: Callable[[], SessionBackend]) -> None:
+    store = open_store()
+    first = store.append("a", Turn("天华民乐团是在哪里成立的?", "q", "霍城县江阴小学 [1]", [C1],
+                                   subject="天华民乐团", short="霍城县江阴小学"))
+    store.append("b", Turn("other", "other", "x"))
+    second = store.append("a", Turn("首批学员有多少人?", "q", "30名 [1]", [C1],
+                                    subject="天华民乐团", short="30名"))
+    assert first is not None and second is not None
+    assert store.rate("a", first, 1) and store.rate("a", second, -1)
+    assert not store.rate("b", first, 1)  # another chat's turn: nothing rated
+    again = open_store()
+    listed = again.sessions(10)
+    assert [s.id for s in listed] == ["a", "b"]
+    assert listed[0].turns == 2 and listed[0].last_question == "首批学员有多少人?"
+    assert [s.id for s in again.sessions(1)] == ["a"]
+    shown = again.transcript("a")
+    assert [(t.subject, t.rating, t.short) for t in shown] == [
+        ("天华民乐团", 1, "霍城县江阴小学"), ("天华民乐团", -1, "30名")]
+    assert [(s, t.id) for s, t in again.rated()] == [("a", first), ("a", second)]
+    assert again.transcript("missing") == []
+
+
+def test_rated_turns_export_as_an_evaluation_set(tmp_path: Path) -> None:
+    from bot.evaluation import load_testset
+    from bot.feedback import rated_items, write_jsonl
+
+    store = SessionStore(tmp_path / "s.sqlite3")
+    ids = [store.append("c", Turn(q, q, a, cites, short=short)) for q, a, cites, short in [
+        ("天华民乐团是在哪里成立的?", "霍城县江阴小学 [1]", [C1], "霍城县江阴小学"),
+        ("首批学员有多少人?", "30名 [1]", [C1], "30名"),
+        ("它有多少名员工?", "文档中没有找到这个问题的答案。", [], "")]]
+    for turn_id, rating in zip(ids, (1, -1, 1), strict=True):
+        assert turn_id is not None and store.rate("c", turn_id, rating)
+    items = rated_items(store.rated(), {"c": store.transcript("c")}, history_turns=6)
+    assert [(i["type"], i["answers"], i["history"]) for i in items] == [
+        ("rated-good", ["霍城县江阴小学"], []),
+        ("rated-bad", [], ["天华民乐团是在哪里成立的?"]),
+        ("rated-unanswerable", [], ["天华民乐团是在哪里成立的?", "首批学员有多少人?"])]
+    assert items[1]["needs_gold"] and items[1]["bot_answer"] == "30名 [1]"
+    path = tmp_path / "rated.jsonl"
+    write_jsonl(items, path)
+    loaded = load_testset(path)  # the 👎 turn waits for its gold answer
+    assert loaded.needs_gold == 1
+    assert [(i.answers, i.history) for i in loaded.items] == [
+        (["霍城县江阴小学"], ()), ([], ("天华民乐团是在哪里成立的?", "首批学员有多少人?"))]

