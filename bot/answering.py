@@ -169,6 +169,17 @@ class Query:
     contextual: str | None = None
     prior: float = 0.0
     assumed: str | None = None  # the earlier subject in ``contextual`` (or ``standalone``)
+    # an English question's Chinese keyword form, and its contextual one (bot/bridge.py)
+    bridged: str | None = None
+    bridged_contextual: str | None = None
+
+    @property
+    def bridged_forms(self) -> tuple[str, ...]:
+        return tuple(f for f in (self.bridged, self.bridged_contextual) if f)
+
+    def leans_on_context(self, form: str) -> bool:
+        """Whether ``form`` (one the answerer read) carries the earlier subject."""
+        return form in (self.contextual, self.bridged_contextual)
 
 
 class Answerer(Protocol):

@@ -26,7 +26,7 @@ import logging
 import math
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +180,16 @@ class Bm25:
             hits = hits[np.argpartition(-scores[hits], k - 1)[:k]]
         order = sorted(hits.tolist(), key=lambda d: (-scores[d], d))
         return [(self.ids[d], float(scores[d])) for d in order]
+
+    @property
+    def vocabulary(self) -> Mapping[str, int]:
+        """Every term of the indexed chunks (the same object for the index's life)."""
+        return self._vocab
+
+    def frequency(self, term: str) -> int:
+        """How many chunks hold ``term``."""
+        i = self._vocab.get(term)
+        return 0 if i is None else int(self._indptr[i + 1] - self._indptr[i])
 
     def idf(self, term: str) -> float:
         """BM25-style idf of a term over chunks; unseen terms get the maximum."""

@@ -149,6 +149,13 @@ class AnswerSettings:
     # a number for "how many"; bot/answer_types.py), else the next span or a refusal.
     # Chosen on held-out CMRC validation articles (docs/benchmarks.md).
     check_answer_type: bool = True
+    # guided/trained: an English question about an index holding Chinese is also read
+    # in a Chinese keyword form from CC-CEDICT (bot/bridge.py); the better reading wins.
+    bridge_english: bool = True
+    # log-odds a bridged reading gives up against the question read as asked and
+    # against the refusal threshold: keywords in another language are weaker evidence
+    # than the question itself. Chosen on tests/data/bridge/dev.json (docs/benchmarks.md).
+    bridge_margin: float = setting(1.0, at_least=0.0, at_most=50.0)
 
 
 @dataclass(frozen=True)

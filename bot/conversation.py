@@ -55,6 +55,7 @@ _EN_FUNCTION = re.compile(
     r"|the|a|an|of|for|to|in|on|at|by|with|and|or|many|much|about|there|any|can|could"
     r"|should|would|will|i|you|we|me|my|your)\b", re.I)
 _WORD_EN = re.compile(r"[A-Za-z][\w-]*")
+_CODE = re.compile(r"[a-z]+\d+[a-z\d]*")  # "e14", "r5": a code, not a word
 _QUOTES = "“”\"《》「」『』"
 
 
@@ -199,6 +200,7 @@ class Resolution:
     # an elliptical follow-up (「那第二个呢?」, "And for coffee?") also carries what the
     # previous question asked (its own words, never an expanded query)
     asked_before: str = ""
+    previous: str = ""  # the earlier question as asked (for an English ellipsis)
     segmenter: tokens.Segmenter = field(default=tokens.FULL, repr=False, compare=False)
 
     @cached_property
@@ -227,6 +229,8 @@ class Resolution:
         """The question with the earlier subject, or None when there is none to add."""
         if self.assumed is None:
             return None
+        if self._substituted:  # "And the Green setting?": the earlier question about it
+            return self._substituted
         if self._moved_on():  # 「那X呢?」 about a new X: what was asked, of X
             return f"{self._carried()} {self.question}".strip()
         extra = self.asked_before if self.asked_before and \
@@ -245,13 +249,56 @@ class Resolution:
 
     def _carried(self) -> str:
         """What the earlier question asked, without its subject (「总投资」)."""
+        if self._substituted:  # English: the earlier question's topic, less the new one
+            own = {w.lower() for w in _WORD_EN.findall(self.own)}
+            return " ".join(w for w in _WORD_EN.findall(topic_of(self._substituted))
+                            if w.lower() not in own)
         return self.asked_before.replace(self.assumed or "", " ").strip()
 
     def _moved_on(self) -> str:
         """An elliptical follow-up's own subject, when it names one of its own."""
+        if self._substituted:
+            return self.own
         if not self.asked_before or self.own == topic_of(self.question):
             return ""  # not an ellipsis, or no noun phrase of its own
         return self.own
+
+    @cached_property
+    def _substituted(self) -> str:
+        """An English ellipsis ("And the Green setting?", "What about E22?") put into
+        the earlier question in place of the phrase it parallels: the words around the
+        head noun they share ("Oolong setting" → "Green setting"), or a code of the same
+        shape ("E14" → "E22"). Empty when nothing lines up, or for Chinese (whose
+        ellipses carry the earlier question's words instead, ``_carried``)."""
+        if not self.asked_before or not self.previous or tokens.is_mostly_cjk(self.question):
+            return ""
+        new = _WORD_EN.findall(self.own)
+        if not new or len(new) > 4:
+            return ""
+        before = self.previous
+        words = list(_WORD_EN.finditer(before))
+        head = new[-1].lower()
+        for i, m in enumerate(words):
+            word = m.group().lower()
+            if word == head:  # the head and as many modifiers as the new phrase has
+                first = i
+                while first > 0 and i - first < len(new) - 1 and \
+                        not _EN_FUNCTION.fullmatch(words[first - 1].group()):
+                    first -= 1
+            elif len(new) == 1 and _CODE.fullmatch(head) and _CODE.fullmatch(word):
+                first = i  # "E22" for "E14"
+            else:
+                continue
+            start, end = words[first].start(), m.end()
+            if before[start:end].lower() == self.own.lower():
+                return ""  # the same phrase: not a new subject
+            return f"{before[:start]}{self.own}{before[end:]}"
+        # "What about an X-ray?" after "How long does it take?": in the pronoun's place
+        pronoun = _ANAPHORA_EN.search(before)
+        if pronoun and pronoun.group().lower() in ("it", "they", "this", "that", "these",
+                                                   "those"):
+            return f"{before[:pronoun.start()]}{self.own}{before[pronoun.end():]}"
+        return ""
 
     def subject_after(self, assumed_used: bool, refused: bool) -> str:
         """This turn's subject once answered: the earlier subject when the answer used
@@ -278,7 +325,8 @@ def resolve(question: str, history: Sequence[Previous],
     model = model or followup_model()
     features = followup_features(question, previous.question, before, segmenter)
     asked = topic_of(previous.question) if features["ellipsis"] else ""
-    return Resolution(question, before, model.log_odds(features), asked, segmenter)
+    return Resolution(question, before, model.log_odds(features), asked,
+                      previous.question if asked else "", segmenter)
 
 
 def replay(questions: Sequence[str], segmenter: tokens.Segmenter = tokens.FULL,

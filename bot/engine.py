@@ -7,6 +7,7 @@ CLI, Telegram or the evaluator.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import threading
@@ -16,10 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from langchain_core.documents import Document
 from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough
 
+from bot import tokens
 from bot.answering import Answerer, ExtractiveAnswerer, Query
 from bot.answers import Answer
+from bot.bridge import glossary_for
 from bot.config import Settings, answerer_kind
 from bot.conversation import replay, resolve
 from bot.embeddings import QabotEmbeddings, make_embeddings
@@ -112,6 +116,9 @@ class Engine:
                 context_passages=RunnableLambda(
                     lambda d: retriever.invoke(d["query"].contextual)
                     if d["query"].contextual else []))
+            | RunnablePassthrough.assign(bridged_passages=RunnableLambda(
+                lambda d: {f: retriever.invoke(f) for f in d["query"].bridged_forms}
+                if _about_chinese(d["passages"]) else {}))
             | RunnableLambda(lambda d: {**d, "retrieved_at": time.perf_counter()})
             | RunnableLambda(lambda d: {**d, "answer": final(d)})
         )
@@ -189,6 +196,12 @@ class Engine:
             # follow-up model's odds weigh the second reading (bot/conversation.py)
             query = Query(question=question, standalone=question, contextual=res.resolved,
                           prior=res.log_odds if res.resolved else 0.0, assumed=res.added)
+            if self.settings.answer.bridge_english and not tokens.is_mostly_cjk(question):
+                # and, for an English question over Chinese text, in Chinese keywords
+                glossary = glossary_for(pipe.index.bm25.vocabulary, pipe.index.bm25.frequency)
+                query = dataclasses.replace(
+                    query, bridged=glossary.bridge(question),
+                    bridged_contextual=glossary.bridge(res.resolved) if res.resolved else None)
         elif res.followup:
             rewritten = pipe.llm.rewrite(question, turns) if pipe.llm else None
             query = Query(question=question, standalone=rewritten or res.resolved or question,
@@ -316,3 +329,11 @@ class Engine:
         if session is None:
             return []
         return self.sessions.history(session, self.settings.session.history_turns)
+
+
+def _about_chinese(passages: Sequence[Document]) -> bool:
+    """Whether an English question is about Chinese text: the passage it retrieves first
+    as asked is Chinese (retrieval is cross-lingual). Only then is its Chinese keyword
+    form read (bot/bridge.py): in an index that also holds English documents, an English
+    question about one of them must not be pulled to the Chinese ones."""
+    return bool(passages) and tokens.is_mostly_cjk(passages[0].page_content)

@@ -43,7 +43,7 @@ import logging
 import math
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -162,7 +162,8 @@ class ReaderAnswerer:
 
     def __call__(self, inputs: dict[str, Any]) -> Answer:
         return self.answer(inputs["query"], inputs["passages"],
-                           inputs.get("context_passages") or ())
+                           inputs.get("context_passages") or (),
+                           inputs.get("bridged_passages") or {})
 
     def refusal(self, query: Query, passages: Sequence[Document]) -> Answer:
         return self.rules.refusal(query, passages)
@@ -180,7 +181,8 @@ class ReaderAnswerer:
         return self.settings.reader_threshold
 
     def answer(self, query: Query, passages: Sequence[Document],
-               context_passages: Sequence[Document] = ()) -> Answer:
+               context_passages: Sequence[Document] = (),
+               bridged_passages: Mapping[str, Sequence[Document]] | None = None) -> Answer:
         pool = [citation_of(i + 1, p) for i, p in enumerate(passages)]
         about_doc = self.rules._metadata_answer(query, passages, pool)
         if about_doc is not None:
@@ -188,6 +190,9 @@ class ReaderAnswerer:
         readings = [self.read(query.question, query.standalone, passages)] if passages else []
         if query.contextual and context_passages:
             readings.append(self.read(query.question, query.contextual, context_passages))
+        for form, found in (bridged_passages or {}).items():
+            if found:  # Chinese keywords: read as the question they stand for
+                readings.append(self.read(form, form, found))
         scored = [r for r in readings if r.span is not None]
         if not scored:
             return self._refused(query, passages, 0.0)
@@ -195,12 +200,19 @@ class ReaderAnswerer:
         def weighed(r: Reading) -> float:
             # the follow-up model's log-odds weigh the reading with the earlier subject
             # (bot/conversation.py); the refusal below still sees the span's own score
+            score = own(r)
+            return score + (query.prior if query.leans_on_context(r.question) else 0.0)
+
+        def own(r: Reading) -> float:
+            # a bridged reading (English as Chinese keywords, bot/bridge.py) gives up
+            # answer.bridge_margin, in the choice and against the refusal threshold
             score = r.span.score if r.span else -1e9
-            return score + (query.prior if r.question == query.contextual else 0.0)
+            return score - (self.settings.bridge_margin
+                            if r.question in query.bridged_forms else 0.0)
 
         best = max(scored, key=weighed)
         assert best.span is not None
-        if best.span.score < self.threshold:
+        if own(best) < self.threshold:
             return self._refused(query, best.passages, best.span.score)
         row = best.passages[best.span.passage]
         if row.metadata.get("kind") == KIND_TABLE and names_another_row(
@@ -254,8 +266,7 @@ class ReaderAnswerer:
         shortened = unit_offsets(doc.metadata, TextSpan(start, end))
         standalone = reading.question if reading.question != query.standalone \
             else query.standalone
-        assumed = query.assumed if query.contextual and reading.question == query.contextual \
-            else None
+        assumed = query.assumed if query.leans_on_context(reading.question) else None
         return Answer(
             question=query.question, short_answer=short or None,
             short_cite=1 if apart else None,

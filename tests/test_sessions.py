@@ -75,6 +75,29 @@ def test_followups_do_not_pile_up_over_a_conversation() -> None:
     assert moved[2].resolved == "朝南社区基层阵地项目 它被评为什么?"
 
 
+@pytest.mark.parametrize(("conversation", "resolved", "added", "subject"), [
+    (["What temperature is the Oolong setting on the K3 kettle?", "And the Green setting?"],
+     "What temperature is the Green setting on the K3 kettle?", "temperature K3 kettle",
+     "Green setting"),
+    (["What does error code E14 mean?", "And E22?"],
+     "What does error code E22 mean?", "error code mean", "E22"),
+    (["How much is the Plus plan per month?", "And the Premium plan?"],
+     "How much is the Premium plan per month?", "per month", "Premium plan"),
+    (["How much is a blood test?", "How long does it take?", "What about an X-ray?"],
+     "How long does X-ray take?", "long take", "X-ray"),
+])
+def test_an_english_ellipsis_takes_the_place_of_what_it_parallels(
+        conversation: list[str], resolved: str, added: str, subject: str) -> None:
+    """"And the Green setting?" asks the earlier question of a new subject: the answer
+    names what it carried over, never the old subject (the Oolong setting)."""
+    last = replay(conversation)[-1]
+    assert (last.followup, last.resolved, last.added, last.subject) == (
+        True, resolved, added, subject)
+    # and the next pronoun means the new subject
+    after = replay([*conversation, "Is it available in black?"])[-1]
+    assert after.resolved is not None and after.resolved.startswith(subject)
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], SessionBackend]:
     """Opens the same store again on each call, as another process would."""

