@@ -32,7 +32,7 @@ chat: $(BASE)
 
 # ruff everywhere; mypy --strict on bot/ (settings in pyproject.toml)
 lint: $(FULL)
-	$(BIN)/ruff check bot tests bench train
+	$(BIN)/ruff check bot tests bench train fakes
 	$(BIN)/mypy
 
 test: lint

@@ -10,7 +10,7 @@ CC BY-SA 4.0, Cui et al. 2019) read from ``../shared/data/cmrc2018_trial.json`` 
 A retrieved chunk is relevant when it contains the evidence (seed set) or comes from
 the question's gold passage (CMRC).
 
-    python bench/baseline.py [--cmrc PATH] [--limit N]
+    python -m bench.baseline [--cmrc PATH] [--limit N]
 """
 
 from __future__ import annotations

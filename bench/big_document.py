@@ -9,7 +9,7 @@ Afterwards it reopens the index in a fresh process and rebuilds BM25 from Chroma
 reporting the rise in peak RSS that the rebuild alone causes (jieba's dictionary is
 loaded by a search before the baseline is read).
 
-    python bench/big_document.py [--mb 1,10] [--source ../shared/data/drcd_dev.json]
+    python -m bench.big_document [--mb 1,10] [--source ../shared/data/drcd_dev.json]
 
 Figures and dates: docs/benchmarks.md, "Memory of one large document".
 """

@@ -1,6 +1,6 @@
 """What the copy-then-switch ingest costs as the index grows.
 
-    python bench/build_switch.py [--sizes 1000,10000,50000]
+    python -m bench.build_switch [--sizes 1000,10000,50000]
 
 For each size: a folder of documents of 10 chunks' worth of real CMRC sentences each is
 ingested with the hashing embedder (so the numbers are the store's, not the model's).
@@ -15,14 +15,11 @@ from __future__ import annotations
 import argparse
 import random
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scale import corpus  # a sibling script, not a package
-
+from bench.scale import corpus
 from bot.config import load_settings
 from bot.embeddings import HashingEmbeddings
 from bot.ingest import ingest

@@ -10,7 +10,7 @@ questions refused is printed.
 
 Never CMRC or the seed test set: those are test sets.
 
-    python bench/calibrate_reader.py [--limit 300] [--max-false-refusals 0.04]
+    python -m bench.calibrate_reader [--limit 300] [--max-false-refusals 0.04]
 """
 
 from __future__ import annotations
@@ -23,17 +23,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bot import evaluation
+from bot.config import load_settings
+from bot.embeddings import make_embeddings
+from bot.engine import Engine
+from bot.ingest import ingest_documents
+from bot.reader import GRAPH_PATH as MODEL_PATH
+from bot.sessions import SessionStore
+from train import drcd
 
-from bot import evaluation  # noqa: E402
-from bot.config import load_settings  # noqa: E402
-from bot.embeddings import make_embeddings  # noqa: E402
-from bot.engine import Engine  # noqa: E402
-from bot.ingest import ingest_documents  # noqa: E402
-from bot.reader import GRAPH_PATH as MODEL_PATH  # noqa: E402
-from bot.sessions import SessionStore  # noqa: E402
-from train import drcd  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 OFF = {"answer.reader_threshold": -1000.0}
 

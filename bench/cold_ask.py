@@ -1,6 +1,6 @@
 """Cold `qabot ask`: wall time and peak memory of one whole process, per answerer.
 
-    python bench/cold_ask.py [--runs 5] [--readers none,guided,trained] [--home DIR]
+    python -m bench.cold_ask [--runs 5] [--readers none,guided,trained] [--home DIR]
 
 Each run is a fresh `qabot ask QUESTION` process over the seed index (``qabot ingest`` into
 ``--home`` first), timed by `/usr/bin/time -v`; medians of wall time and the

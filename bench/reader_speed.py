@@ -1,6 +1,6 @@
 """How long the reader's forward pass takes, by number of windows.
 
-    python bench/reader_speed.py [--repeats 7] [--threads 0] [--graph FILE ...]
+    python -m bench.reader_speed [--repeats 7] [--threads 0] [--graph FILE ...]
 
 The shipped graph (bot/models/reader.onnx) and any other ``--graph`` (say the int8 one
 ``python -m train.graph --precision int8 --out F`` writes) through ONNX Runtime, with the
@@ -17,7 +17,7 @@ included) is what ``qabot eval`` reports as latency_p50_ms / latency_p95_ms.
 from __future__ import annotations
 
 import argparse
-import importlib
+import importlib.util
 import statistics
 import subprocess
 import sys
@@ -26,10 +26,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bot.reader import GRAPH_PATH, Reader, windows
 
-from bot.reader import GRAPH_PATH, Reader, windows  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def numpy_reader(commit: str) -> Any:
@@ -45,8 +44,14 @@ def numpy_reader(commit: str) -> Any:
         show("bot/reader.py").replace(b"from bot.encoder import", b"from old_encoder import"))
     (scratch / "reader.npz").write_bytes(show("bot/models/reader.npz"))
     (scratch / "reader.json").write_bytes(show("bot/models/reader.json"))
-    sys.path.insert(0, str(scratch))
-    module = importlib.import_module("old_reader")
+    module = None
+    for name in ("old_encoder", "old_reader"):  # the encoder first: the reader imports it
+        spec = importlib.util.spec_from_file_location(name, scratch / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    assert module is not None
     return module.Reader(scratch / "reader.npz")
 
 

@@ -13,7 +13,7 @@
    Peak memory of `qabot ingest` (real embeddings) on 32..256 CMRC passages, and of the
    pipeline alone (hashing embedder) at 10^3..10^5 chunks.
 
-    python bench/scale.py [--sizes 100,1000,10000,100000] [--ingest-docs 40] [--no-server]
+    python -m bench.scale [--sizes 100,1000,10000,100000] [--ingest-docs 40] [--no-server]
                           [--modes embedded,server] [--ingest-memory 32,64,128,256]
 """
 

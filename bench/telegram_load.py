@@ -8,8 +8,8 @@ includes long polling, answering and sending. The bot is a real ``qabot telegram
 process (default embedder and answerer, settings as shipped but the rate limit), so the
 fake API and the chat drivers in this process do not share its interpreter.
 
-    python bench/telegram_load.py [--chats 1,10,20,50] [--per-chat 5] [--workers 1,2]
-    python bench/telegram_load.py --replicas 1,2,3 --workers 1 --chats 1,50
+    python -m bench.telegram_load [--chats 1,10,20,50] [--per-chat 5] [--workers 1,2]
+    python -m bench.telegram_load --replicas 1,2,3 --workers 1 --chats 1,50
 
 ``--workers`` runs the whole series once per ``telegram.workers`` value: 1 answers in
 the bot's own process (threads), 2 or more in that many worker processes
@@ -40,14 +40,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from bot.embeddings import make_embeddings
+from bot.ingest import ingest
+from fakes.harness import make_settings
+from fakes.telegram_api import TOKEN, FakeBotAPI
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))  # the fake Bot API lives with the tests
-
-from fakes.harness import make_settings  # noqa: E402
-from fakes.telegram_api import TOKEN, FakeBotAPI  # noqa: E402
-
-from bot.embeddings import make_embeddings  # noqa: E402
-from bot.ingest import ingest  # noqa: E402
 
 SECRET = "bench-webhook-secret"
 STATS_FLUSH_S = 11.0  # PostgreSQL 15 publishes an idle backend's statistics every 10 s

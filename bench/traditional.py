@@ -1,6 +1,6 @@
 """Traditional Chinese: does matching on a simplified form find the right passage?
 
-    python bench/traditional.py [--data ../shared/data/drcd_dev.json] [--limit 0]
+    python -m bench.traditional [--data ../shared/data/drcd_dev.json] [--limit 0]
 
 DRCD dev (traditional characters) is training material for the reader issue; here its
 questions serve only as a retrieval and segmentation check, and nothing is fitted on
@@ -17,15 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 import time
 import unicodedata
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bot import tokens
 
-from bot import tokens  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def as_written(text: str) -> str:

@@ -69,7 +69,7 @@ _STOPWORDS = frozenset((
 # longest first; the first one in the question counts ("In what year …")
 _ASKED = (
     ("what percentage", "百分之多少"), ("what percent", "百分之多少"),
-    ("how many times", "多少次"), ("how many", "多少"), ("how much", "多少"),
+    ("how many times", "多少次"), ("how many", "多少个"), ("how much", "多少"),
     # "how long does it take" asks for a duration, "how long is the cable" a length
     ("how long does", "多久"), ("how long did", "多久"), ("how long do", "多久"),
     ("how long will", "多久"), ("how long can", "多久"), ("how long", "多长"),
@@ -123,7 +123,9 @@ class Glossary:
         if hits:
             start, _, end, asked = min(hits)
             lowered = lowered[:start] + " " + lowered[end:]
-        out: list[str] = []
+        # Chinese already in it (an earlier subject the follow-up resolution put in
+        # front: 「朝南社区基层阵地项目 How much …」) stays as it is
+        out: list[str] = re.findall(r"[\u3400-\u9fff\uf900-\ufaff]+", text)
         found = False
         raw = _WORD.findall(text)
         named: set[str] = set()

@@ -199,9 +199,11 @@ class Engine:
             if self.settings.answer.bridge_english and not tokens.is_mostly_cjk(question):
                 # and, for an English question over Chinese text, in Chinese keywords
                 glossary = glossary_for(pipe.index.bm25.vocabulary, pipe.index.bm25.frequency)
+                bridged = glossary.bridge(question)
+                in_context = glossary.bridge(res.resolved) if res.resolved else None
                 query = dataclasses.replace(
-                    query, bridged=glossary.bridge(question),
-                    bridged_contextual=glossary.bridge(res.resolved) if res.resolved else None)
+                    query, bridged=bridged,
+                    bridged_contextual=in_context if in_context != bridged else None)
         elif res.followup:
             rewritten = pipe.llm.rewrite(question, turns) if pipe.llm else None
             query = Query(question=question, standalone=rewritten or res.resolved or question,

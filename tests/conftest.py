@@ -18,11 +18,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fakes.harness import make_settings
 
 from bot.config import Settings
 from bot.embeddings import make_embeddings
 from bot.ingest import ingest
+from fakes.harness import make_settings
 
 __all__ = ["ROOT", "SEED", "TESTSET", "chroma_run", "make_settings", "seed_chunk_count"]
 
@@ -157,7 +157,7 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real PostgreSQL server for the whole session (tests/fakes/postgres.py); the
+    """A real PostgreSQL server for the whole session (fakes/postgres.py); the
     tests that need it skip, with the reason, where none can be started."""
     pytest.importorskip("psycopg", reason="the pg extra (psycopg) is not installed")
     from fakes import postgres

@@ -51,12 +51,12 @@ def test_an_ambiguous_word_prefers_the_sense_the_documents_use(glossary) -> None
     # "project": 项目 (9 chunks) before 计划 (3); 投影 never used, and only two kept;
     # "started" finds 开工 through part of a gloss ("to start a construction job")
     assert glossary.bridge("How many industrial projects started?") \
-        == "产业 项目 计划 开工 多少?"
+        == "产业 项目 计划 开工 多少个?"
 
 
 def test_phrases_plurals_and_codes(glossary) -> None:
     assert glossary.bridge("How many working days until the receipts for R5 are due?") \
-        == "工作日 until 发票 due R5 多少?"
+        == "工作日 until 发票 due R5 多少个?"
 
 
 def test_hyphenated_names_are_looked_up_one_by_one(glossary) -> None:
@@ -99,3 +99,9 @@ def test_how_long_asks_for_a_duration_or_a_length_as_the_english_does() -> None:
                       "電纜 电缆 [dian4 lan3] /cable/"], {"咨询", "电缆"})
     assert g.bridge("How long does a general consultation take?") == "general 咨询 take 多久?"
     assert g.bridge("How long is the cable?") == "电缆 多长?"
+
+
+def test_chinese_already_in_a_resolved_question_stays(glossary) -> None:
+    # a follow-up resolved with an earlier Chinese subject keeps it in its keyword form
+    assert glossary.bridge("江阴初级中学 How many industrial projects started?") \
+        == "江阴初级中学 产业 项目 计划 开工 多少个?"

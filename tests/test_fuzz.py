@@ -1,5 +1,5 @@
 """Property-based fuzzing of every input boundary (strategies and checks:
-tests/fuzz_targets.py). A short run here; ``python bench/fuzz.py`` runs 10,000
+fakes/fuzz_targets.py). A short run here; ``python -m bench.fuzz`` runs 10,000
 generated inputs a boundary and writes down what it found."""
 
 from __future__ import annotations
@@ -12,9 +12,13 @@ from pathlib import Path
 
 import pytest
 from conftest import SEED, make_settings
-from fakes.harness import RunningBot
-from fakes.telegram_api import FakeBotAPI
-from fuzz_targets import (
+from hypothesis import HealthCheck, given, settings
+
+from bot.embeddings import make_embeddings
+from bot.engine import Engine
+from bot.ingest import ingest
+from bot.sessions import SessionStore
+from fakes.fuzz_targets import (
     DOCUMENT_BYTES,
     FILE_NAME,
     LONG_TEXT,
@@ -27,12 +31,8 @@ from fuzz_targets import (
     check_setting,
     check_testset,
 )
-from hypothesis import HealthCheck, given, settings
-
-from bot.embeddings import make_embeddings
-from bot.engine import Engine
-from bot.ingest import ingest
-from bot.sessions import SessionStore
+from fakes.harness import RunningBot
+from fakes.telegram_api import FakeBotAPI
 
 # a short run: every boundary, every make test; the long one is bench/fuzz.py
 SHORT = settings(max_examples=60, deadline=None, database=None,

@@ -34,32 +34,30 @@ import argparse
 import hashlib
 import json
 import random
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bot import evaluation, tokens  # noqa: E402
-from bot.answering import ExtractiveAnswerer, Query  # noqa: E402
-from bot.config import load_settings  # noqa: E402
-from bot.embeddings import make_embeddings  # noqa: E402
-from bot.engine import Engine  # noqa: E402
-from bot.ingest import ingest_documents  # noqa: E402
-from bot.reader import GRAPH_PATH as MODEL_PATH  # noqa: E402
-from bot.reading import (  # noqa: E402
+from bot import evaluation, tokens
+from bot.answering import ExtractiveAnswerer, Query
+from bot.config import load_settings
+from bot.embeddings import make_embeddings
+from bot.engine import Engine
+from bot.ingest import ingest_documents
+from bot.reader import GRAPH_PATH as MODEL_PATH
+from bot.reading import (
     COMBINER_PATH,
     REFUSAL_FEATURES,
     Combiner,
     GuidedAnswerer,
 )
-from bot.sessions import SessionStore  # noqa: E402
-from train import drcd  # noqa: E402
-from train.logs import logger  # noqa: E402
+from bot.sessions import SessionStore
+from train import drcd
+from train.logs import logger
+
+ROOT = Path(__file__).resolve().parents[1]
 
 LAM_GRID = (0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 40.0, 1000.0)
 L2 = 1e-3

@@ -32,7 +32,6 @@ import json
 import math
 import random
 import re
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,11 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bot.encoder import BLOCK_BYTES, LAYER_TENSORS, QK, E5File, Encoding, dequantize  # noqa: E402
-from bot.reader import (  # noqa: E402
+from bot.encoder import BLOCK_BYTES, LAYER_TENSORS, QK, E5File, Encoding, dequantize
+from bot.reader import (
     GRAPH_PATH,
     MAX_ANSWER_TOKENS,
     WINDOW_TOKENS,
@@ -57,8 +53,10 @@ from bot.reader import (  # noqa: E402
     window_at,
     windows,
 )
-from train.graph import PRECISIONS  # noqa: E402
-from train.logs import logger  # noqa: E402
+from train.graph import PRECISIONS
+from train.logs import logger
+
+ROOT = Path(__file__).resolve().parents[1]
 
 DATA = ROOT.parent / "shared" / "data"
 CMRC_TRAIN = "cmrc2018_train.json"

@@ -29,18 +29,14 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bot import tokens  # noqa: E402
-from bot.answering import (  # noqa: E402
+from bot import tokens
+from bot.answering import (
     HAND_WEIGHTS,
     SCORE_FEATURES,
     SCORER_PATH,
@@ -48,14 +44,16 @@ from bot.answering import (  # noqa: E402
     Query,
     question_type,
 )
-from bot.config import load_settings  # noqa: E402
-from bot.embeddings import make_embeddings  # noqa: E402
-from bot.engine import Engine  # noqa: E402
-from bot.ingest import ingest_documents  # noqa: E402
-from bot.reader import GRAPH_PATH as MODEL_PATH  # noqa: E402
-from bot.sessions import SessionStore  # noqa: E402
-from train import drcd  # noqa: E402
-from train.logs import logger  # noqa: E402
+from bot.config import load_settings
+from bot.embeddings import make_embeddings
+from bot.engine import Engine
+from bot.ingest import ingest_documents
+from bot.reader import GRAPH_PATH as MODEL_PATH
+from bot.sessions import SessionStore
+from train import drcd
+from train.logs import logger
+
+ROOT = Path(__file__).resolve().parents[1]
 
 L2_GRID = (0.0, 1e-3, 1e-2, 1e-1, 1.0)
 MAIN = ("lexical", "lex_local", "bigram", "dense_rel", "typed", "rank_prior")

@@ -1,7 +1,7 @@
 """Writes tests/data/docs/meeting_rooms.docx: a short Chinese office rule with a table,
 the Word document the table tests and the docs benchmark read (python-docx).
 
-    python bench/data/tools/make_docx.py
+    python -m bench.data.tools.make_docx
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Write bench/data/english/amendment_x.pdf: a one-page PDF whose text layer is
 hard-wrapped lines (as PDF text layers are), with no PDF library.
 
-    python bench/data/tools/make_pdf.py
+    python -m bench.data.tools.make_pdf
 
 The text is the Tenth Amendment to the Constitution of the United States (public
 domain) with a line of context before it.
@@ -9,12 +9,11 @@ domain) with a line of context before it.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
+from fakes.pdf import make_pdf
+
 ROOT = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(ROOT / "tests"))  # the PDF writer lives with the test fakes
-from fakes.pdf import make_pdf  # noqa: E402
 
 LINES = [
     "The Tenth Amendment",
