@@ -214,6 +214,17 @@ class ReaderAnswerer:
         assert best.span is not None
         if own(best) < self.threshold:
             return self._refused(query, best.passages, best.span.score)
+        if best.question in query.bridged_forms:
+            # the keyword form found the evidence; where the question as asked points
+            # into the same words, its span is the better-bounded answer (the reader
+            # learned span edges from real questions, not keyword lists)
+            asked = next((r for r in scored if r.question not in query.bridged_forms
+                          and _same_place(r, best)), None)
+            if asked is not None and asked.span is not None:
+                # the keyword form still decided: its words and score are reported
+                best = Reading(best.question, asked.passages,
+                               dataclasses.replace(asked.span, score=best.span.score))
+        assert best.span is not None
         row = best.passages[best.span.passage]
         if row.metadata.get("kind") == KIND_TABLE and names_another_row(
                 query.question, row.page_content,
@@ -447,6 +458,15 @@ class GuidedAnswerer(ReaderAnswerer):
                 # type: the sentence restates the question and still answers it
                 return sent
         return None
+
+
+def _same_place(a: Reading, b: Reading) -> bool:
+    """Whether two readings' spans overlap in the same passage text."""
+    if a.span is None or b.span is None:
+        return False
+    if a.passages[a.span.passage].page_content != b.passages[b.span.passage].page_content:
+        return False
+    return a.span.start < b.span.end and b.span.start < a.span.end
 
 
 def _trim(text: str, start: int, end: int) -> tuple[int, int]:

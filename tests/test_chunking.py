@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, SEED
-from fakes.pdf import make_pdf
 
 from bot.chunking import KIND_BOILERPLATE, KIND_HEADER, chunk_document, split_sentences
 from bot.errors import DocumentError
 from bot.loading import discover, load
+from fakes.pdf import make_pdf
 
 SIZES = [(200, 60), (80, 20), (500, 0), (40, 10)]
 

@@ -84,6 +84,14 @@ def test_an_english_question_about_the_chinese_article_is_answered(guided_engine
 
 
 @pytest.mark.slow
+def test_a_bridged_answer_takes_its_edges_from_the_question_as_asked(guided_engine) -> None:
+    # the Chinese keyword form (bot/bridge.py) finds the sentence; where the English
+    # reading points into the same words, its tighter span is the headline
+    a = guided_engine.answer("When was Huocheng made a pilot county for Xinjiang aid?")
+    assert a.short_answer == "2002年"
+
+
+@pytest.mark.slow
 def test_a_follow_up_that_names_nothing_is_read_with_the_previous_topic(
         guided_engine) -> None:
     # 「第一批学员有多少人?」 alone could be about any group; after a question about

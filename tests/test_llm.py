@@ -12,9 +12,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import make_settings
-from fakes.harness import RunningBot
-from fakes.llm_api import Fail, FakeLLM, Hang, Malformed, Reply
-from fakes.telegram_api import FakeBotAPI
 from langchain_core.documents import Document
 
 from bot.cli import cli
@@ -24,6 +21,9 @@ from bot.errors import ConfigError
 from bot.ingest import ingest
 from bot.llm import check_citations, format_passages, ungrounded
 from bot.sessions import SessionStore
+from fakes.harness import RunningBot
+from fakes.llm_api import Fail, FakeLLM, Hang, Malformed, Reply
+from fakes.telegram_api import FakeBotAPI
 
 pytestmark = pytest.mark.slow
 Q = "霍城县江苏医院综合病房大楼总投资多少?"

@@ -12,7 +12,6 @@ import time
 
 import psycopg
 import pytest
-from fakes.postgres import PASSWORD
 
 from bot.errors import QuestionError
 from bot.pg import (
@@ -26,6 +25,7 @@ from bot.pg import (
 )
 from bot.sessions import Turn
 from bot.telegram.guards import LocalCoordinator
+from fakes.postgres import PASSWORD
 
 
 @pytest.fixture

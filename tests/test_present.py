@@ -7,12 +7,11 @@ import logging
 import sys
 from html import unescape
 
-from fakes.telegram_api import TOKEN, _check_text
-
 from bot import present
 from bot.answers import Answer, Citation, Mode, Quote
 from bot.telegram import LIMIT, RedactFilter, block, render_answer, render_sources, tg_len
 from bot.telegram.guards import AllowList, RateLimiter
+from fakes.telegram_api import TOKEN, _check_text
 
 C1 = Citation(1, "seeds/a.txt", "a#1", 10, 40, "霍城县江苏医院综合病房大楼总投资1.4亿元。", 0.9)
 C2 = Citation(2, "seeds/a.txt", "a#2", 50, 90, "第二段 " * 40, 0.5)

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, SEED
-from fakes.postgres import PASSWORD
-from fakes.telegram_api import TOKEN, FakeBotAPI
 
 from bot.telegram import NOT_ALLOWED
+from fakes.postgres import PASSWORD
+from fakes.telegram_api import TOKEN, FakeBotAPI
 
 pytestmark = pytest.mark.slow
 SECRET = "replica-webhook-s3cret"

@@ -18,8 +18,6 @@ import time
 
 import pytest
 from conftest import ROOT, SEED, chroma_run, make_settings
-from fakes.harness import RunningBot
-from fakes.telegram_api import TOKEN, FakeBotAPI, _check_text
 
 from bot.errors import ConfigError
 from bot.ingest import ingest
@@ -30,6 +28,8 @@ from bot.telegram import (
     read_token,
     tg_len,
 )
+from fakes.harness import RunningBot
+from fakes.telegram_api import TOKEN, FakeBotAPI, _check_text
 
 pytestmark = pytest.mark.slow
 Q_HOSPITAL = "霍城县江苏医院综合病房大楼总投资多少?"
