@@ -301,7 +301,9 @@ def iter_chunks(doc: Document, *, size: int, overlap: int,
             # "## Specifications"): the answerer reads it as the rows' caption
             row_meta = {**meta, "caption": _caption(text, region.start)}
             for start, end, fact in table_facts(text, region.start, region.end):
-                base = _hash(f"{doc.source}\x00{fact}")
+                # what the row is retrieved by includes its table's title and caption
+                # (retrieval_text), so a new caption is a new chunk to embed
+                base = _hash(f"{doc.source}\x00{retrieval_text(fact, KIND_TABLE, row_meta)}")
                 n = seen.get(base, 0)
                 seen[base] = n + 1
                 yield Chunk(base if n == 0 else _hash(f"{base}\x00{n}"), doc.source, start,
@@ -393,6 +395,17 @@ def _append_trimmed(spans: list[Span], text: str, start: int, end: int) -> None:
         end -= 1
     if end > start:
         spans.append(Span(start, end))
+
+
+def retrieval_text(text: str, kind: str, meta: Mapping[str, Any]) -> str:
+    """What a chunk is found by (embedded, and indexed for BM25): its text, and for a
+    table row also its document's title and its table's caption. A row alone
+    ("Item: Capacity | Value: 1,280 Wh") does not say whose capacity it is, so among
+    several documents "the battery capacity of the Ridgeline R5" would not find it."""
+    if kind != KIND_TABLE:
+        return text
+    context = " · ".join(str(meta[k]) for k in ("title", "caption") if meta.get(k))
+    return f"{context} · {text}" if context else text
 
 
 def units(text: str, kind: str) -> list[Span]:

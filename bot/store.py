@@ -51,7 +51,7 @@ from langchain_core.documents import Document as LCDocument
 
 from bot import tokens
 from bot.bm25 import Bm25
-from bot.chunking import Chunk
+from bot.chunking import Chunk, retrieval_text
 from bot.config import Settings
 from bot.embeddings import QabotEmbeddings
 from bot.errors import (
@@ -70,7 +70,9 @@ log = logging.getLogger(__name__)
 MANIFEST_VERSION = 1
 # Bump when loading or chunking changes what gets indexed: every file is re-chunked
 # (only text that actually changed is embedded again).
-PIPELINE_VERSION = 10  # 10: chunks record their line, shown name and absolute path
+# 10: chunks record their line, shown name and absolute path; 11: a table row is
+# embedded and BM25-indexed with its document's title and table's caption
+PIPELINE_VERSION = 11
 CHUNKS = "chunks"
 SENTENCES = "sentences"
 INFO = "info"  # server mode: embedder identity and build time, for processes without a manifest
@@ -314,8 +316,11 @@ class Index:
             for offset in range(0, total, _PAGE):
                 with _chroma_errors(self.settings, "Reading chunks"):
                     got = self._chunks_raw.get(limit=_PAGE, offset=offset,
-                                               include=["documents"])
-                yield from zip(got["ids"], got["documents"], strict=True)
+                                               include=["documents", "metadatas"])
+                for cid, text, meta in zip(got["ids"], got["documents"],
+                                           got["metadatas"], strict=True):
+                    meta = meta or {}
+                    yield cid, retrieval_text(text, str(meta.get("kind", "")), meta)
 
         self.bm25 = Bm25.build(pages, self.build / "bm25", self.manifest.get("build_id"))
 
@@ -353,15 +358,18 @@ class Index:
         for at in range(0, len(chunks), WRITE_BATCH):
             part = chunks[at:at + WRITE_BATCH]
             self._add(self._chunks_raw, [c.id for c in part], [c.text for c in part],
-                      [chunk_metadata(c) for c in part], "Writing chunks", on_embedded)
+                      [chunk_metadata(c) for c in part], "Writing chunks", on_embedded,
+                      [retrieval_text(c.text, c.kind, c.meta) for c in part])
         return len(chunks)
 
     def _add(self, store: Any, ids: list[str], texts: list[str],
              metadatas: list[dict[str, Any]], what: str,
-             on_embedded: Callable[[int], None] | None) -> None:
+             on_embedded: Callable[[int], None] | None,
+             embedded: list[str] | None = None) -> None:
         # embedded here, outside the Chroma error conversion: an embedder failure is
-        # the embedder's (EmbedderError), not a damaged store
-        vectors = self._embed(texts, on_embedded)
+        # the embedder's (EmbedderError), not a damaged store. ``embedded``: the texts
+        # the vectors are made of, when they differ from the stored ones
+        vectors = self._embed(embedded or texts, on_embedded)
         with _chroma_errors(self.settings, what):
             store.add(ids=ids, embeddings=vectors, documents=texts, metadatas=metadatas)
 

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import ROOT, make_settings
 
-from bot.chunking import KIND_TABLE, iter_chunks, table_facts
+from bot.chunking import KIND_BODY, KIND_TABLE, iter_chunks, retrieval_text, table_facts
 from bot.cli import cli
 from bot.facts import asked_cell, names_another_row
 from bot.loading import discover, load
@@ -48,6 +48,16 @@ def test_key_value_tables_and_tables_without_a_header_row() -> None:
     bare = "| E14 | Solar input over-voltage | Reconnect in parallel |\n| E22 | Overload | |\n"
     assert [f for _, _, f in table_facts(bare, 0, len(bare))] == [
         "E14: Solar input over-voltage | Reconnect in parallel", "E22: Overload"]
+
+
+def test_a_row_is_found_by_its_title_and_caption_and_shown_as_itself() -> None:
+    guide = DOCS / "ridgeline_guide.md"
+    row = next(c for c in facts_of(guide) if "Capacity" in c.text)
+    assert row.text == "Item: Capacity | Value: 1,280 Wh"  # what is read and quoted
+    assert retrieval_text(row.text, row.kind, row.meta) == (  # what is embedded and indexed
+        "Ridgeline R5 Portable Power Station: User Guide · Specifications · "
+        "Item: Capacity | Value: 1,280 Wh")
+    assert retrieval_text("Prose.", KIND_BODY, row.meta) == "Prose."
 
 
 @pytest.mark.parametrize(("question", "fact", "cell"), [
@@ -157,6 +167,28 @@ def test_a_question_whose_answer_is_a_cell_gets_the_cell(docs_home: Path, questi
     if cited["line"] is not None:  # a text file: the citation is the row as written
         row = text.decode("utf-8")[cited["start"]:cited["end"]]
         assert row.startswith("|") and cell in row
+
+
+@pytest.mark.slow
+def test_a_row_is_retrieved_among_other_documents_by_its_documents_name(
+        tmp_path: Path) -> None:
+    """Among several documents a row alone ("Item: Weight | Value: 6.4 kg") does not say
+    whose weight it is; indexed with its title it is found for the product's name."""
+    from bot.embeddings import make_embeddings
+    from bot.ingest import ingest
+    from bot.store import Index
+
+    settings = make_settings(tmp_path / "home")
+    ingest(settings, [DOCS, ROOT / "tests" / "data" / "tables" / "northwind_k2.md"],
+           make_embeddings(settings.embeddings))
+    index = Index.open(settings, make_embeddings(settings.embeddings))
+    try:
+        # the Ridgeline guide has a weight row too, and other passages name the K2
+        top = index.bm25_search("What is the weight of the Northwind K2?", 1)
+        assert index.get_chunks([top[0][0]])[top[0][0]].page_content == (
+            "Item: Weight | Value: 6.4 kg")
+    finally:
+        index.close()
 
 
 @pytest.mark.slow
