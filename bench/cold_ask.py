@@ -42,7 +42,7 @@ def main() -> None:
         for n in range(args.runs):
             q = QUESTIONS[n % len(QUESTIONS)]
             out = subprocess.run(["/usr/bin/time", "-v", qabot, "--set",
-                                  f"answer.reader={reader}", "ask", q], env=env, cwd=ROOT,
+                                  f"answer.answerer={reader}", "ask", q], env=env, cwd=ROOT,
                                  capture_output=True, text=True, check=True)
             wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\d+):([\d.]+)",
                              out.stderr)
@@ -50,7 +50,7 @@ def main() -> None:
             assert wall and rss, out.stderr[-500:]
             walls.append(int(wall.group(1)) * 60 + float(wall.group(2)))
             peaks.append(int(rss.group(1)) / 1024)
-        print(f"answer.reader={reader}: cold ask wall median {statistics.median(walls):.2f} s "
+        print(f"answer.answerer={reader}: cold ask wall median {statistics.median(walls):.2f} s "
               f"(min {min(walls):.2f}, max {max(walls):.2f}); peak RSS max {max(peaks):.0f} MiB "
               f"over {args.runs} runs")
 

@@ -17,7 +17,7 @@ from typing import Any
 class Mode(StrEnum):
     """Which answerer produced the answer (string values: they appear in ``ask --json``,
     evaluation rows and ``qabot info``, which names the configured answerer the same
-    way: ``ANSWERER_MODES``)."""
+    way: ``bot.answerers.ANSWERERS``)."""
 
     EXTRACTIVE = "extractive"  # the rule answerer (bot/answering.py)
     GUIDED = "guided"  # rules choose the sentence, the reader the words (bot/reading.py)
@@ -26,9 +26,6 @@ class Mode(StrEnum):
     LLM_UNSUPPORTED = "llm-unsupported"  # shown with a warning (llm.unsupported = "show")
     EXTRACTIVE_FALLBACK = "extractive-fallback"  # the LLM failed or its answer was rejected
 
-
-# answer.reader (resolved) -> the mode its answers carry
-ANSWERER_MODES = {"none": Mode.EXTRACTIVE, "guided": Mode.GUIDED, "trained": Mode.READER}
 
 # What ``Answer.support`` measures for each mode: a number means nothing without its scale.
 SUPPORT_SCALES = {

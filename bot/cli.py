@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import click
 
 from bot import present
-from bot.answers import ANSWERER_MODES, Mode
+from bot.answers import Mode
 from bot.cli_sessions import sessions as sessions_group
 from bot.config import Settings, load_settings, parse_assignment
 from bot.errors import ConfigError, IndexMissingError, QabotError
@@ -378,11 +378,12 @@ def eval_cmd(obj: Context, testset: Path | None, predictions: Path | None,
                    f"\n    evidence rank: {r['evidence_rank'] or 'not in top 10'}")
     if report_dir:
         from bot import __version__
-        from bot.config import answerer_kind, effective
+        from bot.answerers import answerer_for
+        from bot.config import effective
 
         about = {"testset": str(testset), "embedder": engine.stats().embedder,
                  "questions_run": len(rows), "version": __version__,
-                 "answerer": str(ANSWERER_MODES[answerer_kind(settings)]),
+                 "answerer": str(answerer_for(settings).mode),
                  # every setting, URL passwords masked: compare() checks they agree
                  "settings": {key: _masked(value) for key, value, _ in effective(settings)}}
         written = report.write_report(report_dir, metrics=metrics, types=types,
@@ -494,10 +495,10 @@ def info(obj: Context) -> None:
     """Show what the index holds and where the state lives."""
     s = obj.settings
     stats = obj.engine().stats()
-    from bot.config import answerer_kind
+    from bot.answerers import answerer_for
 
     # named as ask --json's "mode" names the answers it gives
-    how = f"{ANSWERER_MODES[answerer_kind(s)]} (answer.reader = {s.answer.reader})"
+    how = f"{answerer_for(s).mode} (answer.answerer = {s.answer.answerer})"
     if s.llm.provider != "none":
         how = f"llm ({s.llm.provider} {s.llm.model}; falls back to {how})"
     click.echo(f"state:     {s.home}\nembedder:  {stats.embedder}\nanswerer:  {how}\n"

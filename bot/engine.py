@@ -21,15 +21,16 @@ from langchain_core.documents import Document
 from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough
 
 from bot import tokens
-from bot.answering import Answerer, ExtractiveAnswerer, Query
+from bot.answerers import AnswererKind, answerer_for
+from bot.answering import Answerer, Query
 from bot.answers import Answer
 from bot.bridge import glossary_for
-from bot.config import Settings, answerer_kind
+from bot.config import Settings
 from bot.conversation import replay, resolve
 from bot.embeddings import QabotEmbeddings, make_embeddings
 from bot.errors import IndexError_, QabotError, QuestionError
 from bot.ingest import IngestReport
-from bot.reading import GuidedAnswerer, ReaderAnswerer, preload_reader
+from bot.reading import preload_reader
 from bot.retrieval import HybridRetriever
 from bot.sessions import SessionBackend, Turn, open_sessions
 from bot.store import Index
@@ -65,6 +66,7 @@ class _Pipeline:
     index: Index
     retriever: HybridRetriever
     answerer: Answerer
+    kind: AnswererKind  # its registry entry (bot/answerers)
     llm: Any  # LLMAnswerer or None
     chain: Runnable[dict[str, Any], dict[str, Any]]
 
@@ -83,7 +85,7 @@ class Engine:
         self.settings = settings
         self.embeddings = embeddings or make_embeddings(settings.embeddings)
         self._lock = threading.Lock()
-        if preload and answerer_kind(settings) in ("guided", "trained"):
+        if preload and answerer_for(settings).needs_reader:
             preload_reader(settings.answer.reader_threads)  # while the index opens
         self._pipe = self._open()
         self._retired: Index | None = None  # the build before, for questions in flight
@@ -94,14 +96,8 @@ class Engine:
         settings = self.settings
         index = Index.open(settings, self.embeddings)
         retriever = HybridRetriever(index=index, settings=settings.retrieval)
-        answerer: Answerer
-        kind = answerer_kind(settings)
-        if kind == "trained":
-            answerer = ReaderAnswerer(index, settings.answer)
-        elif kind == "guided":
-            answerer = GuidedAnswerer(index, settings.answer)
-        else:
-            answerer = ExtractiveAnswerer(index, settings.answer)
+        kind = answerer_for(settings)
+        answerer = kind.build(index, settings.answer)
         llm = None
         if settings.llm.provider != "none":
             from bot.llm import LLMAnswerer  # langchain-openai/-ollama only when configured
@@ -122,7 +118,7 @@ class Engine:
             | RunnableLambda(lambda d: {**d, "retrieved_at": time.perf_counter()})
             | RunnableLambda(lambda d: {**d, "answer": final(d)})
         )
-        return _Pipeline(index, retriever, answerer, llm, chain)
+        return _Pipeline(index, retriever, answerer, kind, llm, chain)
 
     def _current(self, *, failed: bool = False) -> _Pipeline:
         """The pipeline for the next question: the live build's. ``failed``: the one in
@@ -191,7 +187,7 @@ class Engine:
         pipe = self._current()
         turns = list(turns)
         res = resolve(question, turns, pipe.index.segmenter)
-        if isinstance(pipe.answerer, ReaderAnswerer) and pipe.llm is None:
+        if pipe.kind.reads_forms and pipe.llm is None:
             # the reader reads the question alone and with the earlier subject; the
             # follow-up model's odds weigh the second reading (bot/conversation.py)
             query = Query(question=question, standalone=question, contextual=res.resolved,

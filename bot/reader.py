@@ -172,7 +172,7 @@ class Reader:
                 f"The reader graph {path} (or {path.with_suffix('.json').name} beside "
                 f"it) is missing or damaged ({type(exc).__name__}: {exc}). Restore it: "
                 f"`git checkout -- bot/models/` in a checkout, or reinstall qabot (pip "
-                "install --force-reinstall); or set answer.reader = none to answer with "
+                "install --force-reinstall); or set answer.answerer = none to answer with "
                 "the rules alone.") from exc
         self.meta = meta
         # the window the model was trained on; models from before this was recorded

