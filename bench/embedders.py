@@ -29,6 +29,7 @@ from bot.embeddings import make_embeddings
 from bot.engine import Engine
 from bot.ingest import ingest
 from bot.sessions import SessionStore
+from train import calibration
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTSET = ROOT / "tests" / "data" / "seed_testset.jsonl"
@@ -86,14 +87,14 @@ def measure(name: str, cli: dict[str, str], cold_runs: int) -> dict[str, float]:
     s1, s3 = sentence_hits(emb, items)
 
     engine = Engine(settings, embeddings=emb, sessions=SessionStore(":memory:"))
-    rows = evaluation.collect_support(engine, items)
+    rows = calibration.collect_support(engine, items)
     thresholds = {
-        "answer.refusal_threshold": evaluation.choose_threshold(
+        "answer.refusal_threshold": calibration.choose_threshold(
             [r for r in rows if r["cjk"]], 0.05),
-        "answer.cross_lingual_threshold": evaluation.choose_threshold(
+        "answer.cross_lingual_threshold": calibration.choose_threshold(
             [r for r in rows if not r["cjk"]], 0.05),
     }
-    cv_good, cv_total = evaluation.cross_validate(rows, 0.05)
+    cv_good, cv_total = calibration.cross_validate(rows, 0.05)
     calibrated = Engine(settings.replace(thresholds), embeddings=emb,
                         sessions=SessionStore(":memory:"))
     m = evaluation.metrics(list(evaluation.run(calibrated, items)))

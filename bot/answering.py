@@ -33,7 +33,7 @@ for questions in the documents' script; dense similarity alone for the others, a
 ``answer.refusal_threshold``, or when an amount, count or percentage is asked and the
 evidence holds none, the answer says the documents do not contain it and lists the
 closest passages as "related" instead of citing them. Both thresholds are calibrated by
-``bench/calibrate_refusal.py``.
+``train/calibrate_refusal.py``.
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ _TYPES_IMPLYING_ATTRIBUTE = {"percent"}
 _MISSING_ATTRIBUTE_PENALTY = 0.45
 # Cosine at which dense similarity stops adding support and starts taking it away.
 # Any constant works: a shift here is a shift of answer.refusal_threshold, which is
-# what bench/calibrate_refusal.py calibrates.
+# what train/calibrate_refusal.py calibrates.
 _DENSE_ZERO = 0.85
 # A question word found only elsewhere in the sentence's document counts this much.
 _SURROUNDING_CREDIT = 0.6

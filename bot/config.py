@@ -119,7 +119,7 @@ class RetrievalSettings:
 @dataclass(frozen=True)
 class AnswerSettings:
     # The three refusal settings are calibrated for the default embedder by
-    # `python bench/calibrate_refusal.py` (see README), not hand-picked; re-run it after
+    # `python -m train.calibrate_refusal` (see README), not hand-picked; re-run it after
     # changing embeddings.backend.
     refusal_threshold: float = 0.295  # support below this: "the documents do not say"
     # cosine needed when scripts differ (en vs zh)
@@ -140,7 +140,7 @@ class AnswerSettings:
     # looking at the seed test set and CMRC trial). docs/benchmarks.md compares them.
     scorer: str = setting("learned", one_of=("hand", "learned"))
     # Reader margin (best span over "not here") below which the answer is a refusal.
-    # Chosen on the DRCD validation articles by `python bench/calibrate_reader.py`
+    # Chosen on the DRCD validation articles by `python -m train.calibrate_reader`
     # (never on CMRC or the seed test set), at most 4 % of answerable questions refused;
     # see bot/models/reader.md.
     reader_threshold: float = -16.194

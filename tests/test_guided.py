@@ -14,9 +14,9 @@ from conftest import SEED, TESTSET, make_settings
 
 from bot.config import GUIDED_EMBEDDER, ConfigError, load_settings
 from bot.errors import ReaderError
-from bot.evaluation import choose_threshold
 from bot.reader import Reader
 from bot.reading import COMBINER_PATH, REFUSAL_FEATURES, load_combiner
+from train.calibration import choose_threshold
 from train.combiner import fit_logistic
 
 SEED_TEXT = SEED.read_text("utf-8")

