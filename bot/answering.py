@@ -119,13 +119,46 @@ _META_FIELDS: list[tuple[str, re.Pattern[str]]] = [
 # mentions Y (or a span of the asked type that implies it) does not answer the question.
 _ATTRIBUTE = re.compile(r"的([^的，,。？?！!、\s]{1,6}?)(?:是|有|为|叫)(?:多少|几|什么|谁|哪)")
 _TYPES_IMPLYING_ATTRIBUTE = {"percent"}
-_MISSING_ATTRIBUTE_PENALTY = 0.45
-# Cosine at which dense similarity stops adding support and starts taking it away.
-# Any constant works: a shift here is a shift of answer.refusal_threshold, which is
-# what train/calibrate_refusal.py calibrates.
-_DENSE_ZERO = 0.85
-# A question word found only elsewhere in the sentence's document counts this much.
-_SURROUNDING_CREDIT = 0.6
+
+
+@dataclass(frozen=True)
+class FeatureParams:
+    """The hand-set numbers that shape a candidate sentence's features and rule support
+    (``ExtractiveAnswerer.candidates``). They were set by hand in earlier sessions while
+    looking at the seed test set and CMRC trial; the fitted models read features made
+    with them (bot/models/scorer.json, combiner.json), so changing any value is a new
+    ``FEATURES_VERSION``, and those files refuse to load until refitted
+    (``python -m train.scorer``, ``python -m train.combiner``)."""
+
+    # share of the follow-up context's words in ``lexical`` (the question's own: the rest)
+    context_share: float = 0.25
+    # ``dense_rel`` is 1 at the best cosine among the candidates and falls by this much
+    # per unit of cosine (0 at 0.2 below the best)
+    dense_slope: float = 5.0
+    # a sentence without a stored vector counts as this far below the best cosine
+    dense_unseen: float = 0.2
+    # ``typed`` when the question asks for a kind of value the sentence does not hold
+    typed_miss: float = -0.5
+    # penalties already on the score's scale: site chrome or a bare title line, and a
+    # sentence adding fewer than ``echo_min_new`` characters to the question
+    chrome_penalty: float = -0.3
+    echo_penalty: float = -0.3
+    echo_min_new: int = 4
+    # rule support: words vs Han bigrams in its lexical part, and dense similarity's
+    # scale and zero (the cosine at which it stops adding support; any constant works:
+    # a shift here is a shift of answer.refusal_threshold, train/calibrate_refusal.py)
+    support_words_share: float = 0.6
+    support_dense_scale: float = 2.0
+    dense_zero: float = 0.85
+    # a question word found only elsewhere in the sentence's document counts this much
+    surrounding_credit: float = 0.6
+    # support taken away when the asked-for attribute (「X的Y是多少」's Y) is never named
+    missing_attribute_penalty: float = 0.45
+
+
+FEATURES = FeatureParams()
+# Bump on any change to FEATURES or to how ``candidates`` computes a feature.
+FEATURES_VERSION = 1
 # How a candidate sentence's features add up to its score (which sentence is quoted).
 # "hand": set by hand in earlier sessions while looking at the seed test set and CMRC
 # trial, so figures on those two are regression checks. "learned": fitted on DRCD
@@ -133,11 +166,20 @@ _SURROUNDING_CREDIT = 0.6
 # `python -m train.scorer` (bot/models/scorer.json says how; the default, as on DRCD
 # validation it ties with "hand" and its figures on the test sets are then estimates);
 # answer.scorer picks.
-# chrome and echo are penalties already on the score's scale (-0.3 or 0).
+# chrome and echo are penalties already on the score's scale (FEATURES, or 0).
 HAND_WEIGHTS = {"lexical": 0.30, "lex_local": 0.30, "bigram": 0.10, "dense_rel": 0.20,
                 "typed": 0.12, "rank_prior": 0.05, "chrome": 1.0, "echo": 1.0}
 SCORE_FEATURES = tuple(HAND_WEIGHTS)
 SCORER_PATH = Path(__file__).parent / "models" / "scorer.json"
+
+
+def check_features_version(data: dict[str, Any], path: Path) -> None:
+    """A fitted model file must say it was fitted on this ``FEATURES_VERSION``: a model
+    fitted on other features would load and silently score wrong."""
+    found = data.get("features_version")
+    if found != FEATURES_VERSION:
+        raise ValueError(f"it was fitted on sentence features version {found}, this code "
+                         f"computes version {FEATURES_VERSION}; refit it")
 
 
 def score_weights(kind: str, path: Path = SCORER_PATH) -> dict[str, float]:
@@ -145,7 +187,9 @@ def score_weights(kind: str, path: Path = SCORER_PATH) -> dict[str, float]:
     if kind == "hand":
         return dict(HAND_WEIGHTS)
     try:
-        weights = json.loads(path.read_text("utf-8"))["weights"]
+        data = json.loads(path.read_text("utf-8"))
+        check_features_version(data, path)
+        weights = data["weights"]
         return {k: float(weights[k]) for k in SCORE_FEATURES}
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ScorerError(f"Cannot load the learned sentence-score weights {path}: {exc}. "
@@ -308,7 +352,7 @@ class ExtractiveAnswerer:
         if self._attribute_missing(query.question, qtype, passages[best.passage]):
             # the evidence never names what was asked ("…的负责人是谁"): it may still
             # imply it ("杨昊是足球运动员" for 职业), so demand a much stronger match
-            support -= _MISSING_ATTRIBUTE_PENALTY
+            support -= FEATURES.missing_attribute_penalty
         # asked for an amount, count or percentage and the evidence holds none (not
         # dates: "高二的时候" or "清朝末年" answer a when-question without digits)
         typed_ok = not (qtype in ("money", "count", "percent") and best.features["typed"] < 0)
@@ -360,6 +404,7 @@ class ExtractiveAnswerer:
                    ) -> list[Candidate]:
         """Every sentence of the passages, once, with its features and score
         (train/scorer.py fits the weights on these features)."""
+        f = FEATURES
         terms = self.index.segmenter.content_terms
         focus = terms(query.question)
         context = [t for t in terms(query.standalone) if t not in focus]
@@ -414,20 +459,22 @@ class ExtractiveAnswerer:
             lex_local = _coverage(focus, titled, local)
             lex_focus = _coverage(focus, titled, weights, surroundings[source])
             lex_context = _coverage(context, titled, weights) if context else 0.0
-            lexical = lex_focus if not context else 0.75 * lex_focus + 0.25 * lex_context
+            lexical = lex_focus if not context else \
+                (1 - f.context_share) * lex_focus + f.context_share * lex_context
             bigram = _coverage(focus_bigrams, titled, {}, surroundings[source])
-            cos = dense.get(sid, top_dense - 0.2)
-            dense_rel = max(0.0, 1.0 + 5.0 * (cos - top_dense))  # 1 at the best, 0 at -0.2
+            cos = dense.get(sid, top_dense - f.dense_unseen)
+            dense_rel = max(0.0, 1.0 + f.dense_slope * (cos - top_dense))
             typed = 0.0
             if qtype:
-                typed = 1.0 if _candidates(qtype, text, q_norm) else -0.5
+                typed = 1.0 if _candidates(qtype, text, q_norm) else f.typed_miss
             meta = passages[p_index].metadata
             rank_prior = 1.0 / (1 + p_index)
             # site chrome and bare title lines are findable but rarely the answer
-            chrome = -0.3 if meta.get("kind") in (KIND_BOILERPLATE, KIND_HEADER) else 0.0
+            chrome = f.chrome_penalty if meta.get("kind") in (KIND_BOILERPLATE, KIND_HEADER) \
+                else 0.0
             # a sentence that only repeats the question's words tells the user nothing
             new = sum(1 for ch in norm if ch.isalnum() and ch not in q_norm)
-            echo = -0.3 if new < 4 else 0.0
+            echo = f.echo_penalty if new < f.echo_min_new else 0.0
             raw = {"lexical": lexical, "lex_local": lex_local, "bigram": bigram,
                    "dense_rel": dense_rel, "typed": typed, "rank_prior": rank_prior,
                    "chrome": chrome, "echo": echo}
@@ -441,9 +488,11 @@ class ExtractiveAnswerer:
             same_script = q_script_cjk == tokens.is_mostly_cjk(text)
             if same_script:
                 words = _coverage(focus, titled, weights)
-                lexical_support = (0.6 * words + 0.4 * _coverage(focus_bigrams, titled, {})
-                                   if focus_bigrams else words)  # no Han bigrams in English
-                support = lexical_support + 2.0 * (cos - _DENSE_ZERO)
+                lexical_support = (
+                    f.support_words_share * words
+                    + (1 - f.support_words_share) * _coverage(focus_bigrams, titled, {})
+                    if focus_bigrams else words)  # no Han bigrams in English
+                support = lexical_support + f.support_dense_scale * (cos - f.dense_zero)
             else:
                 support = cos
             out.append(Candidate(p_index, source, start, end, text, score, support, {
@@ -484,7 +533,7 @@ def citation_of(n: int, doc: Document) -> Citation:
 def _coverage(terms: Sequence[str], text: str, weights: dict[str, float],
               surroundings: str = "") -> float:
     """idf-weighted share of ``terms`` in ``text``; a term found only in the text's
-    surroundings (same document) counts ``_SURROUNDING_CREDIT`` of its weight."""
+    surroundings (same document) counts ``FEATURES.surrounding_credit`` of its weight."""
     total = sum(weights.get(t, 1.0) for t in terms)
     if not total:
         return 0.0
@@ -493,7 +542,7 @@ def _coverage(terms: Sequence[str], text: str, weights: dict[str, float],
         if t in text:
             got += weights.get(t, 1.0)
         elif surroundings and t in surroundings:
-            got += _SURROUNDING_CREDIT * weights.get(t, 1.0)
+            got += FEATURES.surrounding_credit * weights.get(t, 1.0)
     return got / total
 
 

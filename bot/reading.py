@@ -56,6 +56,7 @@ from bot.answering import (
     Candidate,
     ExtractiveAnswerer,
     Query,
+    check_features_version,
     citation_of,
     question_type,
 )
@@ -318,6 +319,7 @@ class Combiner:
 def load_combiner(path: Path = COMBINER_PATH) -> Combiner:
     try:
         d = json.loads(path.read_text("utf-8"))
+        check_features_version(d, path)  # its features include the rule scores
         weights = {f: float(d["weights"][f]) for f in REFUSAL_FEATURES}
         out = Combiner(int(d["k"]), int(d["context_tokens"]), float(d["lam"]), weights,
                        float(d["bias"]), float(d["threshold"]))

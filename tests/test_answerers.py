@@ -58,3 +58,26 @@ def test_the_engine_builds_what_the_registry_names(hashing_home: Path,
     kind = answerer_for(hashing_settings)
     a = engine.answer("霍城县江苏医院综合病房大楼总投资多少?")
     assert a.mode == kind.mode
+
+
+@pytest.mark.parametrize("which", ["scorer", "combiner"])
+def test_a_model_fitted_on_other_features_refuses_to_load(tmp_path: Path, which: str) -> None:
+    """bot/models/scorer.json and combiner.json were fitted on the sentence features of
+    one FEATURES_VERSION; against another they would load and score wrong."""
+    import json
+
+    from bot.answering import FEATURES_VERSION, SCORER_PATH, score_weights
+    from bot.errors import ReaderError, ScorerError
+    from bot.reading import COMBINER_PATH, load_combiner
+
+    shipped = SCORER_PATH if which == "scorer" else COMBINER_PATH
+    data = json.loads(shipped.read_text("utf-8"))
+    assert data["features_version"] == FEATURES_VERSION  # the shipped files load
+    data["features_version"] = FEATURES_VERSION + 1
+    stale = tmp_path / shipped.name
+    stale.write_text(json.dumps(data), "utf-8")
+    with pytest.raises(ScorerError if which == "scorer" else ReaderError, match="refit"):
+        if which == "scorer":
+            score_weights("learned", stale)
+        else:
+            load_combiner(stale)

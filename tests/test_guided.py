@@ -127,8 +127,10 @@ def test_the_committed_combiner_names_its_data_and_every_feature() -> None:
     assert card["embedder"] == GUIDED_EMBEDDER
 
 
-@pytest.mark.parametrize("content", [None, "{not json", '{"k": 3, "weights": {}}',
-                                     '{"k": 0, "context_tokens": 96, "lam": 1, "bias": 0, '
+@pytest.mark.parametrize("content", [None, "{not json", '{"features_version": 1, "k": 3, '
+                                     '"weights": {}}',
+                                     '{"features_version": 1, '
+                                     '"k": 0, "context_tokens": 96, "lam": 1, "bias": 0, '
                                      '"threshold": 0, "weights": {}}'])
 def test_a_missing_or_damaged_combiner_is_a_clear_error(tmp_path: Path,
                                                         content: str | None) -> None:

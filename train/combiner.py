@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from bot import evaluation, tokens
-from bot.answering import ExtractiveAnswerer, Query
+from bot.answering import FEATURES_VERSION, ExtractiveAnswerer, Query
 from bot.config import load_settings
 from bot.embeddings import make_embeddings
 from bot.engine import Engine
@@ -229,6 +229,7 @@ def main(argv: list[str] | None = None) -> None:
         "would have been answered right), "
         f"{refused_un}/{unanswerable} unanswerable refused")
     out = {
+        "features_version": FEATURES_VERSION,
         "k": args.k, "context_tokens": args.context_tokens, "lam": lam,
         "embedder": load_settings().embeddings.backend,
         "features": list(REFUSAL_FEATURES),

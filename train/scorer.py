@@ -37,6 +37,7 @@ import numpy as np
 
 from bot import tokens
 from bot.answering import (
+    FEATURES_VERSION,
     HAND_WEIGHTS,
     SCORE_FEATURES,
     SCORER_PATH,
@@ -168,6 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     scale = sum(HAND_WEIGHTS[k] for k in MAIN) / (np.abs(w[main_idx]).sum() or 1.0)
     w = w * scale
     out = {
+        "features_version": FEATURES_VERSION,
         "weights": {k: round(float(v), 4) for k, v in zip(SCORE_FEATURES, w, strict=True)},
         "fitted_on": f"DRCD, {len(train_titles)} training articles (seed {args.seed}), "
                      f"{len(train)} answerable questions with a candidate holding the answer",
