@@ -298,6 +298,20 @@ class Resolution:
         if pronoun and pronoun.group().lower() in ("it", "they", "this", "that", "these",
                                                    "those"):
             return f"{before[:pronoun.start()]}{self.own}{before[pronoun.end():]}"
+        # "And an ECG?" after "How much is a blood test?": the earlier question names one
+        # thing only (one run of content words), so that is what the new one replaces;
+        # with several ("the author of Tintin in America") which one is unknown
+        runs: list[tuple[int, int]] = []
+        for m in words:
+            if _EN_FUNCTION.fullmatch(m.group()):
+                continue
+            if runs and before[runs[-1][1]:m.start()].strip() == "":
+                runs[-1] = (runs[-1][0], m.end())
+            else:
+                runs.append((m.start(), m.end()))
+        if len(runs) == 1:
+            start, end = runs[0]
+            return f"{before[:start]}{self.own}{before[end:]}"
         return ""
 
     def subject_after(self, assumed_used: bool, refused: bool) -> str:

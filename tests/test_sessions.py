@@ -85,9 +85,11 @@ def test_followups_do_not_pile_up_over_a_conversation() -> None:
      "How much is the Premium plan per month?", "per month", "Premium plan"),
     (["How much is a blood test?", "How long does it take?", "What about an X-ray?"],
      "How long does X-ray take?", "long take", "X-ray"),
+    # one thing named before: the new one takes its place (nothing else carried over)
+    (["How much is a blood test?", "And an ECG?"], "How much is a ECG?", None, "ECG"),
 ])
 def test_an_english_ellipsis_takes_the_place_of_what_it_parallels(
-        conversation: list[str], resolved: str, added: str, subject: str) -> None:
+        conversation: list[str], resolved: str, added: str | None, subject: str) -> None:
     """"And the Green setting?" asks the earlier question of a new subject: the answer
     names what it carried over, never the old subject (the Oolong setting)."""
     last = replay(conversation)[-1]
