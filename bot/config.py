@@ -36,9 +36,10 @@ from typing import Any
 from bot import resources
 from bot.errors import ConfigError
 
+log = logging.getLogger(__name__)
+
 ENV_PREFIX = "QABOT_"
 # Short names people actually type; each maps onto a section.key.
-log = logging.getLogger(__name__)
 ENV_ALIASES = {"QABOT_HOME": "paths.home", "TELEGRAM_BASE_URL": "telegram.base_url"}
 # old names still read (in a TOML file, QABOT_* or --set), each with a warning
 RENAMED = {"answer.reader": "answer.answerer"}
