@@ -38,10 +38,13 @@ from typing import Any, TypeVar
 
 from bot.errors import QabotError, QuestionError
 from bot.sessions import (
+    TURN_COLUMNS,
     SessionSummary,
     Turn,
     dump_citations,
+    latest_sessions_sql,
     rating_failed,
+    summaries,
     turn_from_row,
 )
 from bot.wording import mask_password
@@ -196,7 +199,6 @@ def _password(url: str) -> str:
         return ""
 
 
-_COLUMNS = "question, standalone, answer, citations, at, id, related, subject, rating, short"
 
 
 class PgSessionStore:
@@ -220,14 +222,14 @@ class PgSessionStore:
     def history(self, session: str, limit: int) -> list[Turn]:
         def run(conn: Any) -> list[Turn]:
             rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM qabot_turns WHERE session = %s "
+                f"SELECT {TURN_COLUMNS} FROM qabot_turns WHERE session = %s "
                 "ORDER BY id DESC LIMIT %s", (session, limit)).fetchall()
             return [turn_from_row(row) for row in reversed(rows)]
         return self._best_effort(run, [], "read history")
 
     def get(self, session: str, turn_id: int) -> Turn | None:
         def run(conn: Any) -> Turn | None:
-            row = conn.execute(f"SELECT {_COLUMNS} FROM qabot_turns WHERE session = %s "
+            row = conn.execute(f"SELECT {TURN_COLUMNS} FROM qabot_turns WHERE session = %s "
                                "AND id = %s", (session, turn_id)).fetchone()
             return turn_from_row(row) if row else None
         return self._best_effort(run, None, "read a turn")
@@ -272,23 +274,20 @@ class PgSessionStore:
 
     def sessions(self, limit: int) -> list[SessionSummary]:
         def run(conn: Any) -> list[SessionSummary]:
-            rows = conn.execute(
-                "SELECT t.session, c.n, t.question, t.at FROM qabot_turns t JOIN (SELECT "
-                "session, COUNT(*) AS n, MAX(id) AS last FROM qabot_turns GROUP BY session) c "
-                "ON t.id = c.last ORDER BY t.id DESC LIMIT %s", (limit,)).fetchall()
-            return [SessionSummary(str(s), int(n), str(q), float(at)) for s, n, q, at in rows]
+            rows = conn.execute(latest_sessions_sql("qabot_turns", "%s"), (limit,)).fetchall()
+            return summaries(rows)
         return self._best_effort(run, [], "list sessions")
 
     def transcript(self, session: str) -> list[Turn]:
         def run(conn: Any) -> list[Turn]:
-            rows = conn.execute(f"SELECT {_COLUMNS} FROM qabot_turns WHERE session = %s "
+            rows = conn.execute(f"SELECT {TURN_COLUMNS} FROM qabot_turns WHERE session = %s "
                                 "ORDER BY id", (session,)).fetchall()
             return [turn_from_row(row) for row in rows]
         return self._best_effort(run, [], "read a transcript")
 
     def rated(self) -> list[tuple[str, Turn]]:
         def run(conn: Any) -> list[tuple[str, Turn]]:
-            rows = conn.execute(f"SELECT session, {_COLUMNS} FROM qabot_turns WHERE rating "
+            rows = conn.execute(f"SELECT session, {TURN_COLUMNS} FROM qabot_turns WHERE rating "
                                 "IS NOT NULL ORDER BY id").fetchall()
             return [(str(row[0]), turn_from_row(row[1:])) for row in rows]
         return self._best_effort(run, [], "read rated turns")

@@ -10,7 +10,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -86,7 +86,23 @@ def open_sessions(settings: Settings) -> SessionBackend:
     return SessionStore(settings.sessions_path)
 
 
-_COLUMNS = "question, standalone, answer, citations, at, id, related, subject, rating, short"
+# the columns ``turn_from_row`` reads, in its order (both stores: here and bot/pg.py)
+TURN_COLUMNS = ("question, standalone, answer, citations, at, id, related, subject, rating, "
+                "short")
+
+
+def latest_sessions_sql(table: str, param: str) -> str:
+    """The query behind ``sessions``: each session's turn count and its last turn, most
+    recent first, in ``table`` with the driver's ``param`` placeholder (SQLite's ``?``,
+    psycopg's ``%s``)."""
+    return (f"SELECT t.session, c.n, t.question, t.at FROM {table} t JOIN (SELECT session, "
+            f"COUNT(*) AS n, MAX(id) AS last FROM {table} GROUP BY session) c "
+            f"ON t.id = c.last ORDER BY t.id DESC LIMIT {param}")
+
+
+def summaries(rows: Iterable[Sequence[Any]]) -> list[SessionSummary]:
+    """``SessionSummary`` of each row of ``latest_sessions_sql``."""
+    return [SessionSummary(str(s), int(n), str(q), float(at)) for s, n, q, at in rows]
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -240,7 +256,7 @@ class SessionStore:
     def _history(self, session: str, limit: int) -> list[Turn]:
         with self._connect() as db:
             rows = db.execute(
-                f"SELECT {_COLUMNS} FROM turns WHERE session = ? ORDER BY id DESC LIMIT ?",
+                f"SELECT {TURN_COLUMNS} FROM turns WHERE session = ? ORDER BY id DESC LIMIT ?",
                 (session, limit)).fetchall()
         return [turn_from_row(row) for row in reversed(rows)]
 
@@ -250,7 +266,7 @@ class SessionStore:
 
     def _get(self, session: str, turn_id: int) -> Turn | None:
         with self._connect() as db:
-            row = db.execute(f"SELECT {_COLUMNS} FROM turns WHERE session = ? AND id = ?",
+            row = db.execute(f"SELECT {TURN_COLUMNS} FROM turns WHERE session = ? AND id = ?",
                              (session, turn_id)).fetchone()
         return turn_from_row(row) if row else None
 
@@ -307,18 +323,15 @@ class SessionStore:
         """The latest ``limit`` sessions, most recent first."""
         def run() -> list[SessionSummary]:
             with self._connect() as db:
-                rows = db.execute(
-                    "SELECT t.session, c.n, t.question, t.at FROM turns t JOIN (SELECT "
-                    "session, COUNT(*) AS n, MAX(id) AS last FROM turns GROUP BY session) c "
-                    "ON t.id = c.last ORDER BY t.id DESC LIMIT ?", (limit,)).fetchall()
-            return [SessionSummary(str(s), int(n), str(q), float(at)) for s, n, q, at in rows]
+                rows = db.execute(latest_sessions_sql("turns", "?"), (limit,)).fetchall()
+            return summaries(rows)
         return self._best_effort(run, [], "list sessions")
 
     def transcript(self, session: str) -> list[Turn]:
         """Every turn of ``session``, oldest first."""
         def run() -> list[Turn]:
             with self._connect() as db:
-                rows = db.execute(f"SELECT {_COLUMNS} FROM turns WHERE session = ? "
+                rows = db.execute(f"SELECT {TURN_COLUMNS} FROM turns WHERE session = ? "
                                   "ORDER BY id", (session,)).fetchall()
             return [turn_from_row(row) for row in rows]
         return self._best_effort(run, [], "read a transcript")
@@ -327,7 +340,7 @@ class SessionStore:
         """Every rated turn with its session, oldest first."""
         def run() -> list[tuple[str, Turn]]:
             with self._connect() as db:
-                rows = db.execute(f"SELECT session, {_COLUMNS} FROM turns WHERE rating IS "
+                rows = db.execute(f"SELECT session, {TURN_COLUMNS} FROM turns WHERE rating IS "
                                   "NOT NULL ORDER BY id").fetchall()
             return [(str(row[0]), turn_from_row(row[1:])) for row in rows]
         return self._best_effort(run, [], "read rated turns")
