@@ -2,7 +2,7 @@
 
 A question for a date wants a time expression, one for an amount of money wants a
 number with a currency, "how many" wants a number, 「哪几个/哪些」 wants the items rather
-than their count. The guided answerer (bot/reading.py) takes the reader's best span
+than their count. The guided answerer (bot/answerers/guided.py) takes the reader's best span
 that agrees, falling back through the window's next spans and the next sentences; a
 span of the wrong type is never shown as the answer to a typed question.
 
@@ -57,7 +57,7 @@ _PLACE_NOUN_END = set("学院馆站园场厂所局校寺庙宫楼街路村镇乡
 
 
 def asked_kind(question: str, base: str | None) -> str | None:
-    """The kind checked for ``question``: ``base`` (``answering.question_type``'s
+    """The kind checked for ``question``: ``base`` (``features.question_type``'s
     answer), "list" for 「哪几个/哪些」 questions, "place" for 「在哪里」/"where"."""
     if _LIST.search(question):
         return "list"

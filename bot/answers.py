@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from langchain_core.documents import Document
 
 
 class Mode(StrEnum):
@@ -19,9 +22,9 @@ class Mode(StrEnum):
     evaluation rows and ``qabot info``, which names the configured answerer the same
     way: ``bot.answerers.ANSWERERS``)."""
 
-    EXTRACTIVE = "extractive"  # the rule answerer (bot/answering.py)
-    GUIDED = "guided"  # rules choose the sentence, the reader the words (bot/reading.py)
-    READER = "reader"  # the trained reader alone (bot/reading.py)
+    EXTRACTIVE = "extractive"  # the rule answerer (bot/answerers/rules.py)
+    GUIDED = "guided"  # rules choose the sentence, the reader the words (bot/answerers/guided.py)
+    READER = "reader"  # the trained reader alone (bot/answerers/trained.py)
     LLM = "llm"  # an LLM answer that passed the citation check
     LLM_UNSUPPORTED = "llm-unsupported"  # shown with a warning (llm.unsupported = "show")
     EXTRACTIVE_FALLBACK = "extractive-fallback"  # the LLM failed or its answer was rejected
@@ -41,7 +44,7 @@ SUPPORT_SCALES = {
 }
 
 
-@dataclass
+@dataclass(frozen=True)
 class Citation:
     n: int
     source: str  # the document's key in the index (relative to a checkout, else absolute)
@@ -76,7 +79,7 @@ class Quote:
     end: int | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class Evidence:
     """What the answer rests on, for evaluation and diagnosis: the quoted sentence and
     its source offsets (rules), the reader's span and score, the metadata field of an
@@ -96,8 +99,40 @@ class Evidence:
     error: str | None = None  # the evaluator's record of a question that failed
 
 
-@dataclass
+@dataclass(frozen=True)
+class Decision:
+    """Whether the answer was given, and on what grounds: the score, what that score
+    measures (``SUPPORT_SCALES``) and the threshold it was compared with (None where no
+    threshold applies: an answer from metadata, an LLM's reply)."""
+
+    refused: bool
+    score: float
+    scale: str
+    threshold: float | None
+    # a refusal's cause (``REFUSALS``); None for an answer
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"refused": self.refused, "score": round(self.score, 4), "scale": self.scale,
+                "threshold": None if self.threshold is None else round(self.threshold, 4),
+                "reason": self.reason}
+
+
+# Why an answerer refused. A refusal is not always a low score: the documents may hold
+# no value of the kind asked for, or only another table row than the one named.
+BELOW_THRESHOLD = "below-threshold"
+NOTHING_TO_READ = "nothing-to-read"  # no passages, or no sentence or span in them
+WRONG_TYPE = "no-value-of-the-asked-type"
+ANOTHER_ROW = "another-table-row"
+NOT_IN_DOCUMENTS = "said-not-found"  # an LLM answered NOT_FOUND
+REFUSALS = (BELOW_THRESHOLD, NOTHING_TO_READ, WRONG_TYPE, ANOTHER_ROW, NOT_IN_DOCUMENTS)
+
+
+@dataclass(frozen=True)
 class Answer:
+    """One answer, as parts. Immutable: whoever adds to it (the engine its timings and
+    subject, the session store its turn id) makes a new one (``dataclasses.replace``)."""
+
     question: str
     short_answer: str | None
     refused: bool
@@ -122,6 +157,16 @@ class Answer:
     assumed_subject: str | None = None
     # what this turn is about, stored with it for the next turn (bot/conversation.py)
     subject: str = ""
+    # what ``support`` was compared with to answer or refuse, and why it refused
+    # (``decision``)
+    threshold: float | None = None
+    refusal_reason: str | None = None
+
+    @property
+    def decision(self) -> Decision:
+        """Why it answered or refused, on the scale of its mode."""
+        return Decision(self.refused, self.support, SUPPORT_SCALES.get(self.mode, ""),
+                        self.threshold, self.refusal_reason if self.refused else None)
 
     @property
     def headline(self) -> str | None:
@@ -158,6 +203,7 @@ class Answer:
             "assumed_subject": self.assumed_subject,
             "support": round(self.support, 4),
             "support_scale": SUPPORT_SCALES.get(self.mode, ""),
+            "decision": self.decision.to_dict(),
             "mode": str(self.mode),
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
             # the reader's span (source offsets) and score; null for other answers
@@ -169,3 +215,15 @@ class Answer:
 def marks(cites: tuple[int, ...] | list[int]) -> str:
     """``[1][3]`` for citations 1 and 3."""
     return "".join(f"[{n}]" for n in cites)
+
+
+def citation_of(n: int, doc: Document) -> Citation:
+    """Passage ``doc`` as citation number ``n``."""
+    m = doc.metadata
+    source = str(m.get("source", ""))
+    return Citation(n=n, source=source, chunk_id=str(m.get("chunk_id", doc.id)),
+                    start=int(m.get("start", 0)), end=int(m.get("end", 0)),
+                    text=doc.page_content, score=float(m.get("score", 0.0)),
+                    shown=str(m.get("shown") or source.rsplit("/", 1)[-1]),
+                    line=int(m["line"]) if m.get("lines") and m.get("line") else None,
+                    path=str(m.get("path") or ""))

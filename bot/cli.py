@@ -348,7 +348,14 @@ def eval_cmd(obj: Context, testset: Path | None, predictions: Path | None,
 
     engine = Engine(settings, sessions=SessionStore(":memory:"))
     rows: list[dict[str, Any]] = []
-    out = predictions.open("w", encoding="utf-8") if predictions else None
+    try:
+        if predictions:
+            predictions.parent.mkdir(parents=True, exist_ok=True)
+        out = predictions.open("w", encoding="utf-8") if predictions else None
+    except OSError as exc:
+        raise QabotError(f"Cannot write the predictions to {predictions}: "
+                         f"{exc.strerror or exc}. Give --predictions a file in a folder "
+                         "you can write to.") from exc
 
     def keep(row: dict[str, Any]) -> None:
         rows.append(row)

@@ -129,7 +129,7 @@ class AnswerSettings:
     # a question needs room for a few words; under 10 characters rejects real questions
     max_question_chars: int = setting(2000, at_least=10, at_most=100_000)
     # guided: rule-ranked sentences, the reader's span in the best 3, and a learned
-    # choice and refusal (bot/reading.py, bot/models/combiner.json) | none: the rule
+    # choice and refusal (bot/answerers/guided.py, bot/models/combiner.json) | none: the rule
     # answerer alone | trained: the reader over every window of the top passages |
     # auto (default): guided with the embedder its model was fitted with
     # (GUIDED_EMBEDDER), none with any other. docs/benchmarks.md measures all three.

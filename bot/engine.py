@@ -22,7 +22,7 @@ from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrou
 
 from bot import tokens
 from bot.answerers import AnswererKind, answerer_for
-from bot.answering import Answerer, Query
+from bot.answerers.contract import Answerer, Query
 from bot.answers import Answer
 from bot.bridge import glossary_for
 from bot.config import Settings
@@ -30,7 +30,7 @@ from bot.conversation import replay, resolve
 from bot.embeddings import QabotEmbeddings, make_embeddings
 from bot.errors import IndexError_, QabotError, QuestionError
 from bot.ingest import IngestReport
-from bot.reading import preload_reader
+from bot.reader import preload_reader
 from bot.retrieval import HybridRetriever
 from bot.sessions import SessionBackend, Turn, open_sessions
 from bot.store import Index
@@ -100,7 +100,8 @@ class Engine:
         answerer = kind.build(index, settings.answer)
         llm = None
         if settings.llm.provider != "none":
-            from bot.llm import LLMAnswerer  # langchain-openai/-ollama only when configured
+            # langchain-openai/-ollama only when configured
+            from bot.answerers.llm import LLMAnswerer
 
             llm = LLMAnswerer(settings, answerer)
         final = llm or answerer
@@ -171,7 +172,7 @@ class Engine:
         result = self.respond(question, turns, on_token=on_token,
                               keep_subject=session is not None)
         if session is not None:
-            self.record(session, question, result)
+            return self.record(session, question, result)
         return result
 
     def respond(self, question: str, turns: Sequence[Turn], *,
@@ -217,27 +218,28 @@ class Engine:
             log.warning("index query failed (%s); reopening the index", exc)
             pipe = self._current(failed=True)
             out = pipe.chain.invoke({"query": query, "on_token": on_token})
-        result: Answer = out["answer"]
+        found: Answer = out["answer"]
         t2, t3 = out["retrieved_at"], time.perf_counter()
-        result.timings_ms = {"rewrite": (t1 - t0) * 1000, "retrieve": (t2 - t1) * 1000,
-                             "answer": (t3 - t2) * 1000, "total": (t3 - t0) * 1000}
-        if not result.standalone_query:
-            result.standalone_query = query.standalone
-        if result.assumed_subject is None and query.assumed and not result.refused \
+        assumed = found.assumed_subject
+        if assumed is None and query.assumed and not found.refused \
                 and query.standalone != question:
-            result.assumed_subject = query.assumed  # answered from the resolved form
-        if keep_subject:
-            result.subject = res.subject_after(result.assumed_subject is not None,
-                                               result.refused)
-        return result
+            assumed = query.assumed  # answered from the resolved form
+        return dataclasses.replace(
+            found, standalone_query=found.standalone_query or query.standalone,
+            assumed_subject=assumed,
+            subject=res.subject_after(assumed is not None, found.refused)
+            if keep_subject else found.subject,
+            timings_ms={"rewrite": (t1 - t0) * 1000, "retrieve": (t2 - t1) * 1000,
+                        "answer": (t3 - t2) * 1000, "total": (t3 - t0) * 1000})
 
-    def record(self, session: str, question: str, result: Answer) -> None:
-        """Store an answered turn in ``session`` and set ``result.turn_id``."""
-        result.turn_id = self.sessions.append(session, Turn(
+    def record(self, session: str, question: str, result: Answer) -> Answer:
+        """Store an answered turn in ``session``: ``result`` with its turn id."""
+        turn_id = self.sessions.append(session, Turn(
             question=question, standalone=result.standalone_query or question,
             answer=result.answer, citations=list(result.citations),
             related=list(result.related), subject=result.subject,
             short="" if result.refused else (result.short_answer or "")))
+        return dataclasses.replace(result, turn_id=turn_id)
 
     def warm_up(self) -> None:
         """Answer one question and forget it, so the reader, the tokenizers and the

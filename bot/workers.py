@@ -75,7 +75,7 @@ def _start(settings: Settings) -> None:
     global _engine, _failure
     from bot.config import answerer_kind
     from bot.engine import Engine
-    from bot.reading import shared_reader
+    from bot.reader import shared_reader
     from bot.sessions import SessionStore
 
     logging.basicConfig(level=logging.WARNING)
@@ -100,7 +100,7 @@ def _engine_or_failure() -> Engine:
 
 
 def _respond(question: str, turns: Sequence[Turn], threads: int) -> Answer:
-    from bot.reading import use_reader_threads
+    from bot.reader import use_reader_threads
 
     engine = _engine_or_failure()
     use_reader_threads(threads)
@@ -197,7 +197,7 @@ class AnswerPool:
         if self._procs is None:  # already on one of our threads: answer right here
             result = self.engine.respond(question, turns)
             if session is not None:
-                self.engine.record(session, question, result)
+                return self.engine.record(session, question, result)
             return result
         try:
             result = self.submit(question, turns).result()
@@ -208,7 +208,7 @@ class AnswerPool:
             raise WorkerLostError("Sorry, I lost track of that question. Please ask it "
                                   "again.") from None
         if session is not None:
-            self.engine.record(session, question, result)
+            return self.engine.record(session, question, result)
         return result
 
     def _replace(self, broken: ProcessPoolExecutor) -> ProcessPoolExecutor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.answer_types import agrees, asked_kind, whole_place
-from bot.answering import question_type
+from bot.features import question_type
 
 
 @pytest.mark.parametrize(("question", "kind"), [

@@ -66,9 +66,9 @@ def test_a_model_fitted_on_other_features_refuses_to_load(tmp_path: Path, which:
     one FEATURES_VERSION; against another they would load and score wrong."""
     import json
 
-    from bot.answering import FEATURES_VERSION, SCORER_PATH, score_weights
+    from bot.answerers.guided import COMBINER_PATH, load_combiner
     from bot.errors import ReaderError, ScorerError
-    from bot.reading import COMBINER_PATH, load_combiner
+    from bot.features import FEATURES_VERSION, SCORER_PATH, score_weights
 
     shipped = SCORER_PATH if which == "scorer" else COMBINER_PATH
     data = json.loads(shipped.read_text("utf-8"))

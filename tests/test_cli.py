@@ -226,6 +226,24 @@ def test_eval_rejects_a_malformed_test_set(hashing_home: Path, tmp_path: Path) -
     assert result.exit_code == 1 and "line 2 is not a test item" in result.stderr
 
 
+def test_eval_writes_predictions_into_a_new_folder_or_says_why_it_cannot(
+        hashing_home: Path, tmp_path: Path) -> None:
+    testset = tmp_path / "set.jsonl"
+    testset.write_text('{"question": "霍城县江苏医院综合病房大楼总投资多少?", '
+                       '"answers": ["1.4亿元"]}\n', "utf-8")
+    fresh = tmp_path / "new" / "folder" / "pred.jsonl"
+    ok = run(hashing_home, "eval", str(testset), "--predictions", str(fresh),
+             QABOT_EMBEDDINGS_BACKEND="hashing")
+    assert ok.exit_code == 0, ok.output
+    assert len(fresh.read_text("utf-8").splitlines()) == 1
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder", "utf-8")
+    bad = run(hashing_home, "eval", str(testset), "--predictions", str(blocked / "p.jsonl"),
+              QABOT_EMBEDDINGS_BACKEND="hashing")
+    assert bad.exit_code == 1 and "Cannot write the predictions" in bad.stderr
+    assert "Traceback" not in bad.output
+
+
 def test_set_flag_overrides_settings_and_rejects_unknown_keys(hashing_home: Path) -> None:
     result = run(hashing_home, "--set", "retrieval.kk=3", "ask", "x")
     assert result.exit_code == 2 and "Unknown setting 'retrieval.kk'" in result.stderr

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from conftest import SEED, TESTSET, make_settings
 
+from bot.answerers.guided import COMBINER_PATH, REFUSAL_FEATURES, load_combiner
 from bot.config import GUIDED_EMBEDDER, ConfigError, load_settings
 from bot.errors import ReaderError
 from bot.reader import Reader
-from bot.reading import COMBINER_PATH, REFUSAL_FEATURES, load_combiner
 from train.calibration import choose_threshold
 from train.combiner import fit_logistic
 
@@ -77,7 +77,7 @@ def test_questions_about_what_the_article_never_covers_are_refused(guided_engine
 @pytest.mark.slow
 def test_an_english_question_about_the_chinese_article_is_answered(guided_engine) -> None:
     # the learned model never saw a question in another script than its passage; the
-    # cross-lingual test decides these (bot/reading.py)
+    # cross-lingual test decides these (bot/answerers/guided.py)
     a = guided_engine.answer("In which year was Huocheng County designated a pilot county "
                              "for aid to Xinjiang?")
     assert not a.refused and "2002" in a.answer
@@ -228,3 +228,4 @@ def test_an_english_question_about_a_chinese_policy_is_also_read_in_chinese(
         assert "工作日" in (a.standalone_query or "")  # the keyword form answered
     else:
         assert a.standalone_query == q
+

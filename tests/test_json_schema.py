@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import ROOT
 
+from bot.answers import BELOW_THRESHOLD, REFUSALS
 from bot.cli import cli
 
 DOC = ROOT / "docs" / "json.md"
@@ -85,6 +86,14 @@ def test_ask_json_matches_docs_json_md(real_home: Path) -> None:
     quote = rows[0]["quotes"][0]
     assert quote["text"].strip("…") in seed[quote["start"]:quote["end"]]
     assert rows[0]["mode"] == "guided" and "log-odds" in rows[0]["support_scale"]
+    # the decision says what the score was compared with, and agrees with the outcome
+    answered, refused, about_doc = (r["decision"] for r in rows)
+    assert answered["score"] >= answered["threshold"] and not answered["refused"]
+    assert refused["refused"] and refused["reason"] in REFUSALS
+    if refused["reason"] == BELOW_THRESHOLD:
+        assert refused["score"] < refused["threshold"]
+    assert answered["reason"] is None
+    assert about_doc["threshold"] is None and about_doc["scale"] == rows[2]["support_scale"]
 
 
 @pytest.mark.slow

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bot.answering import HAND_WEIGHTS, SCORE_FEATURES, SCORER_PATH, score_weights
 from bot.config import ConfigError, load_settings
 from bot.errors import ScorerError
+from bot.features import HAND_WEIGHTS, SCORE_FEATURES, SCORER_PATH, score_weights
 from train.scorer import fit, loss_and_grad, top1
 
 

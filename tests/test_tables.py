@@ -14,11 +14,11 @@ import pytest
 from click.testing import CliRunner
 from conftest import ROOT, make_settings
 
+from bot.answerers.trained import _clip
 from bot.chunking import KIND_BODY, KIND_TABLE, iter_chunks, retrieval_text, table_facts
 from bot.cli import cli
 from bot.facts import asked_cell, names_another_row
 from bot.loading import discover, load
-from bot.reading import _clip
 
 DOCS = ROOT / "tests" / "data" / "docs"
 POLICY = DOCS / "travel_policy.md"

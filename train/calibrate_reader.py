@@ -24,13 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from bot import evaluation
-from bot.config import load_settings
-from bot.embeddings import make_embeddings
-from bot.engine import Engine
-from bot.ingest import ingest_documents
 from bot.reader import GRAPH_PATH as MODEL_PATH
-from bot.sessions import SessionStore
-from train import calibration, drcd
+from train import calibration, drcd, lab
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,12 +46,10 @@ def main() -> None:
     for pair in args.overrides:
         key, _, value = pair.partition("=")
         cli[key] = value
-    settings = load_settings(cli={**cli, **OFF})
     meta = json.loads(MODEL_PATH.with_suffix(".json").read_text("utf-8"))
     items, docs = drcd.question_set(set(meta["validation_titles"]), args.seed, args.limit)
-    embeddings = make_embeddings(settings.embeddings)
-    ingest_documents(settings, docs, embeddings, total=len(docs))
-    engine = Engine(settings, embeddings=embeddings, sessions=SessionStore(":memory:"))
+    home = Path(cli.pop("paths.home"))
+    engine = lab.engine_over(home, docs, {**cli, **OFF})
     rows = []
     for n, item in enumerate(items, 1):
         a = engine.answer(item.question)

@@ -25,10 +25,13 @@ from typing import Any
 from train.reader import load_cmrc, split_titles, without_sentence
 
 
-def build(seed: int = 13, cut_share: float = 0.5) -> dict[str, Any]:
+def build(seed: int = 13, cut_share: float = 0.5, titles: set[str] | None = None
+          ) -> dict[str, Any]:
+    """The set over the validation titles, or over ``titles`` (CMRC train titles,
+    ``cmrc:``-prefixed as ``load_cmrc`` gives them) with the same cuts."""
     rng = random.Random(seed)
     articles = load_cmrc(random.Random(seed))
-    wanted = split_titles(articles, seed)
+    wanted = split_titles(articles, seed) if titles is None else titles
     data = []
     for a in sorted((a for a in articles if a["title"] in wanted), key=lambda a: a["title"]):
         for p_index, p in enumerate(a["paragraphs"]):

