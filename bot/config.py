@@ -161,6 +161,11 @@ class AnswerSettings:
     # Measured on a Chinese notice it never saw: contains-gold 0.714 -> 0.786
     # (docs/benchmarks.md).
     bridge_english: bool = True
+    # The other way: a Chinese question about English text is also read in an English
+    # keyword form (CC-CEDICT headwords -> their glosses the index uses). Chosen on
+    # tests/data/reverse/dev.jsonl, measured on tests/data/reverse/test.jsonl
+    # (docs/benchmarks.md).
+    bridge_chinese: bool = True
     # log-odds a bridged reading gives up against the question read as asked and
     # against the refusal threshold: keywords in another language are weaker evidence
     # than the question itself. Chosen on tests/data/bridge/dev.json (docs/benchmarks.md):

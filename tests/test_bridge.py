@@ -105,3 +105,58 @@ def test_chinese_already_in_a_resolved_question_stays(glossary) -> None:
     # a follow-up resolved with an earlier Chinese subject keeps it in its keyword form
     assert glossary.bridge("江阴初级中学 How many industrial projects started?") \
         == "江阴初级中学 产业 项目 计划 开工 多少个?"
+
+
+# ----- the reverse bridge: Chinese questions about English text --------------------------
+EN_LINES = [
+    "泵 泵 [beng4] /pump (loanword)/",
+    "壓力 压力 [ya1 li4] /pressure/",
+    "水箱 水箱 [shui3 xiang1] /water tank/radiator (of engine)/",
+    "保修 保修 [bao3 xiu1] /to promise to keep sth in good repair/guarantee/warranty/",
+    "代碼 代码 [dai4 ma3] /code/",
+    "碼 码 [ma3] /weight/number/code/",
+    "錯誤 错误 [cuo4 wu4] /error/mistake/CL:個|个[ge4]/",
+    "年假 年假 [nian2 jia4] /annual leave/New Year holidays/",
+    "公司 公司 [gong1 si1] /company/firm/corporation/",
+    "一共 一共 [yi1 gong4] /altogether/",
+    "名 名 [ming2] /name/noun (part of speech)/place (e.g. among winners)/",
+    "倫敦 伦敦 [Lun2 dun1] /London/",
+]
+EN_VOCAB = {"pump", "pressure", "water", "tank", "tanks", "warranty", "code", "codes",
+            "error", "annual", "leave", "place", "london", "the", "of"}
+
+
+@pytest.fixture
+def reverse() -> bridge.Glossary:
+    return bridge.Glossary({}, {}, bridge.build_english(EN_LINES, EN_VOCAB))
+
+
+def test_a_chinese_question_becomes_english_keywords_and_its_interrogative(reverse) -> None:
+    assert reverse.bridge_to_english("K2的水箱有多大?") == "how big water tank K2?"
+    assert reverse.bridge_to_english("错误代码E22是什么意思?") \
+        == "what does mean error code E22?"  # 代码 whole, not 码's "weight"
+    assert reverse.bridge_to_english("年假有多少天?") == "how many days annual leave?"
+
+
+def test_only_senses_the_index_holds_every_word_of_are_used(reverse) -> None:
+    # 保修's first senses have words the index lacks; "warranty" is the one it holds
+    assert reverse.bridge_to_english("保修期多久?") == "how long warranty?"
+    assert "radiator" not in str(reverse.english["水箱"])
+    assert "伦敦" not in reverse.english  # a name, not a translation
+
+
+def test_a_question_mostly_left_untranslated_gets_no_english_form(reverse) -> None:
+    # only 名 ("place") of 公司一共名员工 would be English: it would ask something else
+    assert reverse.bridge_to_english("公司一共有多少名员工?") is None
+    assert reverse.bridge_to_english("What is the pump pressure?") is None  # English
+
+
+def test_the_reverse_glossary_is_built_only_for_an_index_that_holds_english() -> None:
+    chinese_only = {"县", "试点", "霍城", "x2", "r5"}
+    assert not bridge.glossary_for(chinese_only).english
+    english = {"word" + chr(97 + i // 26) + chr(97 + i % 26)
+               for i in range(bridge.ENGLISH_VOCABULARY_MIN)}
+    mixed = english | {"pump", "pressure", "县"}
+    glossary = bridge.glossary_for(mixed)
+    assert glossary.english["压力"] == ("pressure",)
+    assert glossary.bridge_to_english("泵的压力是多少?") == "what is pump pressure?"

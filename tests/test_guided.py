@@ -195,7 +195,7 @@ def test_auto_is_guided_only_with_the_embedder_its_model_was_fitted_with(
 def docs_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real index of the Chinese travel policy of tests/data/docs alone: in an index
     that also holds English documents, this question retrieves an English passage
-    first, and the bridge is not read (engine._about_chinese)."""
+    first, and the bridge is not read (engine._reads_bridged)."""
     import shutil
 
     from bot.embeddings import make_embeddings
@@ -229,3 +229,41 @@ def test_an_english_question_about_a_chinese_policy_is_also_read_in_chinese(
     else:
         assert a.standalone_query == q
 
+
+@pytest.fixture(scope="module")
+def mixed_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real index of the seed article (Chinese) and the Ridgeline guide (English)."""
+    import shutil
+
+    from bot.embeddings import make_embeddings
+    from bot.ingest import ingest
+
+    home = tmp_path_factory.mktemp("mixed-index")
+    docs = tmp_path_factory.mktemp("mixed")
+    shutil.copy(SEED, docs)
+    shutil.copy(Path(__file__).parent / "data" / "docs" / "ridgeline_guide.md", docs)
+    settings = make_settings(home, docs)
+    ingest(settings, [settings.docs_dir], make_embeddings(settings.embeddings))
+    return home
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bridge", [True, False])
+def test_a_chinese_question_about_an_english_guide_is_also_read_in_english(
+        mixed_home: Path, bridge: bool) -> None:
+    """bot/bridge.py, the reverse way: 「R5的电池容量是多少?」 is also read as "what is
+    battery capacity R5?", which finds the spec row; off, the question is read as asked
+    only. A question about the Chinese article still answers from it."""
+    from bot.engine import Engine
+    from bot.sessions import SessionStore
+
+    engine = Engine(make_settings(mixed_home, **{"answer.bridge_chinese": bridge}),
+                    sessions=SessionStore(":memory:"))
+    a = engine.answer("R5的电池容量是多少?")
+    if bridge:
+        assert not a.refused and "1,280 Wh" in (a.short_answer or "")
+        assert a.standalone_query == "what is battery capacity R5?"
+    else:
+        assert a.standalone_query == "R5的电池容量是多少?"
+    chinese = engine.answer("霍城县江苏医院综合病房大楼总投资多少?")
+    assert chinese.short_answer == "1.4亿元"
