@@ -114,8 +114,7 @@ class Engine:
                     lambda d: retriever.invoke(d["query"].contextual)
                     if d["query"].contextual else []))
             | RunnablePassthrough.assign(bridged_passages=RunnableLambda(
-                lambda d: {f: retriever.invoke(f) for f in d["query"].bridged_forms}
-                if _reads_bridged(d["query"].question, d["passages"]) else {}))
+                lambda d: _bridged_passages(d["query"], d["passages"], retriever)))
             | RunnableLambda(lambda d: {**d, "retrieved_at": time.perf_counter()})
             | RunnableLambda(lambda d: {**d, "answer": final(d)})
         )
@@ -335,17 +334,31 @@ class Engine:
         return self.sessions.history(session, self.settings.session.history_turns)
 
 
-def _reads_bridged(question: str, passages: Sequence[Document]) -> bool:
-    """Whether a question's keyword form in the other language is read (bot/bridge.py).
+def _bridged_passages(query: Query, passages: Sequence[Document],
+                      retriever: HybridRetriever) -> dict[str, list[Document]]:
+    """The passages each keyword form of the question in the other language retrieves,
+    for the forms that are read (bot/bridge.py).
 
-    An English question: only when the passage it retrieves first as asked is Chinese
-    (retrieval is cross-lingual), so that in an index that also holds English documents
-    an English question about one of them is not pulled to the Chinese ones (chosen on
-    tests/data/bridge/dev.json). A Chinese question: whenever it has an English form,
-    which it has only when the index holds English text. Its first passage is often
-    Chinese even when the answer is in English (the Chinese text shares its script, and
-    so its BM25 terms); on tests/data/reverse/dev.jsonl, reading the form only after an
-    English first passage answered 5 of 12, always 8 of 12 (docs/benchmarks.md)."""
-    if tokens.is_mostly_cjk(question):
-        return True
-    return bool(passages) and tokens.is_mostly_cjk(passages[0].page_content)
+    An English question's Chinese form: only when the passage the question retrieves
+    first as asked is Chinese (retrieval is cross-lingual), so that in an index that
+    also holds English documents an English question about one of them is not pulled
+    to the Chinese ones (chosen on tests/data/bridge/dev.json).
+
+    A Chinese question's English form: whenever its own first passage is English (it
+    found English text); it is made only when the index holds English. A Chinese
+    question's first passage is often Chinese even when the answer is in English (the
+    Chinese text shares its script, and so its BM25 terms): on
+    tests/data/reverse/dev.jsonl, reading the form only after an English first passage
+    answered 5 of 12, reading it whenever it retrieves English 8 of 12
+    (docs/benchmarks.md). In a Chinese corpus with English words here and there
+    (Wikipedia), the form retrieves Chinese text and is not read."""
+    forms = query.bridged_forms
+    if not forms:
+        return {}
+    if not tokens.is_mostly_cjk(query.question):
+        if not (passages and tokens.is_mostly_cjk(passages[0].page_content)):
+            return {}
+        return {f: retriever.invoke(f) for f in forms}
+    found = {f: retriever.invoke(f) for f in forms}
+    return {f: got for f, got in found.items()
+            if got and not tokens.is_mostly_cjk(got[0].page_content)}

@@ -61,7 +61,10 @@ _UNITS = (r"人次|场次|平方公里|平方千米|平方米|公里|千米|厘�
           r"|卷|册|章|节|分|倍|度|克")
 PATTERNS: dict[str, re.Pattern[str]] = {
     "money": re.compile(rf"(?:近|约)?{_AMOUNT}(?:余|多)?(?:万|亿|千)?(?:余|多)?"
-                        rf"(?:美元|港元|港币|欧元|日元|英镑|元|人民币)(?:以上)?"),
+                        rf"(?:美元|港元|港币|欧元|日元|英镑|元|人民币)(?:以上)?"
+                        # $499, €1,200, 45 EUR, 30 dollars
+                        rf"|[$€£¥]\s?{_NUM}|{_NUM}\s?(?:USD|EUR|GBP|CNY|RMB|dollars?|euros?"
+                        rf"|pounds?|yuan)\b"),
     "percent": re.compile(rf"{_NUM}\s*%(?:以上)?|百分之[一二三四五六七八九十百\d]+"),
     # a number with a unit (182cm, 1.601 km²) or a magnitude (5000万)
     "count": re.compile(rf"(?:近|约)?{_AMOUNT}(?:余|多)?(?:(?:万|千|百)?(?:余|多)?\s?(?:{_UNITS})"
@@ -76,7 +79,10 @@ _QTYPE: list[tuple[str, re.Pattern[str]]] = [
     ("money", re.compile(
         r"多少钱|多少资金|多少援疆资金|多少经费|(投资|资金|金额|价值|经费|花费|耗资|捐赠).{0,6}(多少|几)"
         r"|(多少|几).{0,4}(资金|投资|经费|元)|how much (money|was invested|did .* cost)"
-        r"|invest|\bcost|\bworth|\bfund", re.I)),
+        r"|invest|\bcost|\bworth|\bfund"
+        # a price or a fee: 「售价是多少」, "what is the price"
+        r"|(价格|售价|价钱|定价|票价|收费|费用).{0,4}(多少|几)|\bprices?\b|\bpriced\b|\bfees?\b",
+        re.I)),
     ("date", re.compile(r"哪一年|哪年|什么时候|何时|哪天|哪一天|日期|什么时间|几月|几号"
                         r"|\bwhen\b|what year|which year|what date|\bdate\b", re.I)),
     ("count", re.compile(rf"多少|几(?:{_UNITS}|\s)|多长|多远|how many|how long|how far", re.I)),

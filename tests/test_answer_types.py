@@ -18,6 +18,9 @@ from bot.features import question_type
     ("他们学的是什么乐器?", None),
     ("How long does a full jug take to boil?", "duration"),
     ("How long is the base cable?", "count"),
+    # a price or a fee is money, in either language
+    ("K2的售价是多少?", "money"), ("挂号费用是多少?", "money"),
+    ("What is the price of the Northwind K2?", "money"), ("Are there any fees?", "money"),
 ])
 def test_the_kind_asked_for(question: str, kind: str | None) -> None:
     assert asked_kind(question, question_type(question)) == kind
@@ -48,3 +51,17 @@ def test_a_place_runs_on_to_the_whole_name() -> None:
     done = text.index("天华民乐团")
     assert whole_place(text, done + 5) == done + 5
     assert whole_place("在北京成立", 3) == 3
+
+
+@pytest.mark.parametrize(("sentence", "amount"), [
+    ("The Northwind K2 costs $499 in the EU shop.", "$499"),
+    ("A night in a class 1 city is 45 EUR at most.", "45 EUR"),
+    ("总投资1.4亿元。", "1.4亿元"),
+    ("It is covered for two years.", None),
+])
+def test_amounts_of_money_in_either_language_are_found(sentence: str, amount: str | None
+                                                        ) -> None:
+    from bot.features import typed_spans
+
+    found = [m.group(0) for m in typed_spans("money", sentence, "")]
+    assert found == ([amount] if amount else [])

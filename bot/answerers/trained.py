@@ -102,9 +102,11 @@ class ReaderAnswerer:
     def refusal(self, query: Query, passages: Sequence[Document]) -> Answer:
         return self.rules.refusal(query, passages)
 
-    def read(self, asked: str, form: str, passages: Sequence[Document]) -> Reading:
+    def read(self, asked: str, form: str, passages: Sequence[Document],
+             typed_as: str | None = None) -> Reading:
         """The best span for ``form`` of the question ``asked`` (itself, or with the
-        previous turn's topic) over ``passages``."""
+        previous turn's topic) over ``passages``. ``typed_as``: the question whose
+        answer type a keyword form stands for (used by the guided answerer's check)."""
         texts = [p.page_content for p in passages[:self.settings.reader_passages]]
         spans = self.reader.read(form, texts)
         return Reading(form, passages, spans[0] if spans else None)
@@ -126,7 +128,7 @@ class ReaderAnswerer:
             readings.append(self.read(query.question, query.contextual, context_passages))
         for form, found in (bridged_passages or {}).items():
             if found:  # Chinese keywords: read as the question they stand for
-                readings.append(self.read(form, form, found))
+                readings.append(self.read(form, form, found, typed_as=query.question))
         scored = [r for r in readings if r.span is not None]
         if not scored:
             # a reading refused for the type asked says so; else there was nothing to read
