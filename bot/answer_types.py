@@ -1,7 +1,8 @@
 """Does a short answer have the type its question asks for?
 
 A question for a date wants a time expression, one for an amount of money wants a
-number with a currency, "how many" wants a number, 「哪几个/哪些」 wants the items rather
+number with a currency, one for a weight a number with a unit of mass, "how many"
+wants a number, 「哪几个/哪些」 wants the items rather
 than their count. The guided answerer (bot/answerers/guided.py) takes the reader's best span
 that agrees, falling back through the window's next spans and the next sentences; a
 span of the wrong type is never shown as the answer to a typed question.
@@ -23,7 +24,7 @@ from bot import tokens
 PLACE_REACH = 12
 # kinds whose answers have a recognisable form; "name" and "list" questions are
 # checked only against a bare count (what a list question must not be answered with)
-TYPE_CHECKED = ("date", "money", "count", "percent", "list", "duration")
+TYPE_CHECKED = ("date", "money", "count", "percent", "list", "duration", "weight")
 
 _NUMERAL = r"[0-9０-９零〇一二三四五六七八九十百千万亿两几数半]"
 _HAS_NUMBER = re.compile(_NUMERAL + r"|\b(one|two|three|four|five|six|seven|eight|nine|ten"
@@ -43,6 +44,13 @@ _BARE_COUNT = re.compile(r"[0-9０-９.,零〇一二三四五六七八九十百�
 # "how long does it take" asks for a time, "how long is the cable" for a length
 _DURATION_ASKED = re.compile(r"how long (does|did|do|will|would|can|should|has|have|is it"
                              r" going)|多久|多长时间|几个?(小时|分钟|星期|月)|要多长", re.I)
+# a question for a weight value ("how heavy", 「有多重」), not one that ranks by weight
+# (「哪个车型重量排第一」)
+_WEIGHT_ASKED = re.compile(r"how heavy|how much (does|do|did|would|will) .{1,60}weigh"
+                           r"|what is the weight|the weight of|多重|重量(是|为|有)?多少"
+                           r"|多少(公斤|千克|克|吨|斤)", re.I)
+_MASS_UNIT = re.compile(r"\d\s*(kg|g|mg|t|lbs?|oz)\b|\b(kilo(gram)?s?|grams?|tonnes?|tons?"
+                        r"|pounds?|ounces?)\b|公斤|千克|克|吨|斤", re.I)
 _TIME_UNIT = re.compile(r"[秒分时天日周月年]|分钟|小时|星期|\b(sec(ond)?s?|min(ute)?s?|h(ou)?rs?"
                         r"|hours?|days?|weeks?|months?|years?)\b", re.I)
 _LIST = re.compile(r"哪几|哪些|有哪|哪两|哪三|which (ones|of the)|what are the", re.I)
@@ -63,6 +71,8 @@ def asked_kind(question: str, base: str | None) -> str | None:
         return "list"
     if _DURATION_ASKED.search(question):
         return "duration"
+    if _WEIGHT_ASKED.search(question):
+        return "weight"
     if base not in TYPE_CHECKED and _PLACE.search(question):
         return "place"
     return base if base in TYPE_CHECKED else None
@@ -102,4 +112,6 @@ def agrees(kind: str | None, text: str) -> bool:
         return not _BARE_COUNT.match(text)
     if kind == "duration":
         return bool(_HAS_NUMBER.search(text)) and bool(_TIME_UNIT.search(text))
+    if kind == "weight":  # a number with a unit of mass: 「6.4 kg」, not 「two years」
+        return bool(_HAS_NUMBER.search(text)) and bool(_MASS_UNIT.search(text))
     return True

@@ -21,6 +21,9 @@ from bot.features import question_type
     # a price or a fee is money, in either language
     ("K2的售价是多少?", "money"), ("挂号费用是多少?", "money"),
     ("What is the price of the Northwind K2?", "money"), ("Are there any fees?", "money"),
+    # a weight wants a unit of mass; ranking by weight asks for the thing, not a weight
+    ("How heavy is the Northwind K2?", "weight"), ("R5有多重?", "weight"),
+    ("How much does it weigh?", "weight"), ("哪个车型在序列中重量排在第一?", None),
 ])
 def test_the_kind_asked_for(question: str, kind: str | None) -> None:
     assert asked_kind(question, question_type(question)) == kind
@@ -38,6 +41,8 @@ def test_the_kind_asked_for(question: str, kind: str | None) -> None:
     (None, "anything", True), ("place", "霍城县", True), ("date", "", False),
     ("duration", "about 4 minutes", True), ("duration", "1.7 litre", False),
     ("duration", "15个工作日", True),
+    ("weight", "6.4 kg", True), ("weight", "13.2公斤", True), ("weight", "two years", False),
+    ("weight", "1,450 W", False), ("weight", "about 3 pounds", True),
 ])
 def test_what_agrees_with_a_kind(kind: str | None, text: str, ok: bool) -> None:
     assert agrees(kind, text) is ok
