@@ -1,22 +1,8 @@
-"""Extractive answers with citations, and honest refusals. No LLM needed.
+"""``answer.answerer = none``: extractive answers with citations, and honest refusals,
+from rules alone (no reader, no LLM).
 
-Given a question and the retrieved passages, the answerer scores every sentence of
-every passage by
-
-* lexical coverage: idf-weighted share of the question's terms the sentence holds,
-  plus the share of the question's character bigrams (catches paraphrase and jieba
-  segmentation differences). A document's title counts as part of each of its
-  sentences, and a term found only elsewhere in the document's retrieved text counts
-  for part of its weight: "它的面积约为0.3平方公里" answers "乍都节公园的面积" in the
-  document about 乍都节公园;
-* local coverage: the same share with idf computed over the candidate sentences, so
-  the words that single one sentence out (面积) outweigh the topic every sentence shares;
-* dense similarity of the sentence's stored vector to the question's vector, relative
-  to the best sentence (so the scale of each embedder does not matter);
-* answer type: a question asking 多少钱 / how many / 哪一年 / 叫什么 wants a sentence
-  that holds an amount, a count (in the asked unit, for 「多少亩」), a date or a quoted
-  name it does not already state;
-* the passage's retrieval rank, and a penalty for site chrome.
+Every sentence of the retrieved passages is scored by its features
+(bot/features.py: coverage, local coverage, dense similarity, answer type, rank).
 
 The best sentence is quoted with what it needs to be read alone: the sentence before
 it when it points back (因此…, 此战…, 他…), and for open questions (what, why, which)
