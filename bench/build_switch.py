@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 
 from bench.scale import corpus
+from bot.builds import copy_store, live_build
 from bot.config import load_settings
 from bot.embeddings import HashingEmbeddings
 from bot.ingest import ingest
-from bot.store import copy_store, live_build
 
 
 def size_mib(path: Path) -> float:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bot.builds import read_manifest, write_manifest
 from bot.chunking import split_sentences
 from bot.config import load_settings
 from bot.embeddings import make_embeddings
@@ -41,8 +42,6 @@ from bot.store import (
     PIPELINE_VERSION,
     Index,
     chunk_metadata,
-    read_manifest,
-    write_manifest,
 )
 from bot.vectors import SentenceWriter
 

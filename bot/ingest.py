@@ -20,6 +20,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bot.builds import (
+    BUILDS,
+    clear_unfinished,
+    copy_store,
+    live_build,
+    make_live,
+    manifest_in,
+    prune,
+    read_manifest,
+    write_manifest,
+)
 from bot.chunking import Chunk, iter_chunks, sentence_id, unit_offsets, units
 from bot.config import Settings
 from bot.embeddings import QabotEmbeddings
@@ -32,21 +43,12 @@ from bot.errors import (
 )
 from bot.loading import Document, discover, iter_documents
 from bot.store import (
-    BUILDS,
     MANIFEST_VERSION,
     PIPELINE_VERSION,
     Index,
-    clear_unfinished,
-    copy_store,
-    live_build,
-    make_live,
-    manifest_in,
-    prune,
-    read_manifest,
     wipe_remote,
     write_errors,
     write_info,
-    write_manifest,
 )
 from bot.vectors import SentenceVectors
 from bot.wording import count

@@ -31,8 +31,9 @@ content-hash ids: re-ingesting
 an unchanged file embeds nothing, and a changed file embeds only its new text.
 
 We always hand Chroma our own embeddings: its default embedding function downloads
-a model, which fails offline. This module is the reading side and the build layout;
-writing a build is ``bot/ingest.py``, the BM25 side ``bot/bm25.py``.
+a model, which fails offline. This module is the reading side; the build layout (which
+build is live, manifests, copying and pruning builds) is ``bot/builds.py``, writing a
+build ``bot/ingest.py``, the BM25 side ``bot/bm25.py``.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from langchain_core.documents import Document as LCDocument
 
 from bot import tokens
 from bot.bm25 import Bm25
+from bot.builds import live_build, manifest_in
 from bot.chunking import Chunk, retrieval_text
 from bot.config import Settings
 from bot.embeddings import QabotEmbeddings
@@ -62,7 +64,6 @@ from bot.errors import (
     StoreUnavailableError,
     StoreWriteError,
 )
-from bot.files import atomic_write
 from bot.vectors import SentenceVectors, SentenceWriter
 
 log = logging.getLogger(__name__)
@@ -84,8 +85,6 @@ _PAGE = 1000
 # size (5,461 with the SQLite it ships here: one 2.5 MB text made 6,801 chunks and the
 # ingest failed); 1,000 stays far below it on any backend, at no measurable cost.
 WRITE_BATCH = 1000
-CURRENT = "CURRENT"
-BUILDS = "builds"
 # How often a serving process asks a Chroma server whether another process ingested
 # (a round trip); a local index is checked at every question (reading one small file).
 REMOTE_CHECK_SECONDS = 10.0
@@ -420,115 +419,6 @@ def chunk_metadata(chunk: Chunk) -> dict[str, Any]:
                  if k in ("title", "date", "author", "publisher", "editor", "shown", "path",
                           "lines", "caption")})
     return meta
-
-
-# ----- builds: the layout bot/ingest.py writes and every reader opens -----------------
-def live_build(home: Path) -> Path | None:
-    """The directory of the live build: ``builds/<CURRENT>``, or home itself for an index
-    made before builds/ existed (and for the Chroma-server layout); None when none."""
-    pointer = home / CURRENT
-    try:
-        name = pointer.read_text("utf-8").strip()
-    except FileNotFoundError:
-        return home if (home / "manifest.json").exists() else None
-    except OSError as exc:
-        raise IndexCorruptError(f"{pointer} is unreadable ({exc}). Rebuild with "
-                                "`qabot ingest --rebuild`.") from exc
-    build = home / BUILDS / name
-    if not name or Path(name).name != name or not (build / "manifest.json").is_file():
-        raise IndexCorruptError(f"{pointer} names the build {name!r}, which is not there. "
-                                "Rebuild with `qabot ingest --rebuild`.")
-    return build
-
-
-def read_manifest(home: Path) -> dict[str, Any] | None:
-    """The live build's manifest, or None when nothing was built under ``home``."""
-    build = live_build(home)
-    return None if build is None else manifest_in(build)
-
-
-def manifest_in(build: Path) -> dict[str, Any] | None:
-    """The manifest of one build, or None when it has none (unfinished or legacy)."""
-    path = build / "manifest.json"
-    if not path.exists():
-        return None
-    try:
-        manifest = json.loads(path.read_text("utf-8"))
-        if not isinstance(manifest, dict) or "files" not in manifest:
-            raise ValueError("missing 'files'")
-    except (OSError, ValueError) as exc:
-        raise IndexCorruptError(f"The index manifest {path} is unreadable ({exc}). "
-                                "Rebuild with `qabot ingest --rebuild`.") from exc
-    return manifest
-
-
-def write_manifest(build: Path, manifest: dict[str, Any]) -> None:
-    atomic_write(build / "manifest.json", json.dumps(manifest, ensure_ascii=False, indent=1))
-
-
-def copy_store(src: Path, dst: Path) -> None:
-    """Copy a Chroma directory that readers may have open (no writer: we hold the lock).
-    SQLite files go through SQLite's backup API, which reads a consistent snapshot
-    (its -wal and -shm companions are folded in); the vector segments are plain files."""
-    import shutil
-    import sqlite3
-
-    if not src.is_dir():
-        return
-    dst.mkdir(parents=True, exist_ok=True)
-    for item in src.iterdir():
-        if item.is_dir():
-            shutil.copytree(item, dst / item.name)
-        elif item.suffix == ".sqlite3":
-            try:
-                with contextlib.closing(sqlite3.connect(f"file:{item}?mode=ro", uri=True)) as a, \
-                        contextlib.closing(sqlite3.connect(dst / item.name)) as b:
-                    a.backup(b)
-            except sqlite3.DatabaseError as exc:
-                raise IndexCorruptError(
-                    f"The Chroma store {item} is damaged ({exc}). Rebuild with "
-                    "`qabot ingest --rebuild`: it does not read the damaged copy.") from exc
-        elif not item.name.endswith(("-wal", "-shm", "-journal")):
-            shutil.copy2(item, dst / item.name)
-
-
-def make_live(home: Path, build: Path) -> None:
-    """Point CURRENT at ``build``: one rename, so a reader sees the old build or the new."""
-    atomic_write(home / CURRENT, build.name + "\n")
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        fd = os.open(home, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def prune(home: Path, *, keep: set[Path | None]) -> None:
-    """Delete builds other than ``keep`` (the new one, and the previous for processes
-    still answering from it), and the pre-builds/ layout once it is not among them."""
-    import shutil
-
-    for build in _builds(home):
-        if build not in keep:
-            shutil.rmtree(build, ignore_errors=True)
-    if home not in keep:
-        for name in ("chroma", "bm25", "sentences"):
-            shutil.rmtree(home / name, ignore_errors=True)
-        (home / "manifest.json").unlink(missing_ok=True)
-
-
-def _builds(home: Path) -> list[Path]:
-    folder = home / BUILDS
-    return list(folder.iterdir()) if folder.is_dir() else []
-
-
-def clear_unfinished(home: Path) -> None:
-    """Remove builds without a manifest: an ingest was killed while making them."""
-    import shutil
-
-    for build in _builds(home):
-        if not (build / "manifest.json").is_file():
-            shutil.rmtree(build, ignore_errors=True)
 
 
 def wipe_remote(settings: Settings) -> None:

@@ -12,6 +12,7 @@ from conftest import SEED
 
 from bot import tokens
 from bot.bm25 import Bm25
+from bot.builds import live_build
 from bot.chunking import chunk_document
 from bot.embeddings import HashingEmbeddings
 from bot.engine import Engine
@@ -19,7 +20,6 @@ from bot.errors import IndexCorruptError
 from bot.ingest import ingest
 from bot.loading import load
 from bot.sessions import SessionStore
-from bot.store import live_build
 
 ENGLISH = [
     "The Grand Canal runs from Beijing to Hangzhou and is the longest canal in the world.",

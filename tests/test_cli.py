@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 from conftest import ROOT, SEED, TESTSET, seed_chunk_count
 
+from bot.builds import live_build
 from bot.cli import cli
-from bot.store import live_build
 
 README_QUESTION = "霍城县江苏医院综合病房大楼总投资多少?"
 CITATION_KEYS = {"n", "source", "chunk_id", "start", "end", "text", "score", "shown", "line",
