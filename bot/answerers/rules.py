@@ -47,7 +47,7 @@ from bot.answers import (
     Quote,
     citation_of,
 )
-from bot.chunking import KIND_TABLE, unwrap
+from bot.chunking import KIND_TABLE
 from bot.config import AnswerSettings
 from bot.facts import asked_cell, names_another_row
 from bot.features import (
@@ -58,6 +58,7 @@ from bot.features import (
     score_weights,
     short_answer,
 )
+from bot.sentences import unwrap
 
 # "X的Y是多少 / 叫什么 / 是谁": Y is the attribute asked about. Evidence that never
 # mentions Y (or a span of the asked type that implies it) does not answer the question.

@@ -49,11 +49,12 @@ from bot.answers import (
     Quote,
     citation_of,
 )
-from bot.chunking import KIND_TABLE, unit_offsets, units, unwrap
-from bot.chunking import Span as TextSpan
+from bot.chunking import KIND_TABLE, unit_offsets, units
 from bot.config import AnswerSettings
 from bot.facts import asked_cell, cell_at, names_another_row
 from bot.reader import Reader, Span, reader_for_now
+from bot.sentences import Span as TextSpan
+from bot.sentences import unwrap
 
 # A quoted sentence longer than this is cut to the clauses around the span. A
 # presentation choice (a Telegram line, a terminal line and a half), not tuned on any
