@@ -237,7 +237,7 @@ def build_synthetic(n: int, url: str | None) -> tuple[str, dict[str, str]]:
     index.rebuild_bm25()
     write_manifest(Path(home), manifest)
     if url:
-        from bot.store import write_info
+        from bot.chroma import write_info
 
         write_info(index._client, settings, manifest)
     return home, env

@@ -31,6 +31,7 @@ from bot.builds import (
     read_manifest,
     write_manifest,
 )
+from bot.chroma import wipe_remote, write_errors, write_info
 from bot.chunking import Chunk, iter_chunks, sentence_id, unit_offsets, units
 from bot.config import Settings
 from bot.embeddings import QabotEmbeddings
@@ -46,9 +47,6 @@ from bot.store import (
     MANIFEST_VERSION,
     PIPELINE_VERSION,
     Index,
-    wipe_remote,
-    write_errors,
-    write_info,
 )
 from bot.vectors import SentenceVectors
 from bot.wording import count

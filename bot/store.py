@@ -32,16 +32,15 @@ an unchanged file embeds nothing, and a changed file embeds only its new text.
 
 We always hand Chroma our own embeddings: its default embedding function downloads
 a model, which fails offline. This module is the reading side; the build layout (which
-build is live, manifests, copying and pruning builds) is ``bot/builds.py``, writing a
-build ``bot/ingest.py``, the BM25 side ``bot/bm25.py``.
+build is live, manifests, copying and pruning builds) is ``bot/builds.py``, Chroma's
+client and errors ``bot/chroma.py``, writing a build ``bot/ingest.py``, the BM25 side
+``bot/bm25.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -53,6 +52,17 @@ from langchain_core.documents import Document as LCDocument
 from bot import tokens
 from bot.bm25 import Bm25
 from bot.builds import live_build, manifest_in
+from bot.chroma import (
+    CHUNKS,
+    SENTENCES,
+    chroma_errors,
+    client_for,
+    collection_name,
+    native_stderr_to_log,
+    read_info,
+    serving_client,
+    where,
+)
 from bot.chunking import Chunk, retrieval_text
 from bot.config import Settings
 from bot.embeddings import QabotEmbeddings
@@ -61,8 +71,6 @@ from bot.errors import (
     IndexCorruptError,
     IndexMissingError,
     QabotError,
-    StoreUnavailableError,
-    StoreWriteError,
 )
 from bot.vectors import SentenceVectors, SentenceWriter
 
@@ -74,9 +82,6 @@ MANIFEST_VERSION = 1
 # 10: chunks record their line, shown name and absolute path; 11: a table row is
 # embedded and BM25-indexed with its document's title and table's caption
 PIPELINE_VERSION = 11
-CHUNKS = "chunks"
-SENTENCES = "sentences"
-INFO = "info"  # server mode: embedder identity and build time, for processes without a manifest
 # Documents read from Chroma at a time when rebuilding BM25: one get() of everything
 # makes Chroma hold it all at once (~800 MiB at 10^5 chunks); pages of 1,000 added
 # 40 MiB to the process over 30,000 chunks, pages of 5,000 56 MiB (measured here).
@@ -107,7 +112,7 @@ class Index:
         self.build = build  # the directory this index reads: a build, or home itself
         tokens.set_cache_dir(settings.cache_dir)
         self.remote = bool(settings.store.url)
-        self._client = client or _chroma_client(settings, build)
+        self._client = client or client_for(settings, build)
         self._checked_at = time.monotonic()
         # the LangChain vector store answers similarity queries; chromadb's own
         # collection does the counting, paging and raw writes
@@ -134,8 +139,8 @@ class Index:
         client = None
         if manifest is None and settings.store.url:
             # a serving process on another machine: what the ingesting one recorded
-            client = _chroma_client(settings, build)
-            manifest = _read_info(client, settings)
+            client = client_for(settings, build)
+            manifest = read_info(client, settings)
         if manifest is None:
             where = (f"collection {settings.store.collection!r} on {settings.store.url}"
                      if settings.store.url else str(settings.home))
@@ -148,7 +153,7 @@ class Index:
                 f"configured embedder is {embeddings.identity}. Re-ingest with "
                 "`qabot ingest --rebuild`, or set embeddings.backend back.")
         if client is None and not settings.store.url:
-            client = _serving_client(settings, build)
+            client = serving_client(settings, build)
         index = cls(settings, embeddings, manifest, build=build, client=client)
         index.check_in_step()
         index._load_bm25()
@@ -157,12 +162,12 @@ class Index:
     def check_in_step(self) -> None:
         """The store opens and holds as many chunks (and sentence vectors) as the
         manifest lists."""
-        with _chroma_errors(self.settings, "Reading the Chroma store"):
+        with chroma_errors(self.settings, "Reading the Chroma store"):
             stored = self._chunks_raw.count()
         if stored != self.chunk_count:
             raise IndexCorruptError(
                 f"The index is out of step: the manifest lists {self.chunk_count} chunks but "
-                f"the store ({_where(self.settings)}) holds {stored}. Rebuild with "
+                f"the store ({where(self.settings)}) holds {stored}. Rebuild with "
                 "`qabot ingest --rebuild`.")
         listed = self.manifest.get("sentence_count")
         if self._sentences_raw is None and listed is not None and listed != len(self.sentences):
@@ -175,9 +180,9 @@ class Index:
         """(langchain-chroma store, the chromadb collection under it) for ``name``."""
         from langchain_chroma import Chroma
 
-        full = _name(self.settings, name)
-        with _chroma_errors(self.settings, f"Opening the Chroma collection {full!r}"), \
-                _native_stderr_to_log():
+        full = collection_name(self.settings, name)
+        with chroma_errors(self.settings, f"Opening the Chroma collection {full!r}"), \
+                native_stderr_to_log():
             store = Chroma(collection_name=full, client=self._client,
                            embedding_function=self.embeddings,
                            collection_metadata={"hnsw:space": "cosine"})
@@ -187,9 +192,9 @@ class Index:
         """The chromadb collection ``name`` if this store has it, else None."""
         from chromadb.errors import NotFoundError
 
-        full = _name(self.settings, name)
+        full = collection_name(self.settings, name)
         try:
-            with _chroma_errors(self.settings, f"Opening the Chroma collection {full!r}"):
+            with chroma_errors(self.settings, f"Opening the Chroma collection {full!r}"):
                 return self._client.get_collection(full, embedding_function=None)
         except IndexCorruptError as exc:
             if isinstance(exc.__cause__, (NotFoundError, ValueError)):
@@ -206,7 +211,7 @@ class Index:
             if now - self._checked_at < REMOTE_CHECK_SECONDS:
                 return False
             self._checked_at = now
-            info = _read_info(self._client, self.settings)
+            info = read_info(self._client, self.settings)
             return info is not None and info.get("build_id") != self.manifest.get("build_id")
         except (QabotError, OSError) as exc:
             log.debug("cannot tell whether the index was rebuilt: %s", exc)
@@ -224,7 +229,7 @@ class Index:
         n = min(k, self.chunk_count)
         if n == 0:
             return []
-        with _chroma_errors(self.settings, "A Chroma query"):
+        with chroma_errors(self.settings, "A Chroma query"):
             hits = self._chunks.similarity_search_by_vector_with_relevance_scores(
                 list(query_vector), k=n)
         # cosine space: Chroma returns distance = 1 - cosine
@@ -242,7 +247,7 @@ class Index:
     def get_chunks(self, ids: Sequence[str]) -> dict[str, LCDocument]:
         if not ids:
             return {}
-        with _chroma_errors(self.settings, "Reading chunks"):
+        with chroma_errors(self.settings, "Reading chunks"):
             got = self._chunks.get(ids=list(ids), include=["documents", "metadatas"])
         return {
             i: LCDocument(page_content=d, metadata=dict(m or {}), id=i)
@@ -251,14 +256,14 @@ class Index:
 
     def all_chunks(self) -> list[LCDocument]:
         """Every chunk with its metadata (evaluation uses it; not for the question path)."""
-        with _chroma_errors(self.settings, "Reading chunks"):
+        with chroma_errors(self.settings, "Reading chunks"):
             got = self._chunks.get(include=["documents", "metadatas"])
         return [LCDocument(page_content=d, metadata=dict(m or {}), id=i)
                 for i, d, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)]
 
     def find_chunk(self, source: str, contains: str) -> LCDocument | None:
         """The first chunk of ``source`` whose text contains ``contains``."""
-        with _chroma_errors(self.settings, "Reading chunks"):
+        with chroma_errors(self.settings, "Reading chunks"):
             got = self._chunks.get(where={"source": source},
                                    where_document={"$contains": contains},
                                    include=["documents", "metadatas"], limit=1)
@@ -274,7 +279,7 @@ class Index:
             return {}
         if self._sentences_raw is None:
             return self.sentences.get(ids)
-        with _chroma_errors(self.settings, "Reading sentence vectors"):
+        with chroma_errors(self.settings, "Reading sentence vectors"):
             got = self._sentences_raw.get(ids=list(dict.fromkeys(ids)), include=["embeddings"])
         return {i: np.asarray(v, dtype=np.float32)
                 for i, v in zip(got["ids"], got["embeddings"], strict=True)}
@@ -307,13 +312,13 @@ class Index:
 
     def rebuild_bm25(self) -> None:
         """Rebuild BM25 from the chunks stored in Chroma (the one source of truth)."""
-        with _chroma_errors(self.settings, "Reading chunks"):
+        with chroma_errors(self.settings, "Reading chunks"):
             total = self._chunks_raw.count()
 
         def pages() -> Iterator[tuple[str, str]]:
             # in pages (_PAGE says why)
             for offset in range(0, total, _PAGE):
-                with _chroma_errors(self.settings, "Reading chunks"):
+                with chroma_errors(self.settings, "Reading chunks"):
                     got = self._chunks_raw.get(limit=_PAGE, offset=offset,
                                                include=["documents", "metadatas"])
                 for cid, text, meta in zip(got["ids"], got["documents"],
@@ -333,14 +338,14 @@ class Index:
         legacy = self._sentences_raw
         if legacy is None:
             return
-        with _chroma_errors(self.settings, "Reading sentence vectors"):
+        with chroma_errors(self.settings, "Reading sentence vectors"):
             total = legacy.count()
         for offset in range(0, total, _PAGE):  # in pages (_PAGE says why)
-            with _chroma_errors(self.settings, "Reading sentence vectors"):
+            with chroma_errors(self.settings, "Reading sentence vectors"):
                 got = legacy.get(limit=_PAGE, offset=offset, include=["embeddings"])
             self._writer.add(got["ids"], got["embeddings"])
-        with _chroma_errors(self.settings, "Dropping the old sentence collection"):
-            self._client.delete_collection(_name(self.settings, SENTENCES))
+        with chroma_errors(self.settings, "Dropping the old sentence collection"):
+            self._client.delete_collection(collection_name(self.settings, SENTENCES))
         self._sentences_raw = None
 
     def finish_writing(self) -> int:
@@ -369,7 +374,7 @@ class Index:
         # the embedder's (EmbedderError), not a damaged store. ``embedded``: the texts
         # the vectors are made of, when they differ from the stored ones
         vectors = self._embed(embedded or texts, on_embedded)
-        with _chroma_errors(self.settings, what):
+        with chroma_errors(self.settings, what):
             store.add(ids=ids, embeddings=vectors, documents=texts, metadatas=metadatas)
 
     def _embed(self, texts: list[str], on_embedded: Callable[[int], None] | None
@@ -384,7 +389,7 @@ class Index:
     def update_metadata(self, chunks: Sequence[Chunk]) -> None:
         for at in range(0, len(chunks), WRITE_BATCH):
             part = chunks[at:at + WRITE_BATCH]
-            with _chroma_errors(self.settings, "Writing chunks"):
+            with chroma_errors(self.settings, "Writing chunks"):
                 self._chunks_raw.update(ids=[c.id for c in part],
                                                 metadatas=[chunk_metadata(c) for c in part])
 
@@ -405,7 +410,7 @@ class Index:
         if self._writer is not None:
             self._writer.delete(sentence_ids)
             sentence_ids = []
-        with _chroma_errors(self.settings, "Deleting old vectors"):
+        with chroma_errors(self.settings, "Deleting old vectors"):
             for at in range(0, len(chunk_ids), WRITE_BATCH):
                 self._chunks.delete(ids=chunk_ids[at:at + WRITE_BATCH])
             for at in range(0, len(sentence_ids), WRITE_BATCH):
@@ -419,284 +424,3 @@ def chunk_metadata(chunk: Chunk) -> dict[str, Any]:
                  if k in ("title", "date", "author", "publisher", "editor", "shown", "path",
                           "lines", "caption")})
     return meta
-
-
-def wipe_remote(settings: Settings) -> None:
-    """--rebuild with a Chroma server: drop our collections there and the local cache."""
-    import shutil
-
-    client = _chroma_client(settings, settings.home)
-    for name in (CHUNKS, SENTENCES, INFO):
-        with contextlib.suppress(Exception):  # absent collection: nothing to drop
-            client.delete_collection(_name(settings, name))
-    shutil.rmtree(settings.home / "bm25", ignore_errors=True)
-    (settings.home / "manifest.json").unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def _chroma_errors(settings: Settings, what: str) -> Iterator[None]:
-    """Convert whatever Chroma raises into IndexCorruptError. Its Rust core reports a
-    damaged database with pyo3's PanicException, which derives from BaseException, so
-    ``except Exception`` alone lets it through as a traceback."""
-    try:
-        yield
-    except QabotError:
-        raise
-    except BaseException as exc:
-        if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
-            raise  # KeyboardInterrupt, SystemExit
-        detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else \
-            type(exc).__name__
-        cause = _cause(exc)
-        if cause == "timeout":
-            raise StoreUnavailableError(
-                f"{what} failed: the Chroma server at {settings.store.url} did not answer "
-                f"within store.timeout = {settings.store.timeout:g} s. Check that it runs "
-                "and is not overloaded (restart it if it hangs).") from exc
-        if cause == "unreachable":
-            raise StoreUnavailableError(
-                f"{what} failed: cannot reach the Chroma server at {settings.store.url} "
-                f"({detail}). Start it or fix store.url / QABOT_STORE_URL.") from exc
-        if cause in ("full", "read-only"):
-            raise _write_failure(cause, what, _where(settings), detail) from exc
-        raise IndexCorruptError(f"{what} failed ({_where(settings)}): {detail}. Rebuild "
-                                "with `qabot ingest --rebuild`.") from exc
-
-
-def _write_failure(cause: str, what: str, where: str, detail: str) -> StoreWriteError:
-    """The error for a disk that is full or cannot be written: the cause and the fix,
-    never "rebuild" (a rebuild needs the same disk)."""
-    if cause == "full":
-        return StoreWriteError(f"{what} failed: the disk holding {where} is full ({detail}). "
-                               "Free some space and run the command again; the index that "
-                               "was live before is unchanged.")
-    return StoreWriteError(f"{what} failed: {where} cannot be written ({detail}). Make it "
-                           "writable, or set QABOT_HOME to a writable folder.")
-
-
-def _cause(exc: BaseException) -> str:
-    """What a store failure comes down to: "timeout", "unreachable", "full",
-    "read-only", or "" (anything else: taken for damage). Reads the whole chain, since
-    Chroma wraps its causes (ENOSPC arrives as "Error in compaction")."""
-    import errno
-
-    seen: BaseException | None = exc
-    while seen is not None:
-        kind, text = type(seen), str(seen).lower()
-        if kind.__module__.startswith("httpx"):
-            return "timeout" if "Timeout" in kind.__name__ else "unreachable"
-        if isinstance(seen, TimeoutError):
-            return "timeout"
-        if isinstance(seen, ConnectionError):
-            return "unreachable"
-        if getattr(seen, "errno", None) in (errno.ENOSPC, errno.EDQUOT) \
-                or "no space left" in text or "disk is full" in text \
-                or "database or disk is full" in text:
-            return "full"
-        if getattr(seen, "errno", None) in (errno.EROFS, errno.EACCES, errno.EPERM) \
-                or "readonly database" in text or "read-only file system" in text:
-            return "read-only"
-        seen = seen.__cause__ or seen.__context__
-    return ""
-
-
-@contextlib.contextmanager
-def _native_stderr_to_log() -> Iterator[None]:
-    """Chroma's Rust core prints a panic's message and backtrace straight to file
-    descriptor 2 before raising PanicException (a damaged chroma.sqlite3 does it while
-    the store opens). Catch what is written there meanwhile: a panic goes to the debug
-    log, so the user sees our one-line error; anything else is passed on unchanged."""
-    import sys
-    import tempfile
-
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            written = tmp.read()
-            if b"panicked at" in written:
-                log.debug("Chroma's native core: %s", written.decode("utf-8", "replace"))
-            elif written:
-                os.write(2, written)
-
-
-def _name(settings: Settings, kind: str) -> str:
-    return f"{settings.store.collection}-{kind}"
-
-
-def _where(settings: Settings) -> str:
-    return f"server {settings.store.url}" if settings.store.url else \
-        str(settings.home)
-
-
-def _chroma_client(settings: Settings, build: Path) -> Any:
-    """An embedded PersistentClient under home, or an HttpClient for store.url."""
-    import chromadb
-    from chromadb.config import Settings as ChromaSettings
-
-    chroma_settings = ChromaSettings(anonymized_telemetry=False)
-    if settings.store.url:
-        from urllib.parse import urlparse
-
-        url = urlparse(settings.store.url)
-        try:
-            return _http_client(settings, url.hostname or "127.0.0.1",
-                                url.port or (443 if url.scheme == "https" else 80),
-                                url.scheme == "https", chroma_settings)
-        except StoreUnavailableError:
-            raise
-        except Exception as exc:
-            raise StoreUnavailableError(
-                f"Cannot reach the Chroma server at {settings.store.url} ({exc}). Start it "
-                "(`chroma run --path DIR --host HOST --port PORT`) or fix store.url / "
-                "QABOT_STORE_URL.") from exc
-    path = build / "chroma"
-    path.mkdir(parents=True, exist_ok=True)
-    with _chroma_errors(settings, f"Opening the Chroma store {path}"), \
-            _native_stderr_to_log():
-        return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
-
-
-def _http_client(settings: Settings, host: str, port: int, ssl: bool,
-                 chroma_settings: Any) -> Any:
-    """chromadb's HttpClient with timeouts (``store.timeout``). chromadb makes its httpx
-    session with ``timeout=None`` and accepts no other client class, so a server that
-    takes connections and never answers (stopped, wedged) would hold ``ask`` and a bot
-    worker without end. So: the session gets connect/read/write timeouts as soon as the
-    client exists, and making the client (which already talks to the server) runs in a
-    daemon thread waited on for at most the timeout; if it hangs there, it is left
-    behind and the caller gets the error."""
-    import threading
-
-    import chromadb
-    import httpx
-
-    seconds = settings.store.timeout
-    done: dict[str, Any] = {}
-
-    def connect() -> None:
-        try:
-            client = chromadb.HttpClient(host=host, port=port, ssl=ssl,
-                                         settings=chroma_settings)
-            session = getattr(getattr(client, "_server", None), "_session", None)
-            if isinstance(session, httpx.Client):
-                session.timeout = httpx.Timeout(seconds)
-            else:  # chromadb's internals moved: still works, only without the timeout
-                log.warning("cannot set store.timeout on chromadb's HTTP client; a hung "
-                            "Chroma server may block answers")
-            client.heartbeat()
-            done["client"] = client
-        except Exception as exc:
-            done["error"] = exc
-
-    worker = threading.Thread(target=connect, name="qabot-chroma-connect", daemon=True)
-    worker.start()
-    worker.join(seconds)
-    if "client" in done:
-        return done["client"]
-    if "error" in done and _cause(done["error"]) != "timeout":
-        raise done["error"]
-    raise StoreUnavailableError(
-        f"The Chroma server at {settings.store.url} did not answer within store.timeout = "
-        f"{seconds:g} s: it is hung or overloaded. Restart it (`chroma run ...`), or raise "
-        "store.timeout for a slow network.")
-
-
-def _serving_client(settings: Settings, build: Path) -> Any:
-    """The embedded store for answering. Chroma writes to its database even to read it,
-    so on a read-only volume or a full disk it cannot open where it lies: then a copy in
-    a temporary folder answers (removed when the process ends), and a warning says so.
-    The rest of a build (sentence vectors, BM25) is read through memory maps, in place."""
-    try:
-        return _chroma_client(settings, build)
-    except StoreWriteError as exc:
-        import atexit
-        import shutil
-        import tempfile
-
-        import chromadb
-        from chromadb.config import Settings as ChromaSettings
-
-        scratch = Path(tempfile.mkdtemp(prefix="qabot-readonly-"))
-        atexit.register(shutil.rmtree, scratch, ignore_errors=True)
-        log.warning("%s; answering from a copy of the store in %s", exc, scratch)
-        try:
-            shutil.copytree(build / "chroma", scratch / "chroma")
-        except (OSError, shutil.Error) as copy_exc:
-            raise exc from copy_exc  # no room for the copy either: the first cause stands
-        with _chroma_errors(settings, f"Opening a copy of the Chroma store in {scratch}"), \
-                _native_stderr_to_log():
-            return chromadb.PersistentClient(path=str(scratch / "chroma"),
-                                             settings=ChromaSettings(anonymized_telemetry=False))
-
-
-def write_errors(settings: Settings, what: str) -> contextlib.AbstractContextManager[None]:
-    """For writers (ingest, remove): OSError and shutil.Error (disk full, read-only, a
-    home that is a file) become StoreWriteError naming the cause; Chroma's own errors
-    are converted as everywhere (``_chroma_errors``)."""
-    return _write_errors(settings, what)
-
-
-@contextlib.contextmanager
-def _write_errors(settings: Settings, what: str) -> Iterator[None]:
-    import shutil
-
-    try:
-        yield
-    except (OSError, shutil.Error) as exc:
-        if isinstance(exc, (FileExistsError, NotADirectoryError)) \
-                and not settings.home.is_dir():
-            raise StoreWriteError(f"{what} failed: {settings.home} is a file, not a folder. "
-                                  "Set QABOT_HOME (paths.home) to a folder.") from exc
-        first = exc.args[0][0] if isinstance(exc, shutil.Error) and exc.args \
-            and isinstance(exc.args[0], list) and exc.args[0] else None
-        # shutil.Error holds a list of (source, destination, message): show one message
-        detail = (str(first[2]) if first else str(exc)).splitlines()[0][:300]
-        cause = _cause(exc)
-        if cause in ("full", "read-only"):
-            raise _write_failure(cause, what, str(settings.home), detail) from exc
-        raise StoreWriteError(f"{what} failed: {detail}. The index that was live before "
-                              "is unchanged.") from exc
-
-
-def _read_info(client: Any, settings: Settings) -> dict[str, Any] | None:
-    from chromadb.errors import NotFoundError
-
-    try:
-        with _chroma_errors(settings, "Reading the index record"):
-            got = client.get_collection(_name(settings, INFO), embedding_function=None).get(
-                ids=["index"], include=["documents"])
-    except IndexCorruptError as exc:
-        if isinstance(exc.__cause__, NotFoundError):  # nothing ingested under this prefix
-            return None
-        raise
-    if not got["ids"]:
-        return None
-    try:
-        info = json.loads(got["documents"][0])
-    except ValueError as exc:
-        raise IndexCorruptError(f"The index record on {settings.store.url} is unreadable "
-                                f"({exc}). Rebuild with `qabot ingest --rebuild`.") from exc
-    return {**info, "files": info.get("files", {})}
-
-
-def write_info(client: Any, settings: Settings, manifest: dict[str, Any]) -> None:
-    """What a serving process needs from the manifest: the embedder, size, build time,
-    and each document's metadata and chunk ids (for listing and evaluation); the file
-    hashes and sentence ids stay with the ingesting process's manifest."""
-    info = {k: manifest.get(k) for k in ("version", "embedder", "chunking", "pipeline",
-                                          "chunk_count", "built_at", "build_id")}
-    info["files"] = {src: {"meta": e.get("meta", {}), "chunks": e.get("chunks", [])}
-                     for src, e in manifest["files"].items()}
-    with _chroma_errors(settings, "Writing the index record"):
-        collection = client.get_or_create_collection(_name(settings, INFO),
-                                                     embedding_function=None)
-        collection.upsert(ids=["index"], documents=[json.dumps(info, ensure_ascii=False)],
-                          embeddings=[[0.0]])
