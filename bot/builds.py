@@ -1,7 +1,8 @@
 """The build layout under the state folder (see bot/store.py for the whole picture):
 which build is live (``CURRENT``), each build's manifest, and how an ingest copies the
 live build, makes its new one live and prunes the rest. bot/ingest.py writes builds;
-bot/store.py opens the live one.
+bot/store.py opens the live one. ``writer_lock`` keeps it to one writer at a time
+(``ingest.lock``).
 """
 
 from __future__ import annotations
@@ -9,10 +10,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bot.errors import IndexCorruptError
+from bot.errors import IndexBusyError, IndexCorruptError
 from bot.files import atomic_write
 
 CURRENT = "CURRENT"  # names the live build (one line); replaced atomically
@@ -125,3 +127,32 @@ def clear_unfinished(home: Path) -> None:
     for build in _builds(home):
         if not (build / "manifest.json").is_file():
             shutil.rmtree(build, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def writer_lock(home: Path) -> Iterator[None]:
+    """One writer per index: two ingests at once left manifest and store out of step.
+    An OS file lock, so a writer killed with -9 releases it with its process (no stale
+    lock to clear by hand). It guards one home directory; writers on other machines
+    sharing a Chroma server are not covered."""
+    import fcntl
+
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "ingest.lock"
+    fh = path.open("a+", encoding="utf-8")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            pid = fh.read().strip() or "unknown"
+            raise IndexBusyError(
+                f"Another ingest is running on {home} (pid {pid}). Wait for it to finish, "
+                "then run this again.") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        yield
+    finally:
+        fh.close()  # closing releases the lock

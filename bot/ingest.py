@@ -9,12 +9,10 @@ one embeds only its new text. ``Progress`` reports texts embedded of texts queue
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +28,7 @@ from bot.builds import (
     prune,
     read_manifest,
     write_manifest,
+    writer_lock,
 )
 from bot.chroma import wipe_remote, write_errors, write_info
 from bot.chunking import Chunk, iter_chunks, sentence_id, unit_offsets, units
@@ -37,7 +36,6 @@ from bot.config import Settings
 from bot.embeddings import QabotEmbeddings
 from bot.errors import (
     EmbedderMismatchError,
-    IndexBusyError,
     IndexCorruptError,
     IndexMissingError,
     QabotError,
@@ -183,35 +181,6 @@ def remove(settings: Settings, paths: Sequence[Path], embeddings: QabotEmbedding
         roots = [p.resolve() if p.exists() else (settings.root / p).resolve() for p in paths]
         run.remove(lambda path: any(_is_under(path, r) for r in roots))
         return run.finish()
-
-
-@contextlib.contextmanager
-def writer_lock(home: Path) -> Iterator[None]:
-    """One writer per index: two ingests at once left manifest and store out of step.
-    An OS file lock, so a writer killed with -9 releases it with its process (no stale
-    lock to clear by hand). It guards one home directory; writers on other machines
-    sharing a Chroma server are not covered."""
-    import fcntl
-
-    home.mkdir(parents=True, exist_ok=True)
-    path = home / "ingest.lock"
-    fh = path.open("a+", encoding="utf-8")
-    try:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            pid = fh.read().strip() or "unknown"
-            raise IndexBusyError(
-                f"Another ingest is running on {home} (pid {pid}). Wait for it to finish, "
-                "then run this again.") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(str(os.getpid()))
-        fh.flush()
-        yield
-    finally:
-        fh.close()  # closing releases the lock
 
 
 class Ingestion:

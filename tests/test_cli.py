@@ -402,7 +402,7 @@ def test_a_second_ingest_waits_its_turn_with_a_clear_message(hashing_home: Path)
     before writing anything and says who holds the index."""
     import os
 
-    from bot.ingest import writer_lock
+    from bot.builds import writer_lock
 
     env = {"QABOT_EMBEDDINGS_BACKEND": "hashing"}
     before = (hashing_home / "CURRENT").read_bytes()
