@@ -34,15 +34,11 @@ from bot.builds import read_manifest, write_manifest
 from bot.config import load_settings
 from bot.embeddings import make_embeddings
 from bot.engine import Engine
+from bot.index_writing import chunk_metadata
 from bot.ingest import chunk_sentences
 from bot.sentences import split_sentences
 from bot.sessions import SessionStore
-from bot.store import (
-    MANIFEST_VERSION,
-    PIPELINE_VERSION,
-    Index,
-    chunk_metadata,
-)
+from bot.store import MANIFEST_VERSION, PIPELINE_VERSION, Index
 from bot.vectors import SentenceWriter
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -42,7 +42,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,7 @@ from bot.bm25 import Bm25
 from bot.builds import live_build, manifest_in
 from bot.chroma import (
     CHUNKS,
+    READ_PAGE,
     SENTENCES,
     chroma_errors,
     client_for,
@@ -63,7 +64,7 @@ from bot.chroma import (
     serving_client,
     where,
 )
-from bot.chunking import Chunk, retrieval_text
+from bot.chunking import retrieval_text
 from bot.config import Settings
 from bot.embeddings import QabotEmbeddings
 from bot.errors import (
@@ -72,6 +73,7 @@ from bot.errors import (
     IndexMissingError,
     QabotError,
 )
+from bot.index_writing import IndexWriting
 from bot.vectors import SentenceVectors, SentenceWriter
 
 log = logging.getLogger(__name__)
@@ -82,26 +84,14 @@ MANIFEST_VERSION = 1
 # 10: chunks record their line, shown name and absolute path; 11: a table row is
 # embedded and BM25-indexed with its document's title and table's caption
 PIPELINE_VERSION = 11
-# Documents read from Chroma at a time when rebuilding BM25: one get() of everything
-# makes Chroma hold it all at once (~800 MiB at 10^5 chunks); pages of 1,000 added
-# 40 MiB to the process over 30,000 chunks, pages of 5,000 56 MiB (measured here).
-_PAGE = 1000
-# Rows per Chroma write. Chroma refuses a write larger than its client's max batch
-# size (5,461 with the SQLite it ships here: one 2.5 MB text made 6,801 chunks and the
-# ingest failed); 1,000 stays far below it on any backend, at no measurable cost.
-WRITE_BATCH = 1000
 # How often a serving process asks a Chroma server whether another process ingested
 # (a round trip); a local index is checked at every question (reading one small file).
 REMOTE_CHECK_SECONDS = 10.0
 
 
-# Texts embedded between two progress reports: small enough that a bar moves every
-# second or so on this machine's CPU embedders, large enough to keep their batches full
-# (sentence-transformers batches 32).
-EMBED_STEP = 64
 
 
-class Index:
+class Index(IndexWriting):
     """An opened index. Build one with ``ingest``; open one with ``Index.open``."""
 
     def __init__(self, settings: Settings, embeddings: QabotEmbeddings,
@@ -316,10 +306,10 @@ class Index:
             total = self._chunks_raw.count()
 
         def pages() -> Iterator[tuple[str, str]]:
-            # in pages (_PAGE says why)
-            for offset in range(0, total, _PAGE):
+            # in pages (READ_PAGE says why)
+            for offset in range(0, total, READ_PAGE):
                 with chroma_errors(self.settings, "Reading chunks"):
-                    got = self._chunks_raw.get(limit=_PAGE, offset=offset,
+                    got = self._chunks_raw.get(limit=READ_PAGE, offset=offset,
                                                include=["documents", "metadatas"])
                 for cid, text, meta in zip(got["ids"], got["documents"],
                                            got["metadatas"], strict=True):
@@ -327,100 +317,3 @@ class Index:
                     yield cid, retrieval_text(text, str(meta.get("kind", "")), meta)
 
         self.bm25 = Bm25.build(pages, self.build / "bm25", self.manifest.get("build_id"))
-
-    # ----- writing ---------------------------------------------------------------
-    def start_writing(self, base: Path | None) -> None:
-        """Make this (new, local) build's sentence store from ``base``, the live build's
-        sentences/ (None: start empty). A build from before sentences/ existed has its
-        vectors in the copied Chroma store instead: they are moved over, not re-embedded."""
-        assert not self.remote
-        self._writer = SentenceWriter(self.build / "sentences", base)
-        legacy = self._sentences_raw
-        if legacy is None:
-            return
-        with chroma_errors(self.settings, "Reading sentence vectors"):
-            total = legacy.count()
-        for offset in range(0, total, _PAGE):  # in pages (_PAGE says why)
-            with chroma_errors(self.settings, "Reading sentence vectors"):
-                got = legacy.get(limit=_PAGE, offset=offset, include=["embeddings"])
-            self._writer.add(got["ids"], got["embeddings"])
-        with chroma_errors(self.settings, "Dropping the old sentence collection"):
-            self._client.delete_collection(collection_name(self.settings, SENTENCES))
-        self._sentences_raw = None
-
-    def finish_writing(self) -> int:
-        """Complete the sentence store (local builds); the number of vectors in it."""
-        if self._writer is None:
-            return len(self.sentences)
-        count = self._writer.commit()
-        self._writer = None
-        self.sentences = SentenceVectors.open(self.build / "sentences")
-        return count
-
-    def add_chunks(self, chunks: Sequence[Chunk], *,
-                   on_embedded: Callable[[int], None] | None = None) -> int:
-        for at in range(0, len(chunks), WRITE_BATCH):
-            part = chunks[at:at + WRITE_BATCH]
-            self._add(self._chunks_raw, [c.id for c in part], [c.text for c in part],
-                      [chunk_metadata(c) for c in part], "Writing chunks", on_embedded,
-                      [retrieval_text(c.text, c.kind, c.meta) for c in part])
-        return len(chunks)
-
-    def _add(self, store: Any, ids: list[str], texts: list[str],
-             metadatas: list[dict[str, Any]], what: str,
-             on_embedded: Callable[[int], None] | None,
-             embedded: list[str] | None = None) -> None:
-        # embedded here, outside the Chroma error conversion: an embedder failure is
-        # the embedder's (EmbedderError), not a damaged store. ``embedded``: the texts
-        # the vectors are made of, when they differ from the stored ones
-        vectors = self._embed(embedded or texts, on_embedded)
-        with chroma_errors(self.settings, what):
-            store.add(ids=ids, embeddings=vectors, documents=texts, metadatas=metadatas)
-
-    def _embed(self, texts: list[str], on_embedded: Callable[[int], None] | None
-               ) -> list[list[float]]:
-        vectors: list[list[float]] = []
-        for at in range(0, len(texts), EMBED_STEP):
-            vectors += self.embeddings.embed_documents(texts[at:at + EMBED_STEP])
-            if on_embedded is not None:
-                on_embedded(len(texts[at:at + EMBED_STEP]))
-        return vectors
-
-    def update_metadata(self, chunks: Sequence[Chunk]) -> None:
-        for at in range(0, len(chunks), WRITE_BATCH):
-            part = chunks[at:at + WRITE_BATCH]
-            with chroma_errors(self.settings, "Writing chunks"):
-                self._chunks_raw.update(ids=[c.id for c in part],
-                                                metadatas=[chunk_metadata(c) for c in part])
-
-    def add_sentences(self, sentences: Sequence[tuple[str, str, dict[str, Any]]], *,
-                      on_embedded: Callable[[int], None] | None = None) -> int:
-        for at in range(0, len(sentences), WRITE_BATCH):
-            part = sentences[at:at + WRITE_BATCH]
-            ids, texts = [s[0] for s in part], [s[1] for s in part]
-            if self._writer is not None:
-                self._writer.add(ids, self._embed(texts, on_embedded))
-            else:
-                self._add(self._sentences_raw, ids, texts, [s[2] for s in part],
-                          "Writing sentences", on_embedded)
-        return len(sentences)
-
-    def delete(self, chunk_ids: Iterable[str], sentence_ids: Iterable[str]) -> None:
-        chunk_ids, sentence_ids = list(chunk_ids), list(sentence_ids)
-        if self._writer is not None:
-            self._writer.delete(sentence_ids)
-            sentence_ids = []
-        with chroma_errors(self.settings, "Deleting old vectors"):
-            for at in range(0, len(chunk_ids), WRITE_BATCH):
-                self._chunks.delete(ids=chunk_ids[at:at + WRITE_BATCH])
-            for at in range(0, len(sentence_ids), WRITE_BATCH):
-                self._sentences_raw.delete(ids=sentence_ids[at:at + WRITE_BATCH])
-
-
-def chunk_metadata(chunk: Chunk) -> dict[str, Any]:
-    meta: dict[str, Any] = {"source": chunk.source, "start": chunk.start, "end": chunk.end,
-                            "kind": chunk.kind, "line": chunk.line}
-    meta.update({k: v for k, v in chunk.meta.items()
-                 if k in ("title", "date", "author", "publisher", "editor", "shown", "path",
-                          "lines", "caption")})
-    return meta

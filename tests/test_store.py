@@ -215,9 +215,9 @@ def test_a_document_with_more_chunks_than_one_chroma_write_is_indexed(
     """Chroma refuses writes over its max batch size (5,461 here); 100,000 short lines
     crashed ingest. Writes go in batches, so any size indexes; a small batch makes the
     test quick and still crosses several boundaries."""
-    from bot import store
+    from bot import index_writing
 
-    monkeypatch.setattr(store, "WRITE_BATCH", 7)
+    monkeypatch.setattr(index_writing, "WRITE_BATCH", 7)
     lines = "\n".join(f"第{i}号仓库存放了{i * 3}箱货物。" for i in range(600))
     (hashing_settings.docs_dir / "big.txt").write_text(lines, "utf-8")
     emb = make_embeddings(hashing_settings.embeddings)
