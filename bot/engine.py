@@ -26,7 +26,7 @@ from bot.answerers.contract import Answerer, Query
 from bot.answers import Answer
 from bot.bridge import glossary_for
 from bot.config import Settings
-from bot.conversation import replay, resolve
+from bot.conversation import Resolution, replay, resolve
 from bot.embeddings import QabotEmbeddings, make_embeddings
 from bot.errors import IndexError_, QabotError, QuestionError
 from bot.ingest import IngestReport
@@ -93,32 +93,7 @@ class Engine:
         self.load_ms = (time.perf_counter() - started) * 1000
 
     def _open(self) -> _Pipeline:
-        settings = self.settings
-        index = Index.open(settings, self.embeddings)
-        retriever = HybridRetriever(index=index, settings=settings.retrieval)
-        kind = answerer_for(settings)
-        answerer = kind.build(index, settings.answer)
-        llm = None
-        if settings.llm.provider != "none":
-            # langchain-openai/-ollama only when configured
-            from bot.answerers.llm import LLMAnswerer
-
-            llm = LLMAnswerer(settings, answerer)
-        final = llm or answerer
-        # retriever | answerer, with a clock read between the two for timings_ms; the
-        # input is {"query": Query, "on_token": callback or None}
-        chain: Runnable[dict[str, Any], dict[str, Any]] = (
-            RunnablePassthrough.assign(
-                passages=RunnableLambda(lambda d: d["query"].standalone) | retriever,
-                context_passages=RunnableLambda(
-                    lambda d: retriever.invoke(d["query"].contextual)
-                    if d["query"].contextual else []))
-            | RunnablePassthrough.assign(bridged_passages=RunnableLambda(
-                lambda d: _bridged_passages(d["query"], d["passages"], retriever)))
-            | RunnableLambda(lambda d: {**d, "retrieved_at": time.perf_counter()})
-            | RunnableLambda(lambda d: {**d, "answer": final(d)})
-        )
-        return _Pipeline(index, retriever, answerer, kind, llm, chain)
+        return _open_pipeline(self.settings, self.embeddings)
 
     def _current(self, *, failed: bool = False) -> _Pipeline:
         """The pipeline for the next question: the live build's. ``failed``: the one in
@@ -187,29 +162,7 @@ class Engine:
         pipe = self._current()
         turns = list(turns)
         res = resolve(question, turns, pipe.index.segmenter)
-        if pipe.kind.reads_forms and pipe.llm is None:
-            # the reader reads the question alone and with the earlier subject; the
-            # follow-up model's odds weigh the second reading (bot/conversation.py)
-            query = Query(question=question, standalone=question, contextual=res.resolved,
-                          prior=res.log_odds if res.resolved else 0.0, assumed=res.added)
-            chinese = tokens.is_mostly_cjk(question)
-            if self.settings.answer.bridge_chinese if chinese \
-                    else self.settings.answer.bridge_english:
-                # and, for a question about text in the other language, in keywords of
-                # that language (English -> Chinese, Chinese -> English)
-                glossary = glossary_for(pipe.index.bm25.vocabulary, pipe.index.bm25.frequency)
-                to_other = glossary.bridge_to_english if chinese else glossary.bridge
-                bridged = to_other(question)
-                in_context = to_other(res.resolved) if res.resolved else None
-                query = dataclasses.replace(
-                    query, bridged=bridged,
-                    bridged_contextual=in_context if in_context != bridged else None)
-        elif res.followup:
-            rewritten = pipe.llm.rewrite(question, turns) if pipe.llm else None
-            query = Query(question=question, standalone=rewritten or res.resolved or question,
-                          assumed=None if rewritten else res.added)
-        else:
-            query = Query(question=question, standalone=question)
+        query = _query_for(question, turns, res, pipe, self.settings)
         if res.resolved:
             log.info("follow-up odds %.2f for subject %r", res.log_odds, res.assumed)
         t1 = time.perf_counter()
@@ -258,23 +211,8 @@ class Engine:
         return self.sessions.history(session, self.settings.session.history_turns)
 
     def check_question(self, question: str) -> str:
-        text = (question or "").strip()
-        if not text:
-            raise QuestionError("The question is empty. Type a question about your documents.")
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:  # bytes that were not UTF-8 (a terminal in GBK)
-            raise QuestionError("The question is not valid text: it holds bytes that are "
-                                "not UTF-8. Retype it, or set your terminal to UTF-8.") from None
-        if not _WORD.search(text):  # 「？？？」, 😀😀😀: nothing to search for
-            raise QuestionError("Please ask a question in words — I can't read emoji or "
-                                "symbols alone.")
-        limit = self.settings.answer.max_question_chars
-        if len(text) > limit:
-            raise QuestionError(f"The question is {len(text)} characters long; the limit is "
-                                f"{limit}. Ask something shorter (or raise "
-                                "answer.max_question_chars).")
-        return text
+        """``question`` trimmed, or a QuestionError saying what is wrong with it."""
+        return checked_question(question, self.settings.answer.max_question_chars)
 
     @property
     def streams(self) -> bool:
@@ -362,3 +300,84 @@ def _bridged_passages(query: Query, passages: Sequence[Document],
     found = {f: retriever.invoke(f) for f in forms}
     return {f: got for f, got in found.items()
             if got and not tokens.is_mostly_cjk(got[0].page_content)}
+
+
+def _open_pipeline(settings: Settings, embeddings: QabotEmbeddings) -> _Pipeline:
+    """The live build opened, with the retriever, the answerer and the chain over them."""
+    index = Index.open(settings, embeddings)
+    retriever = HybridRetriever(index=index, settings=settings.retrieval)
+    kind = answerer_for(settings)
+    answerer = kind.build(index, settings.answer)
+    llm = None
+    if settings.llm.provider != "none":
+        # langchain-openai/-ollama only when configured
+        from bot.answerers.llm import LLMAnswerer
+
+        llm = LLMAnswerer(settings, answerer)
+    final = llm or answerer
+    # retriever | answerer, with a clock read between the two for timings_ms; the
+    # input is {"query": Query, "on_token": callback or None}
+    chain: Runnable[dict[str, Any], dict[str, Any]] = (
+        RunnablePassthrough.assign(
+            passages=RunnableLambda(lambda d: d["query"].standalone) | retriever,
+            context_passages=RunnableLambda(
+                lambda d: retriever.invoke(d["query"].contextual)
+                if d["query"].contextual else []))
+        | RunnablePassthrough.assign(bridged_passages=RunnableLambda(
+            lambda d: _bridged_passages(d["query"], d["passages"], retriever)))
+        | RunnableLambda(lambda d: {**d, "retrieved_at": time.perf_counter()})
+        | RunnableLambda(lambda d: {**d, "answer": final(d)})
+    )
+    return _Pipeline(index, retriever, answerer, kind, llm, chain)
+
+
+def _query_for(question: str, turns: Sequence[Turn], res: Resolution, pipe: _Pipeline,
+               settings: Settings) -> Query:
+    """What the answerer is asked: the question, and the forms of it the answerer reads
+    (with the earlier subject, in the documents' other language), or one standalone
+    form for an answerer that reads one (an LLM may rewrite a follow-up)."""
+    if pipe.kind.reads_forms and pipe.llm is None:
+        # the reader reads the question alone and with the earlier subject; the
+        # follow-up model's odds weigh the second reading (bot/conversation.py)
+        query = Query(question=question, standalone=question, contextual=res.resolved,
+                      prior=res.log_odds if res.resolved else 0.0, assumed=res.added)
+        chinese = tokens.is_mostly_cjk(question)
+        if settings.answer.bridge_chinese if chinese \
+                else settings.answer.bridge_english:
+            # and, for a question about text in the other language, in keywords of
+            # that language (English -> Chinese, Chinese -> English)
+            glossary = glossary_for(pipe.index.bm25.vocabulary, pipe.index.bm25.frequency)
+            to_other = glossary.bridge_to_english if chinese else glossary.bridge
+            bridged = to_other(question)
+            in_context = to_other(res.resolved) if res.resolved else None
+            query = dataclasses.replace(
+                query, bridged=bridged,
+                bridged_contextual=in_context if in_context != bridged else None)
+    elif res.followup:
+        rewritten = pipe.llm.rewrite(question, turns) if pipe.llm else None
+        query = Query(question=question, standalone=rewritten or res.resolved or question,
+                      assumed=None if rewritten else res.added)
+    else:
+        query = Query(question=question, standalone=question)
+    return query
+
+
+def checked_question(question: str, limit: int) -> str:
+    """``question`` trimmed, or a QuestionError saying what is wrong with it (empty,
+    not text, no words, over ``limit`` characters)."""
+    text = (question or "").strip()
+    if not text:
+        raise QuestionError("The question is empty. Type a question about your documents.")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that were not UTF-8 (a terminal in GBK)
+        raise QuestionError("The question is not valid text: it holds bytes that are "
+                            "not UTF-8. Retype it, or set your terminal to UTF-8.") from None
+    if not _WORD.search(text):  # 「？？？」, 😀😀😀: nothing to search for
+        raise QuestionError("Please ask a question in words — I can't read emoji or "
+                            "symbols alone.")
+    if len(text) > limit:
+        raise QuestionError(f"The question is {len(text)} characters long; the limit is "
+                            f"{limit}. Ask something shorter (or raise "
+                            "answer.max_question_chars).")
+    return text

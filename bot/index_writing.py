@@ -5,10 +5,11 @@ these; only bot/ingest.py calls them, on a build that is not live yet.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from bot.bm25 import Bm25
 from bot.chroma import READ_PAGE, SENTENCES, chroma_errors, collection_name
 from bot.chunking import Chunk, retrieval_text
 from bot.config import Settings
@@ -26,7 +27,8 @@ EMBED_STEP = 64
 
 
 class IndexWriting:
-    """The writing side of ``bot.store.Index``: the state it uses is the index's."""
+    """The writing side of ``bot.store.Index`` (the state it uses is the index's): the
+    BM25 cache, loaded or rebuilt from the chunks, and a new build's vectors."""
 
     settings: Settings
     embeddings: QabotEmbeddings
@@ -38,6 +40,40 @@ class IndexWriting:
     _chunks_raw: Any
     _sentences_raw: Any
     _writer: SentenceWriter | None
+    manifest: dict[str, Any]
+    bm25: Bm25
+
+    # ----- BM25 ------------------------------------------------------------------
+    def _load_bm25(self) -> None:
+        path = self.build / "bm25"
+        if not Bm25.present(path):
+            self.rebuild_bm25()
+            return
+        bm25 = Bm25.load(path)
+        # With a shared server another process may have ingested since this copy was
+        # made: it is only a cache of the store's documents, valid for one build.
+        if self.remote and bm25.build_id != self.manifest.get("build_id"):
+            self.rebuild_bm25()
+            return
+        self.bm25 = bm25
+
+    def rebuild_bm25(self) -> None:
+        """Rebuild BM25 from the chunks stored in Chroma (the one source of truth)."""
+        with chroma_errors(self.settings, "Reading chunks"):
+            total = self._chunks_raw.count()
+
+        def pages() -> Iterator[tuple[str, str]]:
+            # in pages (READ_PAGE says why)
+            for offset in range(0, total, READ_PAGE):
+                with chroma_errors(self.settings, "Reading chunks"):
+                    got = self._chunks_raw.get(limit=READ_PAGE, offset=offset,
+                                               include=["documents", "metadatas"])
+                for cid, text, meta in zip(got["ids"], got["documents"],
+                                           got["metadatas"], strict=True):
+                    meta = meta or {}
+                    yield cid, retrieval_text(text, str(meta.get("kind", "")), meta)
+
+        self.bm25 = Bm25.build(pages, self.build / "bm25", self.manifest.get("build_id"))
 
     def start_writing(self, base: Path | None) -> None:
         """Make this (new, local) build's sentence store from ``base``, the live build's

@@ -42,7 +42,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,6 @@ from bot.bm25 import Bm25
 from bot.builds import live_build, manifest_in
 from bot.chroma import (
     CHUNKS,
-    READ_PAGE,
     SENTENCES,
     chroma_errors,
     client_for,
@@ -64,7 +63,6 @@ from bot.chroma import (
     serving_client,
     where,
 )
-from bot.chunking import retrieval_text
 from bot.config import Settings
 from bot.embeddings import QabotEmbeddings
 from bot.errors import (
@@ -285,35 +283,3 @@ class Index(IndexWriting):
     @property
     def document_count(self) -> int:
         return len(self.manifest.get("files", {}))
-
-    # ----- BM25 ------------------------------------------------------------------
-    def _load_bm25(self) -> None:
-        path = self.build / "bm25"
-        if not Bm25.present(path):
-            self.rebuild_bm25()
-            return
-        bm25 = Bm25.load(path)
-        # With a shared server another process may have ingested since this copy was
-        # made: it is only a cache of the store's documents, valid for one build.
-        if self.remote and bm25.build_id != self.manifest.get("build_id"):
-            self.rebuild_bm25()
-            return
-        self.bm25 = bm25
-
-    def rebuild_bm25(self) -> None:
-        """Rebuild BM25 from the chunks stored in Chroma (the one source of truth)."""
-        with chroma_errors(self.settings, "Reading chunks"):
-            total = self._chunks_raw.count()
-
-        def pages() -> Iterator[tuple[str, str]]:
-            # in pages (READ_PAGE says why)
-            for offset in range(0, total, READ_PAGE):
-                with chroma_errors(self.settings, "Reading chunks"):
-                    got = self._chunks_raw.get(limit=READ_PAGE, offset=offset,
-                                               include=["documents", "metadatas"])
-                for cid, text, meta in zip(got["ids"], got["documents"],
-                                           got["metadatas"], strict=True):
-                    meta = meta or {}
-                    yield cid, retrieval_text(text, str(meta.get("kind", "")), meta)
-
-        self.bm25 = Bm25.build(pages, self.build / "bm25", self.manifest.get("build_id"))
