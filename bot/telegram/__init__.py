@@ -8,8 +8,9 @@ split below Telegram's 4096-character limit on sentence boundaries, with an inli
 * ``secrets``: the token (``TELEGRAM_BOT_TOKEN`` or ``telegram.token_file``), scrubbed
   from every log record;
 * ``guards``: the allow-list gate (PTB filters, fail closed) and the rate limiter;
-* ``handlers``: ``QABot``, the commands and the answering; ``sending``: reply parts in
-  order, no retry of a timed-out send, the typing indicator;
+* ``handlers``: ``QABot``, the commands and the answering; ``buttons``: Sources and
+  👍/👎 under an answer; ``turns``: one chat's replies in order, across replicas too;
+  ``sending``: reply parts in order, no retry of a timed-out send, the typing indicator;
 * ``runner``: ``serve`` and ``run``. Faults: ``AIORateLimiter`` re-sends after a 429
   ``retry_after``; PTB's polling loop backs off on 5xx and refused connections;
   start-up retries until the Bot API answers.

@@ -10,15 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from typing import Any
 
 from telegram import (
     BotCommand,
-    InlineKeyboardButton,
     InlineKeyboardMarkup,
     LinkPreviewOptions,
     Message,
@@ -44,9 +41,11 @@ from bot import __version__
 from bot.config import Settings
 from bot.engine import Engine
 from bot.errors import QabotError
-from bot.present import esc, has_passages, telegram_answer, telegram_sources
-from bot.telegram.guards import AllowList, Gate, LocalCoordinator, parse_ids
+from bot.present import esc, telegram_answer, telegram_sources
+from bot.telegram.buttons import ButtonHandlers, answer_keyboard, session_of
+from bot.telegram.guards import AllowList, Gate, parse_ids
 from bot.telegram.sending import keep_typing, send
+from bot.telegram.turns import chat_turn, coordinator_for
 from bot.workers import AnswerPool
 
 log = logging.getLogger(__name__)
@@ -83,7 +82,7 @@ UNAVAILABLE = ("Sorry, I can't answer right now: my document index is unavailabl
 
 
 # ----- the bot --------------------------------------------------------------------------
-class QABot:
+class QABot(ButtonHandlers):
     """Handlers and state for one running bot; ``build`` wires them into an Application."""
 
     def __init__(self, engine: Engine, settings: Settings) -> None:
@@ -96,28 +95,10 @@ class QABot:
         self.pool = AnswerPool(engine)
         self._pool = self.pool.executor
 
-
     def build(self, token: str, *, base_url: str | None = None) -> App:
-        base = base_url or self.cfg.base_url
-        builder = (
-            Application.builder()
-            .token(token)
-            .concurrent_updates(True)
-            .rate_limiter(AIORateLimiter(max_retries=3))
-            .read_timeout(self.cfg.read_timeout)
-            .write_timeout(self.cfg.read_timeout)
-            .get_updates_read_timeout(self.cfg.poll_timeout + 10)
-            .post_init(self._post_init)
-            # answers quote documents: a link in one must not become a preview card
-            # (a phishing page shown as if the bot vouched for it)
-            .defaults(Defaults(link_preview_options=LinkPreviewOptions(is_disabled=True)))
-        )
-        if base:
-            base = base.rstrip("/")
-            builder = builder.base_url(base if base.endswith("/bot") else f"{base}/bot")
-            root = base[: -len("/bot")] if base.endswith("/bot") else base
-            builder = builder.base_file_url(f"{root}/file/bot")
-        app = builder.build()
+        builder = _builder(token, base_url or self.cfg.base_url, self.cfg.read_timeout,
+                           self.cfg.poll_timeout).post_init(self._post_init)
+        app: App = builder.build()
         app.add_handler(TypeHandler(Update, self.claim), group=-2)
         app.add_handler(TypeHandler(Update, self.gate), group=-1)
         app.add_handler(MessageHandler(filters.UpdateType.EDITED, self.on_edited))
@@ -133,7 +114,7 @@ class QABot:
         app.add_handler(CallbackQueryHandler(self.on_sources_button, pattern=r"^src:"))
         app.add_handler(CallbackQueryHandler(self.on_rate_button, pattern=r"^rate:"))
         app.add_handler(CallbackQueryHandler(self.on_stale_button))
-        app.add_error_handler(self.on_error)
+        app.add_error_handler(on_error)
         return app
 
     async def claim(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -168,7 +149,7 @@ class QABot:
         assert chat is not None
         async with self._chat_locks[chat.id]:
             await asyncio.get_running_loop().run_in_executor(
-                self._pool, self.engine.reset, _session(chat.id))
+                self._pool, self.engine.reset, session_of(chat.id))
         await self._reply(update, ["Conversation forgotten. Ask me anything."])
 
     async def cmd_sources(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -176,7 +157,7 @@ class QABot:
         chat = update.effective_chat
         assert chat is not None
         turn = await asyncio.get_running_loop().run_in_executor(
-            self._pool, self.engine.last_turn, _session(chat.id))
+            self._pool, self.engine.last_turn, session_of(chat.id))
         if turn is None:
             await self._reply(update, ["No answer yet in this chat: ask a question first."])
             return
@@ -235,73 +216,6 @@ class QABot:
         if chat is not None and chat.type == ChatType.PRIVATE:
             await self._reply(update, ["I don't know that command.\n\n" + HELP])
 
-    async def on_sources_button(self, update: Update,
-                                context: ContextTypes.DEFAULT_TYPE) -> None:
-        """The inline "Sources" button: send the cited passages of that answer."""
-        query = update.callback_query
-        chat = update.effective_chat
-        assert query is not None and chat is not None
-        # callback data comes from the client and can be forged: only our own shape, in
-        # SQLite's integer range, reaches the session store
-        match = _SOURCES_DATA.fullmatch(str(query.data or ""))
-        if match is None:
-            await query.answer("This button no longer works. Ask again.")
-            return
-        try:
-            turn = await asyncio.get_running_loop().run_in_executor(
-                self._pool, self.engine.turn, _session(chat.id), int(match.group(1)))
-        except Exception:
-            await query.answer("Sorry, the sources are not available right now.")
-            raise  # logged by on_error
-        if turn is None:
-            await query.answer("That answer is no longer available (the chat was reset). "
-                               "Ask again.", show_alert=True)
-            return
-        await query.answer()
-        await self._send(chat.id, telegram_sources(turn.citations, turn.related),
-                         bot=update.get_bot(),
-                         reply_to=query.message.message_id if query.message else None)
-
-    async def on_rate_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """The 👍/👎 buttons: store the rating with that turn (``qabot sessions export
-        --rated`` turns the rated turns into an evaluation set)."""
-        query = update.callback_query
-        chat = update.effective_chat
-        assert query is not None and chat is not None
-        match = _RATE_DATA.fullmatch(str(query.data or ""))  # forgeable: checked shape only
-        if match is None:
-            await query.answer("This button no longer works. Ask again.")
-            return
-        turn_id, rating = int(match.group(1)), int(match.group(2))
-        try:
-            kept = await asyncio.get_running_loop().run_in_executor(
-                self._pool, self.engine.rate, _session(chat.id), turn_id, rating)
-        except QabotError as exc:
-            await query.answer(str(exc) if exc.for_end_user else
-                               "Sorry, the rating could not be saved right now.")
-            return
-        if not kept:
-            await query.answer("That answer is no longer available (the chat was reset).",
-                               show_alert=True)
-            return
-        await query.answer("Thanks for the feedback " + ("👍" if rating > 0 else "👎"))
-
-    async def on_stale_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """Any other callback (old keyboards): acknowledge it so the client stops waiting."""
-        if update.callback_query:
-            await update.callback_query.answer("This button no longer works. Ask again.")
-
-    async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """Log every error; tell the user when a message was being handled."""
-        log.error("error while handling an update", exc_info=context.error)
-        if isinstance(update, Update) and update.effective_chat is not None \
-                and not isinstance(context.error, NetworkError):
-            try:
-                await context.bot.send_message(update.effective_chat.id,
-                                               "Sorry, something went wrong. Please try again.")
-            except TelegramError:
-                log.warning("could not report the error to chat %s", update.effective_chat.id)
-
     # ----- answering ----------------------------------------------------------------
     async def _answer(self, update: Update, question: str) -> None:
         chat, user = update.effective_chat, update.effective_user
@@ -312,20 +226,21 @@ class QABot:
         over_rate = user is not None and not await loop.run_in_executor(
             self._pool, self.coordinator.allow, user.id, self.cfg.rate_limit_per_minute)
         # one chat's replies stay in order: in this process, and across replicas
-        async with self._chat_locks[chat.id], self._chat_turn(chat.id):
+        async with self._chat_locks[chat.id], chat_turn(self.coordinator, self._pool, chat.id):
             if over_rate:
                 await self._reply(update, [
                     f"You're asking faster than I can keep up ({self.cfg.rate_limit_per_minute}"
                     " questions a minute). Please wait a moment and ask again."],
                     html_mode=False)
                 return
-            typing = asyncio.create_task(self._keep_typing(chat.id, update))
+            typing = asyncio.create_task(
+                keep_typing(update.get_bot(), chat.id, self.cfg.typing_interval))
             try:
                 # With an LLM the answer is not streamed into the chat: nothing is shown
                 # before the citation check has passed it (bot/llm.py), so "typing…"
                 # runs until the checked answer is ready.
                 answer = await asyncio.get_running_loop().run_in_executor(
-                    self._pool, self.pool.answer, question, _session(chat.id))
+                    self._pool, self.pool.answer, question, session_of(chat.id))
             except QabotError as exc:
                 if not exc.for_end_user:  # operator's instructions go to the log only
                     log.error("could not answer in chat %s: %s", chat.id, exc)
@@ -333,48 +248,7 @@ class QABot:
                 return
             finally:
                 typing.cancel()
-            keyboard = None
-            if answer.turn_id is not None:
-                row = [InlineKeyboardButton("👍", callback_data=f"rate:{answer.turn_id}:1"),
-                       InlineKeyboardButton("👎", callback_data=f"rate:{answer.turn_id}:-1")]
-                if has_passages(answer.citations, answer.related):
-                    row.insert(0, InlineKeyboardButton(
-                        "Sources", callback_data=f"src:{answer.turn_id}"))
-                keyboard = InlineKeyboardMarkup([row])
-            await self._reply(update, telegram_answer(answer), keyboard=keyboard)
-
-    @asynccontextmanager
-    async def _chat_turn(self, chat_id: int) -> AsyncIterator[None]:
-        """The chat's turn across replicas (bot/pg.py): polled for without holding a
-        thread or a connection, renewed while held, ended after the reply."""
-        loop = asyncio.get_running_loop()
-        coord, wait = self.coordinator, TURN_POLL_S
-        deadline = loop.time() + TURN_WAIT_S
-        while (token := await loop.run_in_executor(self._pool, coord.try_chat_turn,
-                                                   chat_id)) is None:
-            if loop.time() > deadline:  # a stuck holder must not silence the chat
-                log.warning("chat %s: no turn after %.0f s; answering anyway", chat_id,
-                            TURN_WAIT_S)
-                token = ""
-                break
-            await asyncio.sleep(wait)
-            wait = min(wait * 2, TURN_POLL_MAX_S)
-
-        async def renew() -> None:
-            while True:
-                await asyncio.sleep(TURN_RENEW_S)
-                await loop.run_in_executor(self._pool, coord.renew_chat_turn, chat_id, token)
-
-        renewing = asyncio.create_task(renew()) if token else None
-        try:
-            yield
-        finally:
-            if renewing is not None:
-                renewing.cancel()
-                await loop.run_in_executor(self._pool, coord.end_chat_turn, chat_id, token)
-
-    async def _keep_typing(self, chat_id: int, update: Update) -> None:
-        await keep_typing(update.get_bot(), chat_id, self.cfg.typing_interval)
+            await self._reply(update, telegram_answer(answer), keyboard=answer_keyboard(answer))
 
     async def _reply(self, update: Update, messages: Sequence[str], *,
                      keyboard: InlineKeyboardMarkup | None = None, html_mode: bool = True) -> None:
@@ -395,30 +269,6 @@ class QABot:
         self.pool.close()
 
 
-def coordinator_for(sessions: object) -> Any:
-    """PostgreSQL's shared coordinator when the sessions live there, else this
-    process's own."""
-    from bot.pg import PgCoordinator, PgSessionStore
-
-    if isinstance(sessions, PgSessionStore):
-        return PgCoordinator(sessions.db, LocalCoordinator())
-    return LocalCoordinator()
-
-
-# A chat answered on another replica: polled for its turn from TURN_POLL_S, doubling to
-# TURN_POLL_MAX_S (a reply takes a few hundred ms); past TURN_WAIT_S the question is
-# answered anyway. The turn is renewed every TURN_RENEW_S (a third of bot/pg.py's lease).
-TURN_POLL_S = 0.05
-TURN_POLL_MAX_S = 0.4
-TURN_WAIT_S = 120.0
-TURN_RENEW_S = 20.0
-
-
-# "src:<turn id>": a turn id is an SQLite row id, at most 2**63 - 1 (19 digits)
-_SOURCES_DATA = re.compile(r"src:([0-9]{1,18})")
-_RATE_DATA = re.compile(r"rate:([0-9]{1,18}):(1|-1)")
-
-
 def _mentions_of(message: Message, username: str | None, bot_id: int) -> list[str]:
     """The texts of the entities in ``message`` that address this bot: ``@username``
     mentions (case-insensitive, as Telegram treats usernames) and text mentions of its
@@ -431,6 +281,35 @@ def _mentions_of(message: Message, username: str | None, bot_id: int) -> list[st
             or (entity.user is not None and entity.user.id == bot_id)]
 
 
-def _session(chat_id: int) -> str:
-    return f"tg:{chat_id}"
+async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Log every error; tell the user when a message was being handled."""
+    log.error("error while handling an update", exc_info=context.error)
+    if isinstance(update, Update) and update.effective_chat is not None \
+            and not isinstance(context.error, NetworkError):
+        try:
+            await context.bot.send_message(update.effective_chat.id,
+                                           "Sorry, something went wrong. Please try again.")
+        except TelegramError:
+            log.warning("could not report the error to chat %s", update.effective_chat.id)
 
+
+def _builder(token: str, base: str, read_timeout: float, poll_timeout: float) -> Any:
+    """PTB's Application builder for this bot's token, timeouts and Bot API URL."""
+    builder = (
+        Application.builder()
+        .token(token)
+        .concurrent_updates(True)
+        .rate_limiter(AIORateLimiter(max_retries=3))
+        .read_timeout(read_timeout)
+        .write_timeout(read_timeout)
+        .get_updates_read_timeout(poll_timeout + 10)
+        # answers quote documents: a link in one must not become a preview card
+        # (a phishing page shown as if the bot vouched for it)
+        .defaults(Defaults(link_preview_options=LinkPreviewOptions(is_disabled=True)))
+    )
+    if base:
+        base = base.rstrip("/")
+        builder = builder.base_url(base if base.endswith("/bot") else f"{base}/bot")
+        root = base[: -len("/bot")] if base.endswith("/bot") else base
+        builder = builder.base_file_url(f"{root}/file/bot")
+    return builder
