@@ -101,6 +101,28 @@ class Progress:
     to_embed: int = 0
     work_total: float = 0.0
     work_done: float = 0.0
+    # the progress weight of the texts queued but not embedded yet, and how many they are
+    pending_weight: float = 0.0
+    pending_texts: int = 0
+
+    def queued(self, weight: float, texts: int) -> None:
+        """A document of ``weight`` queued ``texts`` texts: done as they are embedded
+        (``embedded_now``), or now when it queued none."""
+        if texts:
+            self.pending_weight += weight
+            self.pending_texts += texts
+        else:
+            self.work_done += weight
+
+    def embedded_now(self, n: int) -> None:
+        """``n`` queued texts were embedded: each carries an equal part of the queue."""
+        self.embedded += n
+        if self.pending_texts:
+            step = min(n, self.pending_texts)
+            share = self.pending_weight * step / self.pending_texts
+            self.work_done += share
+            self.pending_weight -= share
+            self.pending_texts -= step
 
     @property
     def fraction(self) -> float:
@@ -200,8 +222,6 @@ class Ingestion:
         self.started = time.perf_counter()
         self.progress = Progress()
         self._tell = progress
-        self._pending_weight = 0.0  # progress weight of the texts queued, not embedded
-        self._pending_texts = 0
         self.settings = settings
         self.embeddings = embeddings
         self.home = settings.home
@@ -216,27 +236,11 @@ class Ingestion:
             if not rebuild:
                 raise
             self.live = None  # --rebuild works from any state: the old build is not read
-        manifest = None if rebuild or self.live is None else manifest_in(self.live)
         if rebuild and self.remote:
             wipe_remote(settings)
-        if manifest is not None and manifest.get("embedder") != embeddings.identity:
-            raise EmbedderMismatchError(
-                f"The index at {self.home} was built with {manifest.get('embedder')}, not "
-                f"{embeddings.identity}. Run `qabot ingest --rebuild` to rebuild it with the "
-                "configured embedder.")
-        # sizes are tokens of the embedder's tokenizer: chunks measured another way are
-        # re-chunked (and only changed text embedded again)
-        chunking = {"size": settings.chunking.size, "overlap": settings.chunking.overlap,
-                    "unit": embeddings.token_unit}
-        if manifest is None:
-            manifest = {"version": MANIFEST_VERSION, "embedder": embeddings.identity,
-                        "chunking": chunking, "files": {}}
-        self.rechunk_all = (manifest.get("chunking") != chunking
-                            or manifest.get("pipeline") != PIPELINE_VERSION)
-        manifest["chunking"] = chunking
-        manifest["pipeline"] = PIPELINE_VERSION
-        self.manifest = manifest
-        self.entries: dict[str, Any] = manifest["files"]
+        manifest = None if rebuild or self.live is None else manifest_in(self.live)
+        self.manifest, self.rechunk_all = _starting_manifest(manifest, settings, embeddings)
+        self.entries: dict[str, Any] = self.manifest["files"]
         self._index: Index | None = None
         self.seen: set[str] = set()
         self._chunks: list[Chunk] = []
@@ -269,12 +273,7 @@ class Ingestion:
         try:
             self._add(item)
         finally:
-            queued = self.progress.to_embed - queued_before
-            if queued:  # done as its texts are embedded (_embedded)
-                self._pending_weight += weight
-                self._pending_texts += queued
-            else:  # nothing of it to embed: done now
-                self.progress.work_done += weight
+            self.progress.queued(weight, self.progress.to_embed - queued_before)
 
     def _add(self, item: Document | QabotError) -> None:
         if isinstance(item, QabotError):
@@ -347,13 +346,7 @@ class Ingestion:
             self._tell(self.progress)
 
     def _embedded(self, n: int) -> None:
-        self.progress.embedded += n
-        if self._pending_texts:  # each queued text carries an equal part of the queue
-            step = min(n, self._pending_texts)
-            share = self._pending_weight * step / self._pending_texts
-            self.progress.work_done += share
-            self._pending_weight -= share
-            self._pending_texts -= step
+        self.progress.embedded_now(n)
         self.tell()
 
     def _flush(self) -> None:
@@ -421,3 +414,28 @@ def _size(path: Path) -> int:
 
 def _is_under(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
+
+
+def _starting_manifest(manifest: dict[str, Any] | None, settings: Settings,
+                       embeddings: QabotEmbeddings) -> tuple[dict[str, Any], bool]:
+    """The manifest a run starts from (the live build's, or a new one) stamped with this
+    run's chunking and pipeline, and whether every file must be re-chunked (they
+    changed). A build made with another embedder is refused: its vectors would mix."""
+    home = settings.home
+    if manifest is not None and manifest.get("embedder") != embeddings.identity:
+        raise EmbedderMismatchError(
+            f"The index at {home} was built with {manifest.get('embedder')}, not "
+            f"{embeddings.identity}. Run `qabot ingest --rebuild` to rebuild it with the "
+            "configured embedder.")
+    # sizes are tokens of the embedder's tokenizer: chunks measured another way are
+    # re-chunked (and only changed text embedded again)
+    chunking = {"size": settings.chunking.size, "overlap": settings.chunking.overlap,
+                "unit": embeddings.token_unit}
+    if manifest is None:
+        manifest = {"version": MANIFEST_VERSION, "embedder": embeddings.identity,
+                    "chunking": chunking, "files": {}}
+    rechunk_all = (manifest.get("chunking") != chunking
+                   or manifest.get("pipeline") != PIPELINE_VERSION)
+    manifest["chunking"] = chunking
+    manifest["pipeline"] = PIPELINE_VERSION
+    return manifest, rechunk_all
