@@ -178,13 +178,7 @@ class Answer:
     @property
     def answer(self) -> str:
         """The parts as plain text, one per line, each with its citation markers."""
-        lines = [self.note] if self.note else []
-        if self.headline:
-            lines.append(f"{self.headline} [{self.short_cite}]")
-        lines += [f"{q.text} {marks(q.cites)}" for q in self.quotes]
-        if self.text:
-            lines.append(self.text)
-        return "\n".join(lines)
+        return "\n".join(part.line for part in parts(self))
 
     def to_dict(self) -> dict[str, Any]:
         """The ``ask --json`` shape."""
@@ -210,6 +204,38 @@ class Answer:
             "span": ({"source": ev.source, "start": ev.span_start, "end": ev.span_end,
                       "score": ev.reader_score} if ev.span_start is not None else None),
         }
+
+
+class PartKind(StrEnum):
+    NOTE = "note"  # shown first: the LLM was unavailable, or its answer is unchecked
+    HEADLINE = "headline"  # the short answer on a line of its own
+    QUOTE = "quote"  # document text with its citation markers
+    PROSE = "prose"  # the refusal sentence, or an LLM's checked answer
+
+
+@dataclass(frozen=True)
+class Part:
+    kind: PartKind
+    text: str
+    cites: str = ""  # "[1][3]": the citation markers it carries
+
+    @property
+    def line(self) -> str:
+        """The part as one line of plain text."""
+        return f"{self.text} {self.cites}" if self.kind in (PartKind.HEADLINE,
+                                                             PartKind.QUOTE) else self.text
+
+
+def parts(answer: Answer) -> list[Part]:
+    """What every renderer shows of an answer, in order (the terminal and Telegram in
+    bot/present.py, ``Answer.answer`` for JSON, evaluation and logs)."""
+    out = [Part(PartKind.NOTE, answer.note)] if answer.note else []
+    if answer.headline:
+        out.append(Part(PartKind.HEADLINE, answer.headline, f"[{answer.short_cite}]"))
+    out += [Part(PartKind.QUOTE, q.text, marks(q.cites)) for q in answer.quotes]
+    if answer.text:
+        out.append(Part(PartKind.PROSE, answer.text))
+    return out
 
 
 def marks(cites: tuple[int, ...] | list[int]) -> str:

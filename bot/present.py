@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot import tokens
-from bot.answers import Answer, Citation, Quote, marks
+from bot.answers import Answer, Citation, PartKind, Quote, parts
 from bot.sentences import split_sentences
 from bot.wording import printable
 
@@ -103,13 +103,15 @@ def terminal_lines(answer: Answer, *, with_answer: bool = True) -> list[Line]:
     """The answer as styled lines: parts, follow-up note, compact passage list."""
     lines: list[Line] = []
     if with_answer:
-        if answer.note:
-            lines.append([(answer.note, "yellow")])
-        if answer.headline:
-            lines.append([(answer.headline, "bold green"), (f" [{answer.short_cite}]", "cyan")])
-        lines += [[(q.text, None), (f" {marks(q.cites)}", "cyan")] for q in answer.quotes]
-        if answer.text:
-            lines.append([(answer.text, "yellow" if answer.refused else None)])
+        for part in parts(answer):
+            if part.kind == PartKind.NOTE:
+                lines.append([(part.text, "yellow")])
+            elif part.kind == PartKind.HEADLINE:
+                lines.append([(part.text, "bold green"), (f" {part.cites}", "cyan")])
+            elif part.kind == PartKind.QUOTE:
+                lines.append([(part.text, None), (f" {part.cites}", "cyan")])
+            else:
+                lines.append([(part.text, "yellow" if answer.refused else None)])
     follow = followup_line(answer)
     if follow:
         lines.append([(follow, "dim")])
@@ -210,14 +212,9 @@ def pack(blocks: Sequence[str], limit: int = TELEGRAM_LIMIT) -> list[str]:
 def telegram_answer(answer: Answer) -> list[str]:
     """The answer with its [n] markers and a compact passage list, as HTML messages."""
     blocks: list[str] = []
-    if answer.note:
-        blocks += block(answer.note, "i")
-    if answer.headline:
-        blocks += block(f"{answer.headline} [{answer.short_cite}]", "b")
-    for q in answer.quotes:
-        blocks += block(f"{q.text} {marks(q.cites)}")
-    if answer.text:
-        blocks += block(answer.text)
+    for part in parts(answer):
+        tag = {PartKind.NOTE: "i", PartKind.HEADLINE: "b"}.get(part.kind)
+        blocks += block(part.line, tag)
     follow = followup_line(answer)
     if follow:
         blocks += block(follow, "i")

@@ -153,3 +153,24 @@ def test_rate_limiter_counts_a_sliding_minute_per_user() -> None:
     assert limiter.allow(2)  # per user
     now[0] = 61.0
     assert limiter.allow(1)
+
+
+def test_every_renderer_shows_the_same_parts_in_the_same_order() -> None:
+    from bot.answers import PartKind, parts
+
+    a = _answer(note="(LLM unavailable: extractive answer)", short_answer="1.4亿元",
+                short_cite=1, citations=[C1],
+                quotes=[Quote("大楼总投资1.4亿元。", (1,)), Quote("第二段", (1, 2))])
+    got = parts(a)
+    assert [p.kind for p in got] == [PartKind.NOTE, PartKind.HEADLINE, PartKind.QUOTE,
+                                     PartKind.QUOTE]
+    assert a.answer.splitlines() == [p.line for p in got]
+    assert got[1].line == "1.4亿元 [1]" and got[3].line == "第二段 [1][2]"
+    shown = unescape("\n".join(render_answer(a)))
+    terminal = present.plain(present.terminal_lines(a))
+    for part in got:  # each part once, in order, in Telegram and on a terminal
+        assert part.line in shown and part.line in terminal
+    positions = [shown.index(p.line) for p in got]
+    assert positions == sorted(positions)
+    refused = _answer(refused=True, text="文档中没有找到这个问题的答案。")
+    assert [p.kind for p in parts(refused)] == [PartKind.PROSE]
