@@ -33,7 +33,8 @@ class Query:
     contextual: str | None = None
     prior: float = 0.0
     assumed: str | None = None  # the earlier subject in ``contextual`` (or ``standalone``)
-    # an English question's Chinese keyword form, and its contextual one (bot/bridge.py)
+    # the question's keyword form in the documents' other language (English <-> Chinese),
+    # and its contextual one (bot/bridge.py)
     bridged: str | None = None
     bridged_contextual: str | None = None
 

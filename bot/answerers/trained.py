@@ -17,8 +17,9 @@ Follow-ups: when the chat has history, the engine also retrieves for the questio
 with the previous turn's subject (``Query.contextual``, bot/conversation.py); both
 readings are scored, the contextual one with the follow-up model's log-odds added
 (``Query.prior``), and the better one answers; the answer names the subject it
-assumed. An English question about Chinese text is also read as Chinese keywords
-(``Query.bridged``, bot/bridge.py).
+assumed. A question about text in the other language (English about Chinese, Chinese
+about English) is also read as keywords of that language (``Query.bridged``,
+bot/bridge.py).
 
 Questions about the document itself are answered from its metadata
 (bot/answerers/metadata.py).
