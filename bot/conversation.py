@@ -66,6 +66,21 @@ def _names_proper_noun(question: str) -> bool:
         len(w) > 1 and w.isupper() for w in words[:1])
 
 
+# jieba's part-of-speech tags of proper names: person, place, organisation, other
+_PROPER_TAGS = frozenset(("nr", "nrt", "ns", "nt", "nz"))
+
+
+def names_own_subject(question: str, segmenter: tokens.Segmenter = tokens.FULL) -> bool:
+    """Whether ``question`` names what it is about and points back at nothing: a proper
+    name (「霍城县」, "Huocheng") and no pronoun or ellipsis. Such a question starts
+    fresh (#30): its reading with the earlier subject is not made."""
+    if _ANAPHORA_ZH.search(question) or _ANAPHORA_EN.search(question) \
+            or _ELLIPSIS.search(question.strip()):
+        return False
+    return _names_proper_noun(question) or any(
+        tag in _PROPER_TAGS and len(word) >= 2 for word, tag in segmenter.tagged(question))
+
+
 class Previous(Protocol):
     """What resolution needs of an earlier turn (``bot.sessions.Turn`` has it)."""
 
@@ -335,6 +350,10 @@ def resolve(question: str, history: Sequence[Previous],
     before = previous.subject or subject_of(previous.question, segmenter)
     if not before or tokens.normalize(before) in tokens.normalize(question):
         # nothing to add: the question already names it
+        return Resolution(question, None, -math.inf, segmenter=segmenter)
+    if names_own_subject(question, segmenter):
+        # self-contained: 「霍城县的总人口是多少?」 after two questions about a hospital
+        # in 霍城县 is about the county, not the hospital
         return Resolution(question, None, -math.inf, segmenter=segmenter)
     model = model or followup_model()
     features = followup_features(question, previous.question, before, segmenter)

@@ -103,6 +103,18 @@ def test_a_follow_up_that_names_nothing_is_read_with_the_previous_topic(
     assert "天华民乐团" in a.answer or "二胡学员" in a.answer
 
 
+@pytest.mark.slow
+def test_a_question_that_names_its_own_subject_is_not_answered_with_the_old_one(
+        guided_engine) -> None:
+    """「霍城县的总人口是多少?」 one-shot is refused (the article gives no population);
+    after two questions about the hospital it was answered 1.4亿元 「（指：…综合病房大楼）」
+    (found running the README's `make chat` on a fresh clone)."""
+    guided_engine.answer("霍城县江苏医院综合病房大楼总投资多少?", session="chat-pop")
+    guided_engine.answer("它建设了多少个文化广场?", session="chat-pop")
+    a = guided_engine.answer("霍城县的总人口是多少?", session="chat-pop")
+    assert a.refused and a.assumed_subject is None, a.answer
+
+
 def test_the_reader_points_inside_each_target_sentence() -> None:
     reader = Reader()
     text = ("江阴市天华民乐团成立于2005年。第一批学员有30人，全部来自霍城县江阴小学。"
