@@ -28,7 +28,7 @@ import importlib.resources
 import logging
 import re
 import threading
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field, replace
 
 from bot import tokens
@@ -243,6 +243,31 @@ class Glossary:
         return " ".join(terms) + (f" {asked}?" if asked else "?")
 
 
+def _entries(lines: Collection[str] | Callable[[], Collection[str]]
+             ) -> Iterator[tuple[str, str, str]]:
+    """(simplified headword, pinyin, senses) of each CC-CEDICT line."""
+    for line in (lines() if callable(lines) else lines):
+        if line.startswith("#"):
+            continue
+        m = _LINE.match(line)
+        if m is not None:
+            _, simplified, pinyin, senses = m.groups()
+            yield simplified, pinyin, senses
+
+
+def _glosses(senses: str) -> Iterator[tuple[int, list[str]]]:
+    """(rank, content-word stems) of an entry's senses that are translations: not a
+    classifier, surname or cross-reference, parentheses dropped, at most
+    ``SENSE_WORDS`` content words (a longer sense is an explanation)."""
+    for rank, sense in enumerate(senses.split("/")):
+        sense = re.sub(r"\([^)]*\)", " ", sense).strip()
+        if not sense or _NOT_A_GLOSS.match(sense):
+            continue
+        stems = _content(sense)
+        if stems and len(stems) <= SENSE_WORDS:
+            yield rank, stems
+
+
 def build(lines: Collection[str] | Callable[[], Collection[str]],
           vocabulary: Collection[str],
           frequency: Callable[[str], int] | None = None) -> Glossary:
@@ -252,26 +277,14 @@ def build(lines: Collection[str] | Callable[[], Collection[str]],
     first: of 项目, 计划 and 投影 for "project", the index's own usage decides."""
     weights: dict[str, dict[str, float]] = {}
     names: dict[str, list[str]] = {}
-    for line in (lines() if callable(lines) else lines):
-        if line.startswith("#"):
-            continue
-        m = _LINE.match(line)
-        if m is None:
-            continue
-        _, simplified, pinyin, senses = m.groups()
+    for simplified, pinyin, senses in _entries(lines):
         if simplified not in vocabulary or not tokens.is_mostly_cjk(simplified):
             continue
         syllables = pinyin.split()
         if syllables and syllables[0][:1].isupper():  # a proper name: "Huo4 cheng2"
             key = re.sub(r"[\d\s]", "", "".join(syllables)).lower()
             names.setdefault(key, []).append(simplified)
-        for rank, sense in enumerate(senses.split("/")):
-            sense = re.sub(r"\([^)]*\)", " ", sense).strip()
-            if not sense or _NOT_A_GLOSS.match(sense):
-                continue
-            stems = _content(sense)
-            if not stems or len(stems) > SENSE_WORDS:
-                continue
+        for rank, stems in _glosses(senses):
             keys = [(" ".join(stems), 1.0)] if len(stems) <= 2 else []
             if len(stems) > 1:
                 keys += [(s, PART_WEIGHT) for s in stems]
@@ -299,23 +312,11 @@ def build_english(lines: Collection[str] | Callable[[], Collection[str]],
         if term.isascii() and term.isalpha() and term.lower() not in _STOPWORDS:
             by_lemma.setdefault(_lemma(term), []).append(term)
     out: dict[str, tuple[str, ...]] = {}
-    for line in (lines() if callable(lines) else lines):
-        if line.startswith("#"):
-            continue
-        m = _LINE.match(line)
-        if m is None:
-            continue
-        _, simplified, pinyin, senses = m.groups()
+    for simplified, pinyin, senses in _entries(lines):
         if pinyin[:1].isupper() or simplified in out:  # a name; or seen (variants)
             continue
         found: list[str] = []
-        for sense in senses.split("/"):
-            sense = re.sub(r"\([^)]*\)", " ", sense).strip()
-            if not sense or _NOT_A_GLOSS.match(sense):
-                continue
-            stems = _content(sense)
-            if not stems or len(stems) > SENSE_WORDS:
-                continue
+        for _, stems in _glosses(senses):
             # one index word per gloss word: the shortest form ("code" before "codes")
             words = [min(by_lemma[stem], key=lambda w: (len(w), w)) for stem in stems
                      if stem in by_lemma]

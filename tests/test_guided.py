@@ -211,14 +211,20 @@ def docs_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real index of the Chinese travel policy of tests/data/docs alone: in an index
     that also holds English documents, this question retrieves an English passage
     first, and the bridge is not read (engine._bridged_passages)."""
+    return _indexed(tmp_path_factory, Path(__file__).parent / "data" / "docs" / "travel_policy.md")
+
+
+def _indexed(tmp_path_factory: pytest.TempPathFactory, *files: Path) -> Path:
+    """The state folder of a real index (default embedder) of ``files`` alone."""
     import shutil
 
     from bot.embeddings import make_embeddings
     from bot.ingest import ingest
 
-    home = tmp_path_factory.mktemp("docs-index")
-    docs = tmp_path_factory.mktemp("policy")
-    shutil.copy(Path(__file__).parent / "data" / "docs" / "travel_policy.md", docs)
+    home = tmp_path_factory.mktemp("index")
+    docs = tmp_path_factory.mktemp("docs")
+    for f in files:
+        shutil.copy(f, docs)
     settings = make_settings(home, docs)
     ingest(settings, [settings.docs_dir], make_embeddings(settings.embeddings))
     return home
@@ -248,18 +254,8 @@ def test_an_english_question_about_a_chinese_policy_is_also_read_in_chinese(
 @pytest.fixture(scope="module")
 def mixed_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real index of the seed article (Chinese) and the Ridgeline guide (English)."""
-    import shutil
-
-    from bot.embeddings import make_embeddings
-    from bot.ingest import ingest
-
-    home = tmp_path_factory.mktemp("mixed-index")
-    docs = tmp_path_factory.mktemp("mixed")
-    shutil.copy(SEED, docs)
-    shutil.copy(Path(__file__).parent / "data" / "docs" / "ridgeline_guide.md", docs)
-    settings = make_settings(home, docs)
-    ingest(settings, [settings.docs_dir], make_embeddings(settings.embeddings))
-    return home
+    return _indexed(tmp_path_factory, SEED,
+                    Path(__file__).parent / "data" / "docs" / "ridgeline_guide.md")
 
 
 @pytest.mark.slow
