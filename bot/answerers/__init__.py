@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bot.answers import Mode
-from bot.config import Settings, answerer_kind
+from bot.settings import GUIDED_EMBEDDER, Settings, answerer_kind
 
 if TYPE_CHECKING:
     from bot.answerers.contract import Answerer, Corpus
-    from bot.config import AnswerSettings
+    from bot.settings import AnswerSettings
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,9 @@ class AnswererKind:
     build: Callable[[Corpus, AnswerSettings], Answerer]
     needs_reader: bool  # load the trained reader while the index opens
     reads_forms: bool  # reads each form of the question and picks the best reading
+    # the embedder its learned parts were fitted with (they read its similarities);
+    # None: any embedder
+    embedder: str | None = None
 
 
 def _rules(corpus: Corpus, settings: AnswerSettings) -> Answerer:
@@ -62,7 +65,7 @@ ANSWERERS: dict[str, AnswererKind] = {
     "none": AnswererKind("none", Mode.EXTRACTIVE, _rules, needs_reader=False,
                          reads_forms=False),
     "guided": AnswererKind("guided", Mode.GUIDED, _guided, needs_reader=True,
-                           reads_forms=True),
+                           reads_forms=True, embedder=GUIDED_EMBEDDER),
     "trained": AnswererKind("trained", Mode.READER, _trained, needs_reader=True,
                             reads_forms=True),
 }
