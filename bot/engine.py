@@ -190,11 +190,7 @@ class Engine:
 
     def record(self, session: str, question: str, result: Answer) -> Answer:
         """Store an answered turn in ``session``: ``result`` with its turn id."""
-        turn_id = self.sessions.append(session, Turn(
-            question=question, standalone=result.standalone_query or question,
-            answer=result.answer, citations=list(result.citations),
-            related=list(result.related), subject=result.subject,
-            short="" if result.refused else (result.short_answer or "")))
+        turn_id = self.sessions.append(session, turn_of(question, result))
         return dataclasses.replace(result, turn_id=turn_id)
 
     def warm_up(self) -> None:
@@ -272,6 +268,16 @@ class Engine:
         return self.sessions.history(session, self.settings.session.history_turns)
 
 
+def turn_of(question: str, result: Answer) -> Turn:
+    """The turn a chat keeps of ``question`` answered with ``result``: what the next
+    question is resolved against (stored by ``Engine.record``, kept in memory by the
+    evaluator's chats)."""
+    return Turn(question=question, standalone=result.standalone_query or question,
+                answer=result.answer, citations=list(result.citations),
+                related=list(result.related), subject=result.subject,
+                short="" if result.refused else (result.short_answer or ""))
+
+
 def _bridged_passages(query: Query, passages: Sequence[Document],
                       retriever: HybridRetriever) -> dict[str, list[Document]]:
     """The passages each keyword form of the question in the other language retrieves,
@@ -340,7 +346,8 @@ def _query_for(question: str, turns: Sequence[Turn], res: Resolution, pipe: _Pip
         # the reader reads the question alone and with the earlier subject; the
         # follow-up model's odds weigh the second reading (bot/conversation.py)
         query = Query(question=question, standalone=question, contextual=res.resolved,
-                      prior=res.log_odds if res.resolved else 0.0, assumed=res.added)
+                      prior=res.log_odds if res.resolved else 0.0, assumed=res.added,
+                      said_before=_said_before(question, turns, res, pipe.index.segmenter))
         chinese = tokens.is_mostly_cjk(question)
         if settings.answer.bridge_chinese if chinese \
                 else settings.answer.bridge_english:
@@ -360,6 +367,21 @@ def _query_for(question: str, turns: Sequence[Turn], res: Resolution, pipe: _Pip
     else:
         query = Query(question=question, standalone=question)
     return query
+
+
+def _said_before(question: str, turns: Sequence[Turn], res: Resolution,
+                 segmenter: tokens.Segmenter) -> str | None:
+    """The previous answer a follow-up asks past: set when ``question`` leans on the
+    previous turn and asks about something its question did not ("when did it become a
+    regular county?" after "When was Huocheng made a pilot county?"). A question in
+    the previous one's own words asks for the same thing again, and may get the same
+    answer."""
+    if not (res.resolved and turns and turns[-1].short):
+        return None
+    before = set(segmenter.content_terms(turns[-1].question))
+    if not set(segmenter.content_terms(question)) - before:
+        return None
+    return turns[-1].short
 
 
 def checked_question(question: str, limit: int) -> str:

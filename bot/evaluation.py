@@ -24,6 +24,7 @@ Metrics (in [0, 1] unless stated; "answerable" = has gold answers):
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import statistics
@@ -33,9 +34,10 @@ from typing import Any
 
 from bot import tokens
 from bot.answers import Answer, Evidence
-from bot.engine import Engine
+from bot.engine import Engine, turn_of
 from bot.errors import QuestionError
 from bot.retrieval import HybridRetriever
+from bot.sessions import Turn
 
 # re-exported: callers read test sets through this module (they live in bot/testsets.py)
 from bot.testsets import Item as Item
@@ -155,10 +157,11 @@ def run(engine: Engine, items: Sequence[Item], *,
     every per-item score."""
     deep = HybridRetriever(index=engine.index, settings=engine.settings.retrieval, k=10)
     scorer = Scorer(engine)
+    chat = _Chat(engine)
     for item in items:
         started = time.perf_counter()
         try:
-            result = engine.answer(item.question, history=list(item.history))
+            result = chat.answer(item)
         except QuestionError as exc:  # e.g. an empty question in the set: scored as refused
             result = Answer(question=item.question, short_answer=None,
                             refused=True, citations=[], standalone_query=item.question,
@@ -197,6 +200,41 @@ def run(engine: Engine, items: Sequence[Item], *,
         if on_result:
             on_result(row)
         yield row
+
+
+class _Chat:
+    """The conversation an item with ``history`` belongs to, answered as a user's chat
+    is: each earlier question answered in turn and kept with its answer (the subject a
+    follow-up resolves against, the answer it should not repeat), in memory, so an
+    evaluation writes nothing to the sessions store. A set whose items follow one
+    another (each item's history is the previous item's history and question) is
+    answered once per turn; any other item replays its history first (not scored)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.asked: list[str] = []
+        self.turns: list[Turn] = []
+
+    def answer(self, item: Item) -> Answer:
+        if not item.history:
+            return self.engine.answer(item.question)
+        if self.asked != list(item.history):
+            self.asked, self.turns = [], []
+            for question in item.history:
+                with contextlib.suppress(QuestionError):  # kept as a turn all the same
+                    self._turn(question)
+        return self._turn(item.question)
+
+    def _turn(self, question: str) -> Answer:
+        self.asked.append(question)
+        limit = self.engine.settings.session.history_turns
+        try:
+            result = self.engine.respond(question, self.turns[-limit:] if limit else [])
+        except QuestionError:
+            self.turns.append(Turn(question=question, standalone=question, answer=""))
+            raise
+        self.turns.append(turn_of(question, result))
+        return result
 
 
 # What each metric in metrics() means: shown in report.md, so a reader of a report

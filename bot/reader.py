@@ -101,9 +101,15 @@ def pad(batch: Sequence[Sequence[int]], pad_id: int) -> tuple[Array, Array]:
 
 
 def best_span(start: Array, end: Array, first: int, last: int,
-              max_tokens: int = MAX_ANSWER_TOKENS) -> tuple[int, int, float]:
+              max_tokens: int = MAX_ANSWER_TOKENS, length_bias: float = 0.0,
+              clause_cost: float = 0.0, clause_ends: Array | None = None
+              ) -> tuple[int, int, float]:
     """The (i, j) with first <= i <= j < last, j - i < max_tokens, maximising
-    start[i] + end[j]."""
+    start[i] + end[j] + length_bias * (j - i) - clause_cost * (clause ends the span
+    runs over: tokens i <= k < j flagged in ``clause_ends``); the score returned is the
+    logit sum alone. The two prefer longer spans that stay in their clause: the
+    convention of the data a headline is judged by (bot/models/spans.json) rather than
+    the reader's training data's."""
     s = start[first:last]
     e = end[first:last]
     n = len(s)
@@ -111,8 +117,13 @@ def best_span(start: Array, end: Array, first: int, last: int,
         return first, first, -1e9
     grid = s[:, None] + e[None, :]
     i, j = np.indices((n, n))
-    grid = np.where((j >= i) & (j - i < max_tokens), grid, -1e9)
-    flat = int(np.argmax(grid))
+    allowed = (j >= i) & (j - i < max_tokens)
+    prefer = grid + length_bias * (j - i)
+    if clause_cost and clause_ends is not None:
+        before = np.concatenate([[0], np.cumsum(clause_ends[first:last])])
+        prefer = prefer - clause_cost * (before[j] - before[i])
+    chosen = np.where(allowed, prefer, -1e9)
+    flat = int(np.argmax(chosen))
     a, b = divmod(flat, n)
     return first + a, first + b, float(grid[a, b])
 
@@ -140,6 +151,28 @@ def next_spans(start: Array, end: Array, first: int, last: int, taken: tuple[int
             break
         out.append((first + a, first + b, float(grid[a, b])))
         picked.append((a, b))
+    return out
+
+
+# A clause ends at these; an ASCII comma or colon between digits is part of a number
+# or a time (1,024; 9:00). The same marks as a quote's cut (bot/answerers/trained.py).
+# 、 separates a list's items, which a whole answer keeps together: not a clause end.
+_CLAUSE_MARKS = set("，；;。！？!?：")
+
+
+def clause_ends(text: str, window: Window) -> Array:
+    """For each token of ``window``: 1 when its text ends a clause (a comma, a
+    semicolon, a full stop…), else 0 (question and special tokens too)."""
+    out = np.zeros(len(window.ids), dtype=np.float64)
+    for k, (a, b) in enumerate(zip(window.starts, window.ends, strict=True)):
+        if a < 0:
+            continue
+        for p in range(a, b):
+            ch = text[p]
+            if ch in _CLAUSE_MARKS or (ch in ",:" and not (
+                    0 < p < len(text) - 1 and text[p - 1].isdigit() and text[p + 1].isdigit())):
+                out[k] = 1.0
+                break
     return out
 
 
@@ -222,13 +255,40 @@ class Reader:
 
     def read_around(self, question: str, passages: Sequence[str],
                     targets: Sequence[tuple[int, int, int]],
-                    context_tokens: int, alternatives: int = 0) -> list[tuple[int, Span]]:
+                    context_tokens: int, alternatives: int = 0,
+                    length_bias: float = 0.0, clause_cost: float = 0.0
+                    ) -> list[tuple[int, Span]]:
         """For each target ``(passage, start, end)`` (character offsets of, say, a
         sentence the rule answerer ranked high) the span the reader points at inside it,
         as ``(target index, span)``; a target holding no token is left out. The reader
         sees the target with the passage text around it, ``context_tokens`` passage
         tokens in all. One short window per target instead of every window of every
-        passage is what keeps this cheap enough for the answer path."""
+        passage is what keeps this cheap enough for the answer path.
+
+        A span's ``score`` is the margin of the window's best span over "not here"; its
+        words are the best under ``length_bias`` (``best_span``), so the bias moves a
+        headline's edges and never the decisions made on the margin (so does
+        ``clause_cost``, the cost of each clause end the span runs over)."""
+        out = []
+        for t_index, w, a, b, s, e in self.around_logits(question, passages, targets,
+                                                         context_tokens):
+            null = float(s[0] + e[0])
+            _, _, top = best_span(s, e, a, b, self.max_answer_tokens)
+            ends = clause_ends(passages[w.passage], w) if clause_cost else None
+            i, j, logit = best_span(s, e, a, b, self.max_answer_tokens, length_bias,
+                                    clause_cost, ends)
+            others = tuple((w.starts[x], w.ends[y], score - null) for x, y, score in
+                           next_spans(s, e, a, b, (i, j), alternatives, self.max_answer_tokens))
+            out.append((t_index, Span(w.passage, w.starts[i], w.ends[j], top - null, logit,
+                                      others)))
+        return out
+
+    def around_logits(self, question: str, passages: Sequence[str],
+                      targets: Sequence[tuple[int, int, int]], context_tokens: int
+                      ) -> list[tuple[int, Window, int, int, Array, Array]]:
+        """``read_around``'s windows and their logits: (target index, window, first and
+        last+1 token of the target in it, start logits, end logits) per target.
+        train/span_length.py fits the length bias on these."""
         tok = self.tokenizer
         q = self.encode(question)
         encoded: dict[int, Encoding] = {}
@@ -253,15 +313,7 @@ class Reader:
         if not batch:
             return []
         start, end = self.logits([w for _, w, _, _ in batch])
-        out = []
-        for (t_index, w, a, b), s, e in zip(batch, start, end, strict=True):
-            i, j, logit = best_span(s, e, a, b, self.max_answer_tokens)
-            null = float(s[0] + e[0])
-            others = tuple((w.starts[x], w.ends[y], score - null) for x, y, score in
-                           next_spans(s, e, a, b, (i, j), alternatives, self.max_answer_tokens))
-            out.append((t_index, Span(w.passage, w.starts[i], w.ends[j], logit - null, logit,
-                                      others)))
-        return out
+        return [(t, w, a, b, s, e) for (t, w, a, b), s, e in zip(batch, start, end, strict=True)]
 
 
 # ----- the process's reader ------------------------------------------------------

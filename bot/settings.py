@@ -124,6 +124,14 @@ class AnswerSettings:
     # a number for "how many"; bot/answer_types.py), else the next span or a refusal.
     # Chosen on held-out CMRC validation articles (docs/benchmarks.md).
     check_answer_type: bool = True
+    # guided: a headline's length follows the bias per kind of question fitted on CMRC
+    # 2018 train (bot/span_length.py, bot/models/spans.json); off: the reader's own,
+    # DRCD's short spans. Chosen on held-out CMRC articles (docs/benchmarks.md).
+    fitted_span_length: bool = True
+    # guided: log-odds added to the refusal model's threshold (bot/models/combiner.json):
+    # above 0 refuses more, below answers more. 0 is the chosen threshold; a
+    # calibration runs a validation set at -100 to see every would-be answer.
+    refusal_shift: float = setting(0.0, at_least=-100.0, at_most=100.0)
     # guided/trained: an English question about an index holding Chinese is also read
     # in a Chinese keyword form from CC-CEDICT (bot/bridge.py); the better reading wins.
     # Measured on a Chinese notice it never saw: contains-gold 0.714 -> 0.786

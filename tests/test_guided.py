@@ -115,6 +115,24 @@ def test_a_question_that_names_its_own_subject_is_not_answered_with_the_old_one(
     assert a.refused and a.assumed_subject is None, a.answer
 
 
+@pytest.mark.slow
+def test_a_follow_up_asking_for_another_value_of_the_kind_gets_another(
+        guided_engine) -> None:
+    """The issue's transcript: the sentence that says 2002 is the best for both
+    questions, and the second asks about another event of the county's aid status
+    (asked alone, with no earlier answer to move past, the reader still says 2002年)."""
+    first = guided_engine.answer(
+        "What year was Huocheng designated a pilot county for aid to Xinjiang?",
+        session="chat-regular")
+    assert first.short_answer == "2002年"
+    # the same thing asked again in fewer of its own words: the same answer
+    again = guided_engine.answer("When was it designated a pilot county?",
+                                 session="chat-regular")
+    assert again.short_answer == "2002年", again.answer
+    a = guided_engine.answer("when did it become a regular county?", session="chat-regular")
+    assert not a.refused and a.short_answer == "2014年", a.answer
+
+
 def test_the_reader_points_inside_each_target_sentence() -> None:
     reader = Reader()
     text = ("江阴市天华民乐团成立于2005年。第一批学员有30人，全部来自霍城县江阴小学。"

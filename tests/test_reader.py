@@ -57,6 +57,23 @@ def test_best_span_is_the_best_allowed_pair() -> None:
         assert (i, j) == (brute[1], brute[2]) and score == pytest.approx(brute[0])
 
 
+def test_a_length_bias_picks_among_spans_by_logits_plus_bias_per_token() -> None:
+    """``length_bias`` (bot/span_length.py) adds bias x (j - i) to the choice, and the
+    score returned stays the pair's own logit sum, so decisions on it do not move."""
+    rng = np.random.default_rng(1)
+    for bias in (-0.3, 0.0, 0.4, 2.0):
+        s, e = rng.normal(size=30), rng.normal(size=30)
+        i, j, score = best_span(s, e, 2, 28, max_tokens=8, length_bias=bias)
+        brute = max((s[a] + e[b] + bias * (b - a), a, b)
+                    for a in range(2, 28) for b in range(a, min(28, a + 8)))
+        assert (i, j) == (brute[1], brute[2])
+        assert score == pytest.approx(s[i] + e[j])
+    s = np.array([0.0, 5.0, 0.0, 0.0, 0.0])
+    e = np.array([0.0, 5.0, 0.0, 0.0, 4.0])
+    assert best_span(s, e, 0, 5)[:2] == (1, 1)  # the short span: 10 against 9
+    assert best_span(s, e, 0, 5, length_bias=0.5)[:2] == (1, 4)  # 9 + 1.5 beats 10
+
+
 # ----- the real packaged weights ------------------------------------------------------
 @pytest.fixture(scope="module")
 def e5file() -> E5File:

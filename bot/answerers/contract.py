@@ -37,6 +37,9 @@ class Query:
     # and its contextual one (bot/bridge.py)
     bridged: str | None = None
     bridged_contextual: str | None = None
+    # the previous turn's short answer, when this may be a follow-up: one that asks for
+    # a value of the same kind again (a date after a date) asks for another one
+    said_before: str | None = None
 
     @property
     def bridged_forms(self) -> tuple[str, ...]:

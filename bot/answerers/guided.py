@@ -33,6 +33,7 @@ from bot.config import AnswerSettings
 from bot.errors import ReaderError
 from bot.features import Candidate, check_features_version, question_type
 from bot.reader import Reader, Span
+from bot.span_length import NO_BIAS, SpanLengths, load_span_lengths
 
 # answer.answerer = guided: how the rule answerer's ranked sentences and the reader's spans
 # combine, learned by `python -m train.combiner` on the reader's DRCD validation
@@ -99,13 +100,17 @@ class GuidedAnswerer(ReaderAnswerer):
     mode = Mode.GUIDED
 
     def __init__(self, corpus: Corpus, settings: AnswerSettings, reader: Reader | None = None,
-                 combiner: Combiner | None = None) -> None:
+                 combiner: Combiner | None = None, spans: SpanLengths | None = None
+                 ) -> None:
         super().__init__(corpus, settings, reader)
         self.combiner = combiner or load_combiner()
+        if spans is None:
+            spans = load_span_lengths() if settings.fitted_span_length else NO_BIAS
+        self.spans = spans
 
     @property
     def threshold(self) -> float:
-        return self.combiner.threshold
+        return self.combiner.threshold + self.settings.refusal_shift
 
     def sentences(self, asked: str, form: str, passages: Sequence[Document]
                   ) -> list[Sentence]:
@@ -138,8 +143,9 @@ class GuidedAnswerer(ReaderAnswerer):
             targets.append((cand.passage, cand.start - base, cand.end - base))
         texts = [p.page_content for p in passages]
         out = []
+        bias, clause_cost = self.spans.costs_for(asked, form)
         for t_index, span in self.reader.read_around(form, texts, targets, c.context_tokens,
-                                                     ALTERNATIVES):
+                                                     ALTERNATIVES, bias, clause_cost):
             cand = top[t_index]
             out.append(Sentence(cand, span, {
                 "margin": span.score, "support": cand.support, "score": cand.score,
@@ -148,7 +154,7 @@ class GuidedAnswerer(ReaderAnswerer):
         return out
 
     def read(self, asked: str, form: str, passages: Sequence[Document],
-             typed_as: str | None = None) -> Reading:
+             typed_as: str | None = None, avoid: str | None = None) -> Reading:
         c = self.combiner
         read = self.sentences(asked, form, passages)
         if not read:
@@ -166,28 +172,39 @@ class GuidedAnswerer(ReaderAnswerer):
                 # no span of the asked type in any sentence read: a refusal
                 return Reading(form, passages, None, WRONG_TYPE)
             best = typed
+            if kind is not None and avoid and _said(best, passages) == tokens.normalize(avoid):
+                # A follow-up asking for a value of the same kind again ("when was it
+                # made a pilot county?" 2002年, then "when did it become a regular
+                # county?") wants another one: the next value of the kind, if it is
+                # good enough to answer with on its own; else the same answer stands.
+                other = self._typed(kind, form, ranked, passages, avoid)
+                if other is not None and self._odds(other) >= self.threshold:
+                    best = other
             if kind == "place":  # the whole name: 「霍城县江阴小学」, not 「霍城县」
                 text = passages[best.span.passage].page_content
                 end = whole_place(text, trim(text, best.span.start, best.span.end)[1])
                 if end > best.span.end:
                     best = Sentence(best.candidate, dataclasses.replace(best.span, end=end),
                                     best.features)
-        if best.features["same_script"]:
-            odds = c.log_odds(best.features)
-        else:
-            # DRCD has no question in another script than its passage, so the model
-            # never learned that case (it would refuse every English question about a
-            # Chinese document): the rule answerer's cross-lingual test decides,
-            # dense similarity against answer.cross_lingual_threshold, put on the
-            # model's scale so that readings still compare
-            odds = c.threshold + best.candidate.support - self.settings.cross_lingual_threshold
         span = best.span
         return Reading(form, passages,
-                       Span(span.passage, span.start, span.end, odds, span.logit))
+                       Span(span.passage, span.start, span.end, self._odds(best), span.logit))
+
+    def _odds(self, sentence: Sentence) -> float:
+        """The log-odds that ``sentence``'s span answers, compared with the threshold."""
+        c = self.combiner
+        if sentence.features["same_script"]:
+            return c.log_odds(sentence.features)
+        # DRCD has no question in another script than its passage, so the model never
+        # learned that case (it would refuse every English question about a Chinese
+        # document): the rule answerer's cross-lingual test decides, dense similarity
+        # against answer.cross_lingual_threshold, put on the model's scale so that
+        # readings still compare
+        return c.threshold + sentence.candidate.support - self.settings.cross_lingual_threshold
 
     @staticmethod
     def _typed(kind: str | None, form: str, ranked: Sequence[Sentence],
-               passages: Sequence[Document]) -> Sentence | None:
+               passages: Sequence[Document], avoid: str | None = None) -> Sentence | None:
         """The first sentence (in choice order) whose best span, or failing that one of
         its window's next spans, has the type ``kind`` and says more than the question
         does (a span inside the question, 「天华民乐团」 for 「天华民乐团 他们学的是什么乐
@@ -195,27 +212,37 @@ class GuidedAnswerer(ReaderAnswerer):
         echoes keeps its best when that is of the type (answer sentences often restate
         the question). A list question whose best span is a bare count skips the
         sentence: it counts something, and its other words are not the items asked
-        for. None when no sentence has a span of the type: a refusal."""
+        for. None when no sentence has a span of the type: a refusal. ``avoid``: a span
+        saying this (the previous answer) is not taken."""
         asked = tokens.normalize(form)
+        avoided = tokens.normalize(avoid) if avoid else None
         for sent in ranked:
             text = passages[sent.span.passage].page_content
             span = sent.span
             best = text[slice(*trim(text, span.start, span.end))]
             if not tokens.normalize(best):
-                return sent  # punctuation only: no headline, the sentence answers
+                if avoided is None:
+                    return sent  # punctuation only: no headline, the sentence answers
+                continue
             if kind == "list" and not agrees(kind, best):
                 continue  # a count where the items were asked: another sentence
             for start, end, margin in ((span.start, span.end, span.score), *span.others):
                 said = text[slice(*trim(text, start, end))]
                 if not tokens.normalize(said) or tokens.normalize(said) in asked \
-                        or not agrees(kind, said):
+                        or tokens.normalize(said) == avoided or not agrees(kind, said):
                     continue
                 if (start, end) == (span.start, span.end):
                     return sent
                 moved = Span(span.passage, start, end, margin, span.logit)
                 return Sentence(sent.candidate, moved, {**sent.features, "margin": margin})
-            if agrees(kind, best):
+            if agrees(kind, best) and tokens.normalize(best) != avoided:
                 # only echoes of the question here, and the best of them of the asked
                 # type: the sentence restates the question and still answers it
                 return sent
         return None
+
+
+def _said(sentence: Sentence, passages: Sequence[Document]) -> str:
+    """What ``sentence``'s span says, normalised (as the previous answer is compared)."""
+    text = passages[sentence.span.passage].page_content
+    return tokens.normalize(text[slice(*trim(text, sentence.span.start, sentence.span.end))])

@@ -1,0 +1,106 @@
+"""Headline length (bot/span_length.py): the question's bucket, the bias it gets, the
+committed file and its provenance, the fit in train/span_length.py on made-up rows, and
+the reader's spans growing with the bias on real text."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bot.errors import ReaderError
+from bot.reader import Reader
+from bot.span_length import SPANS_PATH, SpanLengths, bucket, load_span_lengths
+from train.span_length import CLAUSE_GRID, GRID, MIN_BUCKET, apply, fit, pairs
+
+
+@pytest.mark.parametrize(("question", "expected"), [
+    ("霍城县江苏医院综合病房大楼总投资多少?", "money"),
+    ("2002年霍城县被确定为什么?", "what"),
+    ("霍城县是什么时候被确定为援疆试点县的?", "date"),
+    ("英国音乐由哪些主要的民族组成?", "list"),
+    ("白荡湖是怎样形成的?", "how"),
+    ("科朗特为什么退伍?", "why"),
+    ("谁在霍城县江阴小学成立了天华民乐团?", "who"),
+    ("天华民乐团是在哪里成立的?", "place"),
+    ("首批学员有多少人?", "count"),
+])
+def test_each_question_falls_in_one_bucket(question: str, expected: str) -> None:
+    assert bucket(question) == expected
+
+
+def test_the_costs_are_the_buckets_and_none_for_a_form_without_chinese() -> None:
+    spans = SpanLengths({"what": 0.2, "how": 2.0}, {"what": 1.0})
+    assert spans.costs_for("白荡湖是怎样形成的?", "白荡湖是怎样形成的?") == (2.0, 0.0)
+    # a bucket without its own costs takes the "what" ones
+    assert spans.costs_for("首批学员有多少人?", "首批学员有多少人?") == (0.2, 1.0)
+    # 「那…呢?」 asks what the form it is read in asks
+    assert spans.costs_for("那第二个项目呢?", "第二个项目 它是怎样建成的? 那第二个项目呢?") == (
+        2.0, 0.0)
+    # nothing fitted them on English: an English question, or a Chinese question read as
+    # English keywords, keeps the reader's own edges
+    assert spans.costs_for("How was the lake formed?", "How was the lake formed?") == (0, 0)
+    assert spans.costs_for("K2的售价是多少?", "what is the price K2?") == (0.0, 0.0)
+
+
+def test_the_committed_costs_name_their_data_and_are_on_the_grid() -> None:
+    spans = load_span_lengths()
+    card = json.loads(SPANS_PATH.read_text("utf-8"))
+    about = json.dumps(card["provenance"], ensure_ascii=False)
+    assert "outside the held-out titles" in card["provenance"]["fitted_on"]
+    assert "held-out titles" in card["provenance"]["chosen_on"]
+    assert "trial" not in about and "seed_testset" not in about
+    assert set(spans.bias.values()) <= set(GRID)
+    assert set(spans.clause_cost.values()) <= set(CLAUSE_GRID)
+
+
+@pytest.mark.parametrize("content", [None, "{not json", '{"version": 99, "bias": {}}',
+                                     '{"version": 1, "bias": {"what": "wide"}}',
+                                     '{"version": 1, "bias": {"what": NaN}}',
+                                     '{"version": 1, "bias": {}, "clause_cost": []}'])
+def test_a_missing_or_damaged_file_is_a_clear_error(tmp_path: Path,
+                                                    content: str | None) -> None:
+    path = tmp_path / "spans.json"
+    if content is not None:
+        path.write_text(content, "utf-8")
+    with pytest.raises(ReaderError, match=r"fitted_span_length = false"):
+        load_span_lengths(path)
+
+
+def _row(bucket_name: str, best: tuple[float, float]) -> dict[str, object]:
+    """A made-up question whose F1 and EM peak at the costs ``best``."""
+    k = pairs().index(best)
+    n = len(pairs())
+    return {"bucket": bucket_name, "f1": [max(0.0, 1.0 - 0.1 * abs(i - k)) for i in range(n)],
+            "em": [float(i == k) for i in range(n)]}
+
+
+def test_the_fit_finds_each_buckets_best_costs_and_pools_small_buckets() -> None:
+    rows = ([_row("how", (2.0, 0.0)) for _ in range(MIN_BUCKET)]
+            + [_row("what", (0.2, 4.0)) for _ in range(MIN_BUCKET)]
+            + [_row("date", (0.0, 0.0)) for _ in range(MIN_BUCKET - 1)])  # too few: pooled
+    costs = fit(rows)
+    assert costs == {"what": (0.2, 4.0), "how": (2.0, 0.0)}
+    assert apply(rows, costs)["em"] == pytest.approx(2 * MIN_BUCKET / len(rows), abs=1e-4)
+    assert set(fit(rows, pooled=True)) == {"what"}
+    # without clause costs the "what" bucket settles for its best bias alone
+    assert all(c == 0.0 for _, c in fit(rows, clauses=False).values())
+
+
+@pytest.mark.slow
+def test_a_larger_bias_gives_a_longer_span_and_the_same_margin() -> None:
+    """On the real reader: the margin every decision reads does not move with the bias,
+    and the span grows with it (to the whole clause at the largest)."""
+    reader = Reader()
+    text = "英国音乐由四个主要民族组成，分别是英格兰、苏格兰、威尔斯与北爱尔兰。"
+    target = [(0, 0, len(text))]
+    got = {b: reader.read_around("英国音乐由哪些主要的民族组成?", [text], target, 96,
+                                 length_bias=b)[0][1] for b in (0.0, 0.5, 3.0)}
+    lengths = [got[b].end - got[b].start for b in (0.0, 0.5, 3.0)]
+    assert lengths == sorted(lengths) and lengths[0] < lengths[-1]
+    assert got[0.0].score == pytest.approx(got[3.0].score)
+    # a prohibitive cost per clause end keeps the longest span inside one clause
+    kept = reader.read_around("英国音乐由哪些主要的民族组成?", [text], target, 96,
+                              length_bias=3.0, clause_cost=100.0)[0][1]
+    assert "，" not in text[kept.start:kept.end].strip("，。")

@@ -1,0 +1,220 @@
+"""Fit the headline length biases (bot/span_length.py) on CMRC 2018 train.
+
+    python -m train.span_length [--questions 4000] [--out bot/models/spans.json]
+
+For each question the reader reads the window the guided answerer reads around the
+sentence holding the gold answer (``Reader.around_logits``, the shipped combiner's
+``context_tokens``); every bias of ``GRID`` picks a span in it (``best_span``), scored
+against the gold with CMRC's own EM and F1 (``bot.evaluation``).
+
+Data:
+
+* **fitted on** ``--questions`` questions (a seeded draw) of CMRC 2018 train articles
+  outside the held-out titles (``train.reader.split_titles``, seed 13): per bucket,
+  the bias with the best mean EM + F1 (the issue's two figures, weighed alike; the
+  smaller bias on a tie); a bucket with fewer than ``MIN_BUCKET`` questions takes
+  its nearest fitted one's (``bot.span_length.fitted_bucket``);
+* **chosen on** the held-out titles' answerable questions: the fitted per-bucket
+  biases against one bias for every bucket (fitted the same way) and against none,
+  by EM + F1 there;
+* **measured** through the whole answer path on CMRC trial and the project's sets
+  (docs/benchmarks.md), which play no part here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import random
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from bot.answerers.guided import load_combiner
+from bot.answerers.trained import trim
+from bot.chunking import units
+from bot.evaluation import cmrc_em, cmrc_f1
+from bot.reader import best_span, clause_ends, shared_reader
+from bot.span_length import OTHER, SPANS_PATH, SPANS_VERSION, bucket, fitted_bucket
+from train.logs import logger
+from train.reader import load_cmrc, split_titles
+
+# Per-token biases tried: fine below 0.5, where a first coarse grid (steps of 0.25)
+# showed EM falling fast; above 3 the longest allowed span wins nearly always.
+GRID = (-0.25, -0.1, 0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0,
+        3.0)
+# Cost per clause end a span runs over (a comma, a full stop): 0 lets a span run over
+# clauses as freely as the bias makes it; 100 keeps it in its clause.
+CLAUSE_GRID = (0.0, 0.5, 1.0, 2.0, 4.0, 100.0)
+MIN_BUCKET = 80  # fewer fit questions than this: the bucket takes its nearest one's
+
+
+def sentence_of(context: str, at: int) -> tuple[int, int]:
+    """The sentence of ``context`` that holds offset ``at`` (the guided answerer's
+    unit), or the whole context when none does."""
+    for span in units(context, ""):
+        if span.start <= at < span.end:
+            return span.start, span.end
+    return 0, len(context)
+
+
+def read_questions(qas: list[dict[str, Any]], context_tokens: int, log: Any
+                   ) -> list[dict[str, Any]]:
+    """What the reader makes of each question's window: its logits, the target's token
+    range, each token's characters and clause ends (``score`` picks spans from these)."""
+    reader = shared_reader(0)
+    out = []
+    started = time.time()
+    for n, qa in enumerate(qas, 1):
+        ctx = qa["context"]
+        target = (0, *sentence_of(ctx, qa["start"]))
+        read = reader.around_logits(qa["question"], [ctx], [target], context_tokens)
+        if read:
+            _, w, a, b, s, e = read[0]
+            out.append({"question": qa["question"], "gold": qa["text"], "text": ctx,
+                        "a": a, "b": b, "s": s, "e": e, "starts": w.starts,
+                        "ends": w.ends, "clause": clause_ends(ctx, w)})
+        if n % 500 == 0:
+            log(f"{n}/{len(qas)} questions read ({time.time() - started:.0f} s)")
+    return out
+
+
+def score(read: list[dict[str, Any]], max_tokens: int) -> list[dict[str, Any]]:
+    """Each question with its bucket and its EM and F1 under every pair of ``GRID`` x
+    ``CLAUSE_GRID`` (flattened, ``CLAUSE_GRID`` fastest)."""
+    out = []
+    for r in read:
+        row: dict[str, Any] = {"question": r["question"], "bucket": bucket(r["question"]),
+                               "em": [], "f1": []}
+        for bias in GRID:
+            for cost in CLAUSE_GRID:
+                i, j, _ = best_span(r["s"], r["e"], r["a"], r["b"], max_tokens, bias, cost,
+                                    r["clause"])
+                text = r["text"]
+                said = text[slice(*trim(text, r["starts"][i], r["ends"][j]))]
+                row["em"].append(cmrc_em(said, [r["gold"]]))
+                row["f1"].append(cmrc_f1(said, [r["gold"]]))
+        out.append(row)
+    return out
+
+
+def mean(rows: list[dict[str, Any]], metric: str, k: int) -> float:
+    return sum(r[metric][k] for r in rows) / len(rows) if rows else 0.0
+
+
+def pairs() -> list[tuple[float, float]]:
+    return [(b, c) for b in GRID for c in CLAUSE_GRID]
+
+
+def fit(rows: list[dict[str, Any]], pooled: bool = False, clauses: bool = True
+        ) -> dict[str, tuple[float, float]]:
+    """The (bias, clause cost) per bucket (or one for all, ``pooled``; clause cost 0
+    unless ``clauses``) with the best mean EM + F1."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[OTHER if pooled else r["bucket"]].append(r)
+    allowed = [k for k, (_, c) in enumerate(pairs()) if clauses or c == 0.0]
+
+    def best(group: list[dict[str, Any]]) -> tuple[float, float]:
+        scores = {k: mean(group, "em", k) + mean(group, "f1", k) for k in allowed}
+        top = max(scores.values())
+        # a tie goes to the smaller change of the reader's own choice
+        return min((pairs()[k] for k in allowed if scores[k] == top),
+                   key=lambda p: (abs(p[0]), p[1]))
+
+    out = {OTHER: best(groups[OTHER] or rows)}
+    for name, group in groups.items():
+        if len(group) >= MIN_BUCKET:
+            out[name] = best(group)
+    return out
+
+
+def apply(rows: list[dict[str, Any]], costs: dict[str, tuple[float, float]]
+          ) -> dict[str, float]:
+    """EM and F1 of ``rows`` with each row's bucket's costs (``fitted_bucket``'s)."""
+    if not rows:
+        return {"em": 0.0, "f1": 0.0}
+    index = {p: k for k, p in enumerate(pairs())}
+    picks = [index[tuple(costs[fitted_bucket(r["bucket"], costs)])] for r in rows]
+    return {m: round(sum(r[m][k] for r, k in zip(rows, picks, strict=True)) / len(rows), 4)
+            for m in ("em", "f1")}
+
+
+def questions(articles: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**qa, "context": p["context"]} for a in articles for p in a["paragraphs"]
+            for qa in p["qas"]]
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--questions", type=int, default=4000, help="fit questions (a draw)")
+    ap.add_argument("--seed", type=int, default=13)
+    ap.add_argument("--out", default=str(SPANS_PATH))
+    ap.add_argument("--log", default="train/work_spans/train.log")
+    args = ap.parse_args(argv)
+    log = logger(Path(args.log))
+    articles = load_cmrc(random.Random(args.seed))
+    held = split_titles(articles, args.seed)
+    fit_qas = questions([a for a in articles if a["title"] not in held])
+    random.Random(args.seed).shuffle(fit_qas)
+    fit_qas = fit_qas[:args.questions]
+    val_qas = questions([a for a in articles if a["title"] in held])
+    context_tokens = load_combiner().context_tokens
+    log(f"fit: {len(fit_qas)} questions; validation: {len(val_qas)} (held-out titles)")
+    cache = Path(args.log).parent / f"read-{args.seed}-{len(fit_qas)}-{context_tokens}.pkl"
+    if cache.is_file():  # a rerun only refits (delete it after changing the reader)
+        fit_read, val_read = pickle.loads(cache.read_bytes())
+    else:
+        fit_read = read_questions(fit_qas, context_tokens, log)
+        val_read = read_questions(val_qas, context_tokens, log)
+        cache.write_bytes(pickle.dumps((fit_read, val_read)))
+    max_tokens = shared_reader(0).max_answer_tokens
+    fit_rows, val_rows = score(fit_read, max_tokens), score(val_read, max_tokens)
+
+    variants = {"none": {OTHER: (0.0, 0.0)},
+                "pooled": fit(fit_rows, pooled=True, clauses=False),
+                "per_bucket": fit(fit_rows, clauses=False),
+                "per_bucket_clauses": fit(fit_rows)}
+    figures = {name: {"fit": apply(fit_rows, b), "validation": apply(val_rows, b)}
+               for name, b in variants.items()}
+    chosen = max(variants, key=lambda v: (figures[v]["validation"]["em"]
+                                          + figures[v]["validation"]["f1"], v == "none"))
+    by_bucket: dict[str, dict[str, Any]] = {}
+    for name in sorted({r["bucket"] for r in fit_rows + val_rows}):
+        f_rows = [r for r in fit_rows if r["bucket"] == name]
+        v_rows = [r for r in val_rows if r["bucket"] == name]
+        by_bucket[name] = {
+            "fit_questions": len(f_rows), "validation_questions": len(v_rows),
+            "validation_none": apply(v_rows, variants["none"]),
+            "validation_chosen": apply(v_rows, variants[chosen])}
+    for name, fig in figures.items():
+        log(f"{name}: {variants[name]} fit {fig['fit']} validation {fig['validation']}")
+    log(f"chosen on validation: {chosen}")
+    out = {
+        "version": SPANS_VERSION,
+        "bias": {k: b for k, (b, _) in variants[chosen].items()},
+        "clause_cost": {k: c for k, (_, c) in variants[chosen].items()},
+        "provenance": {
+            "fitted_on": f"{len(fit_rows)} questions of CMRC 2018 train articles outside "
+                         f"the held-out titles (train.reader.split_titles, seed {args.seed})",
+            "chosen_on": f"{len(val_rows)} answerable questions of the held-out titles: "
+                         "per bucket with and without a clause cost, one pooled bias, "
+                         "none: by mean EM + F1",
+            "window": f"the sentence holding the gold answer, {context_tokens} passage "
+                      "tokens (the combiner's context_tokens)",
+            "grid": list(GRID), "clause_grid": list(CLAUSE_GRID), "min_bucket": MIN_BUCKET,
+            "chosen": chosen, "variants": variants,
+            "figures": figures, "by_bucket": by_bucket,
+            "command": " ".join(["python -m train.span_length",
+                                 *(sys.argv[1:] if argv is None else argv)]),
+        },
+    }
+    Path(args.out).write_text(json.dumps(out, ensure_ascii=False, indent=2) + "\n", "utf-8")
+    log(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
