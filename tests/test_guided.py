@@ -133,6 +133,23 @@ def test_a_follow_up_asking_for_another_value_of_the_kind_gets_another(
     assert not a.refused and a.short_answer == "2014年", a.answer
 
 
+@pytest.mark.slow
+def test_the_evaluator_answers_a_conversation_as_a_user_s_chat(guided_engine) -> None:
+    """``qabot eval`` keeps each earlier turn with its answer, as a session does: the
+    second turn only gets 2014年 if the first one's answer is known."""
+    from bot import evaluation
+
+    first = "What year was Huocheng designated a pilot county for aid to Xinjiang?"
+    second = "when did it become a regular county?"
+    items = [evaluation.Item("r-1", first, ["2002年"], type="answerable-first"),
+             evaluation.Item("r-2", second, ["2014年"], history=(first,),
+                             type="answerable-turn"),
+             evaluation.Item("r-3", "", [], history=(first, second), type="empty")]
+    rows = list(evaluation.run(guided_engine, items))
+    assert [r["short_answer"] for r in rows[:2]] == ["2002年", "2014年"]
+    assert rows[2]["refused"] and rows[2]["correct"]  # an empty question: refused, scored
+
+
 def test_the_reader_points_inside_each_target_sentence() -> None:
     reader = Reader()
     text = ("江阴市天华民乐团成立于2005年。第一批学员有30人，全部来自霍城县江阴小学。"
@@ -299,3 +316,36 @@ def test_a_chinese_question_about_an_english_guide_is_also_read_in_english(
     # the guide gives no price: its English form asks for money too, and is refused
     price = engine.answer("R5的售价是多少?")
     assert price.refused, price.short_answer
+
+
+def _prediction(n: int, kind: str, score: float, correct: bool, threshold: float) -> str:
+    return json.dumps({"id": f"q{n}", "type": kind, "refused": False, "correct": correct,
+                       "decision": {"score": score, "threshold": threshold}})
+
+
+def test_the_held_out_threshold_reads_only_predictions_made_without_one(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """train.guided_threshold: every would-be answer must be in the predictions (a run
+    at refusal_shift -100); it prints the threshold and writes only when asked."""
+    from train.guided_threshold import main, rows_of
+
+    path = tmp_path / "p.jsonl"
+    lines = [_prediction(i, "answerable", 1.0 + i, True, -101.0) for i in range(20)]
+    lines += [_prediction(20 + i, "unanswerable", -3.0 + 0.1 * i, False, -101.0)
+              for i in range(5)]
+    path.write_text("\n".join(lines) + "\n", "utf-8")
+    rows = rows_of(path)
+    assert sum(r["answerable"] for r in rows) == 20 and all(not r["rule_refused"] for r in rows)
+    card = tmp_path / "combiner.json"
+    card.write_text(json.dumps({"threshold": -5.0}), "utf-8")
+    main([str(path), "--combiner", str(card)])
+    assert json.loads(card.read_text("utf-8"))["threshold"] == -5.0  # not written
+    main([str(path), "--combiner", str(card), "--write"])
+    chosen = json.loads(card.read_text("utf-8"))["threshold"]
+    assert -2.6 < chosen < 1.0  # every unanswerable refused, every answerable answered
+    assert "held-out CMRC" in json.loads(card.read_text("utf-8"))["provenance"]["threshold"]
+    assert "refusal_shift" in capsys.readouterr().out
+    path.write_text(_prediction(1, "answerable", 1.0, True, -1.37) + "\n", "utf-8")
+    with pytest.raises(SystemExit, match="refusal_shift=-100"):
+        rows_of(path)
+
