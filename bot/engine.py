@@ -347,7 +347,8 @@ def _query_for(question: str, turns: Sequence[Turn], res: Resolution, pipe: _Pip
         # follow-up model's odds weigh the second reading (bot/conversation.py)
         query = Query(question=question, standalone=question, contextual=res.resolved,
                       prior=res.log_odds if res.resolved else 0.0, assumed=res.added,
-                      said_before=_said_before(question, turns, res, pipe.index.segmenter))
+                      said_before=_said_before(question, turns, res, pipe.index.segmenter),
+                      ellipsis_of=res.previous or None)
         chinese = tokens.is_mostly_cjk(question)
         if settings.answer.bridge_chinese if chinese \
                 else settings.answer.bridge_english:

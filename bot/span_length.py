@@ -80,17 +80,22 @@ class SpanLengths:
     bias: dict[str, float]
     clause_cost: dict[str, float] = field(default_factory=dict)
 
-    def costs_for(self, asked: str, form: str) -> tuple[float, float]:
+    def costs_for(self, asked: str, form: str, like: str | None = None
+                  ) -> tuple[float, float]:
         """(length bias, clause cost) for the question ``asked`` read in ``form``
         (itself, with the previous turn's subject, or keywords in another language):
         its bucket's, the form's when the question alone is a plain "what" (as the
-        answer-type check reads it), its nearest fitted bucket's when its own had too
-        little data (``fitted_bucket``); none when the form read has no Chinese."""
+        answer-type check reads it), or that of the question it is an ellipsis ``like``
+        (「部门对口交流呢?」 after 「两地党政代表团互访了几次?」 asks for a count); its
+        nearest fitted bucket's when its own had too little data (``fitted_bucket``);
+        none when the form read has no Chinese."""
         if not _CJK.search(form):
             return 0.0, 0.0
         kind = bucket(asked)
-        if kind == OTHER:  # 「那…的总投资呢?」: the kind is in the form it is read in
+        if kind == OTHER:  # the kind may be in the form it is read in
             kind = bucket(form)
+        if kind == OTHER and like:
+            kind = bucket(like)
         kind = fitted_bucket(kind, self.bias)
         return self.bias.get(kind, 0.0), self.clause_cost.get(kind, 0.0)
 

@@ -38,6 +38,10 @@ def test_the_costs_are_the_buckets_and_none_for_a_form_without_chinese() -> None
     # 「那…呢?」 asks what the form it is read in asks
     assert spans.costs_for("那第二个项目呢?", "第二个项目 它是怎样建成的? 那第二个项目呢?") == (
         2.0, 0.0)
+    # an ellipsis asks for what the question it shortens asked for
+    spans = SpanLengths({"what": 0.2, "how": 2.0, "count": 0.05}, {"what": 1.0})
+    assert spans.costs_for("部门对口交流呢?", "两地党政代表团 部门对口交流呢?",
+                           like="两地党政代表团互访了几次?") == (0.05, 0.0)
     # nothing fitted them on English: an English question, or a Chinese question read as
     # English keywords, keeps the reader's own edges
     assert spans.costs_for("How was the lake formed?", "How was the lake formed?") == (0, 0)

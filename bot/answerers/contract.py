@@ -40,6 +40,9 @@ class Query:
     # the previous turn's short answer, when this may be a follow-up: one that asks for
     # a value of the same kind again (a date after a date) asks for another one
     said_before: str | None = None
+    # the previous question as asked, when this one is an ellipsis of it (「那X呢?」,
+    # "And …?"): it asks for the same kind of thing
+    ellipsis_of: str | None = None
 
     @property
     def bridged_forms(self) -> tuple[str, ...]:

@@ -112,11 +112,15 @@ class GuidedAnswerer(ReaderAnswerer):
     def threshold(self) -> float:
         return self.combiner.threshold + self.settings.refusal_shift
 
-    def sentences(self, asked: str, form: str, passages: Sequence[Document]
-                  ) -> list[Sentence]:
+    def sentences(self, asked: str, form: str, passages: Sequence[Document],
+                  keywords: bool = False, like: str | None = None) -> list[Sentence]:
         """The rule answerer's ``k`` best sentences for ``form`` of the question
         ``asked``, each with the reader's span in it and what the refusal model sees of
-        the pair (train/combiner.py fits on these)."""
+        the pair (train/combiner.py fits on these). ``keywords``: ``form`` is a keyword
+        form in the documents' other language (bot/bridge.py), whose spans keep the
+        reader's own edges: the headline costs were fitted on questions as people ask
+        them. ``like``: the question ``asked`` is an ellipsis of (its headline is as
+        long as that one's kind)."""
         c = self.combiner
         # The words asked decide support; the form read (with the previous turn's
         # topic) only adds context. Otherwise the topic's own words would vouch for
@@ -143,7 +147,7 @@ class GuidedAnswerer(ReaderAnswerer):
             targets.append((cand.passage, cand.start - base, cand.end - base))
         texts = [p.page_content for p in passages]
         out = []
-        bias, clause_cost = self.spans.costs_for(asked, form)
+        bias, clause_cost = (0.0, 0.0) if keywords else self.spans.costs_for(asked, form, like)
         for t_index, span in self.reader.read_around(form, texts, targets, c.context_tokens,
                                                      ALTERNATIVES, bias, clause_cost):
             cand = top[t_index]
@@ -154,9 +158,11 @@ class GuidedAnswerer(ReaderAnswerer):
         return out
 
     def read(self, asked: str, form: str, passages: Sequence[Document],
-             typed_as: str | None = None, avoid: str | None = None) -> Reading:
+             typed_as: str | None = None, avoid: str | None = None,
+             like: str | None = None) -> Reading:
         c = self.combiner
-        read = self.sentences(asked, form, passages)
+        read = self.sentences(asked, form, passages, keywords=typed_as is not None,
+                              like=like)
         if not read:
             return Reading(form, passages, None)
         ranked = sorted(read, key=lambda s: -(s.span.score + c.lam * s.candidate.score))

@@ -105,13 +105,15 @@ class ReaderAnswerer:
         return self.rules.refusal(query, passages)
 
     def read(self, asked: str, form: str, passages: Sequence[Document],
-             typed_as: str | None = None, avoid: str | None = None) -> Reading:
+             typed_as: str | None = None, avoid: str | None = None,
+             like: str | None = None) -> Reading:
         """The best span for ``form`` of the question ``asked`` (itself, or with the
         previous turn's topic) over ``passages``. ``typed_as``: the question whose
         answer type a keyword form stands for; ``avoid``: the previous turn's answer,
-        which a follow-up asking for the same kind of value again does not want (both
-        used by the guided answerer, which reads candidate sentences; this one reads
-        whole passages and ignores them)."""
+        which a follow-up asking for the same kind of value again does not want;
+        ``like``: the previous question, which an ellipsis asks like (all used by the
+        guided answerer, which reads candidate sentences; this one reads whole passages
+        and ignores them)."""
         texts = [p.page_content for p in passages[:self.settings.reader_passages]]
         spans = self.reader.read(form, texts)
         return Reading(form, passages, spans[0] if spans else None)
@@ -128,12 +130,12 @@ class ReaderAnswerer:
         about_doc = metadata_answer(self.corpus, query, passages, pool)
         if about_doc is not None:
             return about_doc
-        avoid = query.said_before
-        readings = [self.read(query.question, query.standalone, passages, avoid=avoid)] \
-            if passages else []
+        avoid, like = query.said_before, query.ellipsis_of
+        readings = [self.read(query.question, query.standalone, passages, avoid=avoid,
+                              like=like)] if passages else []
         if query.contextual and context_passages:
             readings.append(self.read(query.question, query.contextual, context_passages,
-                                      avoid=avoid))
+                                      avoid=avoid, like=like))
         for form, found in (bridged_passages or {}).items():
             if found:  # Chinese keywords: read as the question they stand for
                 readings.append(self.read(form, form, found, typed_as=query.question,
