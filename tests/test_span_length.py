@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.answerers.trained import whole_quotes
 from bot.errors import ReaderError
 from bot.reader import Reader
 from bot.span_length import SPANS_PATH, SpanLengths, bucket, load_span_lengths
@@ -89,7 +90,23 @@ def test_the_fit_finds_each_buckets_best_costs_and_pools_small_buckets() -> None
     assert apply(rows, costs)["em"] == pytest.approx(2 * MIN_BUCKET / len(rows), abs=1e-4)
     assert set(fit(rows, pooled=True)) == {"what"}
     # without clause costs the "what" bucket settles for its best bias alone
-    assert all(c == 0.0 for _, c in fit(rows, clauses=False).values())
+    assert all(c == 0.0 for _, c in fit(rows, clauses=(0.0,)).values())
+    # a value's headline keeps the reader's edges whatever its data says
+    counts = [_row("count", (2.0, 0.0)) for _ in range(MIN_BUCKET)]
+    assert fit(rows + counts)["count"] == (0.0, 0.0)
+
+
+@pytest.mark.parametrize(("text", "span", "whole"), [
+    ("农牧民住房改建“两居工程”,改善居住条件", "改建“两居工程", "改建“两居工程”"),
+    ("成立“天华民乐团”,培训", "天华民乐团”", "“天华民乐团”"),
+    ("编排歌舞剧《汉家公主》、舞台剧", "歌舞剧《汉家", "歌舞剧《汉家公主》"),
+    ("总投资1.4亿元（含设备）", "1.4亿元", "1.4亿元"),  # nothing cut in two: as it is
+    ("他说“" + "很" * 30 + "”", "他说“很", "他说“很"),  # the close too far: as it is
+])
+def test_a_headline_does_not_cut_a_quotation_in_two(text: str, span: str, whole: str) -> None:
+    start = text.index(span)
+    got = whole_quotes(text, start, start + len(span))
+    assert text[slice(*got)] == whole
 
 
 @pytest.mark.slow

@@ -192,7 +192,7 @@ class ReaderAnswerer:
     def _compose(self, query: Query, reading: Reading, span: Span) -> Answer:
         doc = reading.passages[span.passage]
         text = doc.page_content
-        start, end = trim(text, span.start, span.end)
+        start, end = whole_quotes(text, *trim(text, span.start, span.end))
         if doc.metadata.get("kind") == KIND_TABLE:
             # a table row: the answer is the cell of the column the question names
             # (the reader, trained on prose, may point at a neighbouring cell)
@@ -262,6 +262,36 @@ def trim(text: str, start: int, end: int) -> tuple[int, int]:
 
 
 _PAIRS = {"“": "”", "‘": "’", "（": "）", "(": ")", "「": "」", "『": "』", "《": "》", "【": "】"}
+
+
+# How far a headline runs on to close a quotation or bracket it opened (or back to open
+# one it closes): a quoted name, not a clause. Set, not tuned: the quoted names in the
+# seed article are 4-14 characters.
+QUOTE_REACH = 16
+_CLOSERS = {c: o for o, c in _PAIRS.items()}
+
+
+def whole_quotes(text: str, start: int, end: int) -> tuple[int, int]:
+    """The span ``[start, end)`` with any quotation or bracket it cuts in two made whole:
+    「改建“两居工程」 → 「改建“两居工程”」, when the other mark is within ``QUOTE_REACH``
+    characters; otherwise as it is."""
+    depth: list[str] = []
+    for ch in text[start:end]:
+        if ch in _PAIRS:
+            depth.append(ch)
+        elif ch in _CLOSERS:
+            if depth and depth[-1] == _CLOSERS[ch]:
+                depth.pop()
+            else:  # closes a mark opened before the span: reach back for it
+                at = text.rfind(_CLOSERS[ch], max(0, start - QUOTE_REACH), start)
+                if at >= 0:
+                    start = at
+    for opener in reversed(depth):  # opened inside and not closed: reach on to the close
+        at = text.find(_PAIRS[opener], end, end + QUOTE_REACH)
+        if at < 0:
+            break
+        end = at + 1
+    return start, end
 
 
 def _closes_inside(text: str, start: int, end: int) -> bool:
