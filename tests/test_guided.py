@@ -131,6 +131,15 @@ def test_a_follow_up_asking_for_another_value_of_the_kind_gets_another(
     assert again.short_answer == "2002年", again.answer
     a = guided_engine.answer("when did it become a regular county?", session="chat-regular")
     assert not a.refused and a.short_answer == "2014年", a.answer
+    # the first transcript, whose earlier turns make the keyword form lean on
+    # "pilot": the reading that can only repeat 2002年 gives way to one that moved on
+    for question in ("它建设了多少个文化广场?", "文章提到了哪几个组团?", "那第二个呢?"):
+        guided_engine.answer(question, session="chat-regular-2")
+    first = guided_engine.answer("When was Huocheng made a pilot county for Xinjiang aid?",
+                                 session="chat-regular-2")
+    assert first.short_answer == "2002年"
+    a = guided_engine.answer("when did it become a regular county?", session="chat-regular-2")
+    assert a.short_answer == "2014年", a.answer
 
 
 @pytest.mark.slow

@@ -167,6 +167,7 @@ class GuidedAnswerer(ReaderAnswerer):
             return Reading(form, passages, None)
         ranked = sorted(read, key=lambda s: -(s.span.score + c.lam * s.candidate.score))
         best = ranked[0]
+        repeats = False
         if self.settings.check_answer_type:
             kind = asked_kind(asked, question_type(asked) or question_type(form))
             if kind is None and typed_as:
@@ -186,6 +187,8 @@ class GuidedAnswerer(ReaderAnswerer):
                 other = self._typed(kind, form, ranked, passages, avoid)
                 if other is not None and self._odds(other) >= self.threshold:
                     best = other
+                else:
+                    repeats = True
             if kind == "place":  # the whole name: 「霍城县江阴小学」, not 「霍城县」
                 text = passages[best.span.passage].page_content
                 end = whole_place(text, trim(text, best.span.start, best.span.end)[1])
@@ -194,7 +197,8 @@ class GuidedAnswerer(ReaderAnswerer):
                                     best.features)
         span = best.span
         return Reading(form, passages,
-                       Span(span.passage, span.start, span.end, self._odds(best), span.logit))
+                       Span(span.passage, span.start, span.end, self._odds(best), span.logit),
+                       repeats=repeats)
 
     def _odds(self, sentence: Sentence) -> float:
         """The log-odds that ``sentence``'s span answers, compared with the threshold."""

@@ -76,6 +76,9 @@ class Reading:
     span: Span | None
     # no span: why (``bot.answers.REFUSALS``)
     missing: str = NOTHING_TO_READ
+    # its span is the previous turn's answer, which the question asked past and no
+    # other value of the kind in this reading could replace (GuidedAnswerer.read)
+    repeats: bool = False
 
 
 class ReaderAnswerer:
@@ -160,6 +163,11 @@ class ReaderAnswerer:
             return score - (self.settings.bridge_margin
                             if r.question in query.bridged_forms else 0.0)
 
+        if any(not r.repeats and own(r) >= self.threshold for r in scored):
+            # a follow-up asking past the previous answer: a reading that found another
+            # value good enough beats one that could only repeat it, whatever their odds
+            # (the repeat often leans on the previous question's own words)
+            scored = [r for r in scored if not r.repeats]
         best = max(scored, key=weighed)
         assert best.span is not None
         if own(best) < self.threshold:
