@@ -6,7 +6,8 @@ composes) and the rule answerer (``none``).
 
 Composition (both):
 
-* short answer: the span itself (punctuation at its edges dropped);
+* short answer: the span itself (punctuation at its edges dropped, a quotation or
+  bracket it cuts in two made whole: ``whole_quotes``);
 * quote: the sentence that holds the span, cut to its clauses around the span when it
   is longer than ``QUOTE_CHARS`` (a leading/trailing "…" says so), cited ``[n]``;
   ``evidence`` keeps the exact source offsets of both;
