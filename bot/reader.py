@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -154,10 +155,11 @@ def next_spans(start: Array, end: Array, first: int, last: int, taken: tuple[int
     return out
 
 
-# A clause ends at these; an ASCII comma or colon between digits is part of a number
-# or a time (1,024; 9:00). The same marks as a quote's cut (bot/answerers/trained.py).
-# 、 separates a list's items, which a whole answer keeps together: not a clause end.
-_CLAUSE_MARKS = set("，；;。！？!?：")
+# A clause ends at these. As for a quote's cut (trained.py's ``_CLAUSE_END``), an ASCII
+# comma or colon between digits is part of a number or a time (1,024; 9:00); unlike
+# it, 、 is not a clause end here (it separates a list's items, which a whole answer
+# keeps together) and a sentence's end is.
+_CLAUSE_MARK = re.compile(r"[，；;。！？!?：]|(?<!\d)[,:]|[,:](?!\d)")
 
 
 def clause_ends(text: str, window: Window) -> Array:
@@ -165,14 +167,8 @@ def clause_ends(text: str, window: Window) -> Array:
     semicolon, a full stop…), else 0 (question and special tokens too)."""
     out = np.zeros(len(window.ids), dtype=np.float64)
     for k, (a, b) in enumerate(zip(window.starts, window.ends, strict=True)):
-        if a < 0:
-            continue
-        for p in range(a, b):
-            ch = text[p]
-            if ch in _CLAUSE_MARKS or (ch in ",:" and not (
-                    0 < p < len(text) - 1 and text[p - 1].isdigit() and text[p + 1].isdigit())):
-                out[k] = 1.0
-                break
+        if a >= 0 and any(_CLAUSE_MARK.match(text, p) for p in range(a, b)):
+            out[k] = 1.0
     return out
 
 
@@ -273,14 +269,15 @@ class Reader:
         for t_index, w, a, b, s, e in self.around_logits(question, passages, targets,
                                                          context_tokens):
             null = float(s[0] + e[0])
-            _, _, top = best_span(s, e, a, b, self.max_answer_tokens)
-            ends = clause_ends(passages[w.passage], w) if clause_cost else None
-            i, j, logit = best_span(s, e, a, b, self.max_answer_tokens, length_bias,
-                                    clause_cost, ends)
+            i, j, logit = top = best_span(s, e, a, b, self.max_answer_tokens)
+            if length_bias or clause_cost:
+                ends = clause_ends(passages[w.passage], w) if clause_cost else None
+                i, j, logit = best_span(s, e, a, b, self.max_answer_tokens, length_bias,
+                                        clause_cost, ends)
             others = tuple((w.starts[x], w.ends[y], score - null) for x, y, score in
                            next_spans(s, e, a, b, (i, j), alternatives, self.max_answer_tokens))
-            out.append((t_index, Span(w.passage, w.starts[i], w.ends[j], top - null, logit,
-                                      others)))
+            out.append((t_index, Span(w.passage, w.starts[i], w.ends[j], top[2] - null,
+                                      logit, others)))
         return out
 
     def around_logits(self, question: str, passages: Sequence[str],

@@ -13,7 +13,7 @@ from bot.answerers.trained import whole_quotes
 from bot.errors import ReaderError
 from bot.reader import Reader
 from bot.span_length import SPANS_PATH, SpanLengths, bucket, load_span_lengths
-from train.span_length import CLAUSE_GRID, GRID, MIN_BUCKET, apply, fit, pairs
+from train.span_length import CLAUSE_GRID, GRID, MIN_BUCKET, PAIRS, apply, fit
 
 
 @pytest.mark.parametrize(("question", "expected"), [
@@ -75,8 +75,8 @@ def test_a_missing_or_damaged_file_is_a_clear_error(tmp_path: Path,
 
 def _row(bucket_name: str, best: tuple[float, float]) -> dict[str, object]:
     """A made-up question whose F1 and EM peak at the costs ``best``."""
-    k = pairs().index(best)
-    n = len(pairs())
+    k = PAIRS.index(best)
+    n = len(PAIRS)
     return {"bucket": bucket_name, "f1": [max(0.0, 1.0 - 0.1 * abs(i - k)) for i in range(n)],
             "em": [float(i == k) for i in range(n)]}
 

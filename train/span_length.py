@@ -65,6 +65,8 @@ CANDIDATES = ("none", "pooled_in_clause", "per_bucket_in_clause")
 # below; on held-out CMRC the count bucket's fitted bias (0.05) moved EM by one
 # question in 68 and F1 not at all.
 VALUES = ("count", "money", "percent", "weight", "duration")
+# every (bias, clause cost) tried, in the order of a row's "em" and "f1" lists
+PAIRS = tuple((b, c) for b in GRID for c in CLAUSE_GRID)
 MIN_BUCKET = 80  # fewer fit questions than this: the bucket takes its nearest one's
 
 
@@ -99,20 +101,18 @@ def read_questions(qas: list[dict[str, Any]], context_tokens: int, log: Any
 
 
 def score(read: list[dict[str, Any]], max_tokens: int) -> list[dict[str, Any]]:
-    """Each question with its bucket and its EM and F1 under every pair of ``GRID`` x
-    ``CLAUSE_GRID`` (flattened, ``CLAUSE_GRID`` fastest)."""
+    """Each question with its bucket and its EM and F1 under every pair of ``PAIRS``."""
     out = []
     for r in read:
         row: dict[str, Any] = {"question": r["question"], "bucket": bucket(r["question"]),
                                "em": [], "f1": []}
-        for bias in GRID:
-            for cost in CLAUSE_GRID:
-                i, j, _ = best_span(r["s"], r["e"], r["a"], r["b"], max_tokens, bias, cost,
-                                    r["clause"])
-                text = r["text"]
-                said = text[slice(*trim(text, r["starts"][i], r["ends"][j]))]
-                row["em"].append(cmrc_em(said, [r["gold"]]))
-                row["f1"].append(cmrc_f1(said, [r["gold"]]))
+        text = r["text"]
+        for bias, cost in PAIRS:
+            i, j, _ = best_span(r["s"], r["e"], r["a"], r["b"], max_tokens, bias, cost,
+                                r["clause"])
+            said = text[slice(*trim(text, r["starts"][i], r["ends"][j]))]
+            row["em"].append(cmrc_em(said, [r["gold"]]))
+            row["f1"].append(cmrc_f1(said, [r["gold"]]))
         out.append(row)
     return out
 
@@ -121,8 +121,6 @@ def mean(rows: list[dict[str, Any]], metric: str, k: int) -> float:
     return sum(r[metric][k] for r in rows) / len(rows) if rows else 0.0
 
 
-def pairs() -> list[tuple[float, float]]:
-    return [(b, c) for b in GRID for c in CLAUSE_GRID]
 
 
 def fit(rows: list[dict[str, Any]], pooled: bool = False,
@@ -132,13 +130,13 @@ def fit(rows: list[dict[str, Any]], pooled: bool = False,
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         groups[OTHER if pooled else r["bucket"]].append(r)
-    allowed = [k for k, (_, c) in enumerate(pairs()) if c in clauses]
+    allowed = [k for k, (_, c) in enumerate(PAIRS) if c in clauses]
 
     def best(group: list[dict[str, Any]]) -> tuple[float, float]:
         scores = {k: mean(group, "em", k) + mean(group, "f1", k) for k in allowed}
         top = max(scores.values())
         # a tie goes to the smaller change of the reader's own choice
-        return min((pairs()[k] for k in allowed if scores[k] == top),
+        return min((PAIRS[k] for k in allowed if scores[k] == top),
                    key=lambda p: (abs(p[0]), p[1]))
 
     out = {OTHER: best(groups[OTHER] or rows)}
@@ -155,7 +153,7 @@ def apply(rows: list[dict[str, Any]], costs: dict[str, tuple[float, float]]
     """EM and F1 of ``rows`` with each row's bucket's costs (``fitted_bucket``'s)."""
     if not rows:
         return {"em": 0.0, "f1": 0.0}
-    index = {p: k for k, p in enumerate(pairs())}
+    index = {p: k for k, p in enumerate(PAIRS)}
     picks = [index[tuple(costs[fitted_bucket(r["bucket"], costs)])] for r in rows]
     return {m: round(sum(r[m][k] for r, k in zip(rows, picks, strict=True)) / len(rows), 4)
             for m in ("em", "f1")}

@@ -241,8 +241,8 @@ class GuidedAnswerer(ReaderAnswerer):
                 continue  # a count where the items were asked: another sentence
             for start, end, margin in ((span.start, span.end, span.score), *span.others):
                 said = text[slice(*trim(text, start, end))]
-                if not tokens.normalize(said) or tokens.normalize(said) in asked \
-                        or tokens.normalize(said) == avoided or not agrees(kind, said):
+                norm = tokens.normalize(said)
+                if not norm or norm in asked or norm == avoided or not agrees(kind, said):
                     continue
                 if (start, end) == (span.start, span.end):
                     return sent
