@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Mapping
+from typing import Any
 
 from bot import tokens
-from bot.chunking import FACT_SEPARATOR
+from bot.chunking import FACT_SEPARATOR, KIND_TABLE
 
 _CELL = re.compile(r"(?:(?P<header>[^|:]{1,40}): )?(?P<value>[^|]*)")
 _WORD = re.compile(r"[a-z0-9]+|[\u3400-\u9fff]")
@@ -42,13 +44,63 @@ def _grams(text: str) -> set[str]:
 _IDENTIFIER = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{1,4}-?\d{1,6}(?![A-Za-z0-9])")
 
 
+# Days of the week, as a timetable's rows name them: 周三, 星期日, 礼拜天, Wed, Sunday;
+# 工作日/weekdays and 周末/weekends for their days. Monday is 0.
+_ZH_DAYS = "一二三四五六日天"
+_EN_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_DAY = re.compile(r"(?:周|星期|礼拜)(?P<zh>[一二三四五六日天])(?![一-鿿]?岁)"
+                  # a day's name in full, or shortened with a capital ("sun", "sat"
+                  # and "wed" are words too)
+                  r"|\b(?P<en>(?i:mon|tues|wednes|thurs|fri|satur|sun)day"
+                  r"|Mon|Tue|Tues|Wed|Thu|Thur|Thurs|Fri|Sat|Sun)\b\.?"
+                  r"|(?P<work>工作日|\b(?i:weekdays?)\b)|(?P<end>周末|\b(?i:weekends?)\b)")
+# what joins two days into a range: 周二至周五, Mon-Fri, Tuesday to Sunday
+_DAY_RANGE = re.compile(r"\s*(?:至|到|-|–|—|~|～|to|through|thru|until)\s*", re.I)
+_WORKDAYS, _WEEKEND = frozenset(range(5)), frozenset({5, 6})
+
+
+def days_named(text: str) -> frozenset[int]:
+    """The days of the week ``text`` names, ranges expanded (周二至周五 is Tuesday to
+    Friday; 周五至周一 wraps over the weekend)."""
+    found: list[tuple[int, int, frozenset[int]]] = []
+    for m in _DAY.finditer(text):
+        if m.group("zh"):
+            day = min(_ZH_DAYS.index(m.group("zh")), 6)
+            found.append((m.start(), m.end(), frozenset({day})))
+        elif m.group("en"):
+            found.append((m.start(), m.end(),
+                          frozenset({_EN_DAYS.index(m.group("en")[:3].lower())})))
+        else:
+            found.append((m.start(), m.end(), _WORKDAYS if m.group("work") else _WEEKEND))
+    out: set[int] = set()
+    for (_, end, days), (start, _, after) in itertools.pairwise(found):
+        if len(days) == len(after) == 1 and _DAY_RANGE.fullmatch(text[end:start]):
+            first, last = min(days), min(after)
+            out.update((first + k) % 7 for k in range((last - first) % 7 + 1))
+    for _, _, days in found:
+        out |= days
+    return frozenset(out)
+
+
 def names_another_row(question: str, fact: str, context: str = "") -> bool:
     """Whether the question names a code (E99) that the row it would be answered from
-    does not hold, nor its caption or title: a table answers for the rows it has, and
-    the nearest row is not the one asked about."""
+    does not hold, nor its caption or title, or a day of the week that the row's own
+    days leave out (「周三下午几点开放?」 and the row 「周一: 闭馆」): a table answers for
+    the rows it has, and the nearest row is not the one asked about."""
     around = tokens.normalize(f"{fact} {context}").replace("-", "")
-    return any(tokens.normalize(code).replace("-", "") not in around
-               for code in _IDENTIFIER.findall(question))
+    if any(tokens.normalize(code).replace("-", "") not in around
+           for code in _IDENTIFIER.findall(question)):
+        return True
+    asked = days_named(question)
+    row = days_named(fact)
+    return bool(asked and row and not asked & row)
+
+
+def is_another_row(question: str, text: str, meta: Mapping[str, Any]) -> bool:
+    """``names_another_row`` for a passage: a table row (``meta``'s kind) with its
+    caption and title as its context; False for any other passage."""
+    return meta.get("kind") == KIND_TABLE and names_another_row(
+        question, text, f"{meta.get('caption', '')} {meta.get('title', '')}")
 
 
 def cells(fact: str) -> list[tuple[str, int, int]]:

@@ -286,6 +286,18 @@ class Reader:
         """``read_around``'s windows and their logits: (target index, window, first and
         last+1 token of the target in it, start logits, end logits) per target.
         train/span_length.py fits the length bias on these."""
+        batch = self.around_windows(question, passages, targets, context_tokens)
+        if not batch:
+            return []
+        start, end = self.logits([w for _, w, _, _ in batch])
+        return [(t, w, a, b, s, e) for (t, w, a, b), s, e in zip(batch, start, end, strict=True)]
+
+    def around_windows(self, question: str, passages: Sequence[str],
+                       targets: Sequence[tuple[int, int, int]], context_tokens: int
+                       ) -> list[tuple[int, Window, int, int]]:
+        """The window ``around_logits`` reads per target: (target index, window, first
+        and last+1 token of the target in it). train/headline.py reads the last layer's
+        states of these."""
         tok = self.tokenizer
         q = self.encode(question)
         encoded: dict[int, Encoding] = {}
@@ -307,10 +319,7 @@ class Reader:
             lo = max(0, min(lo, hi - room))
             w = window_at(q, enc, p_index, lo, hi, tok.bos, tok.eos)
             batch.append((t_index, w, w.context_from + first - lo, w.context_from + last - lo))
-        if not batch:
-            return []
-        start, end = self.logits([w for _, w, _, _ in batch])
-        return [(t, w, a, b, s, e) for (t, w, a, b), s, e in zip(batch, start, end, strict=True)]
+        return batch
 
 
 # ----- the process's reader ------------------------------------------------------

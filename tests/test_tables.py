@@ -17,7 +17,7 @@ from conftest import ROOT, make_settings
 from bot.answerers.trained import _clip
 from bot.chunking import KIND_BODY, KIND_TABLE, iter_chunks, retrieval_text, table_facts
 from bot.cli import cli
-from bot.facts import asked_cell, names_another_row
+from bot.facts import asked_cell, days_named, is_another_row, names_another_row
 from bot.loading import discover, load
 
 DOCS = ROOT / "tests" / "data" / "docs"
@@ -91,6 +91,30 @@ def test_a_code_the_row_does_not_hold_is_another_row() -> None:
     assert names_another_row("What does error E99 mean?", fact, "Error codes")
     assert not names_another_row("What does error E31 mean?", fact, "Error codes")
     assert not names_another_row("Does the R5 fan fail?", fact, "Ridgeline R5 guide")
+
+
+@pytest.mark.parametrize(("text", "days"), [
+    ("周三下午几点开放?", {2}), ("星期二至星期五", {1, 2, 3, 4}), ("周六、周日", {5, 6}),
+    ("礼拜天", {6}), ("周五至周一", {4, 5, 6, 0}), ("周末开吗?", {5, 6}),
+    ("Tue–Fri", {1, 2, 3, 4}), ("Tuesday to Sunday", {1, 2, 3, 4, 5, 6}), ("Sat, Sun", {5, 6}),
+    ("Is it open on weekdays?", {0, 1, 2, 3, 4}), ("wednesday", {2}),
+    # not days: an age, words that share a day's letters
+    ("年满14周岁的市民", set()), ("We sat in the sun", set()), ("monitor", set()),
+])
+def test_the_days_of_the_week_a_text_names(text: str, days: set[int]) -> None:
+    assert days_named(text) == days
+
+
+def test_a_day_the_row_does_not_cover_is_another_row() -> None:
+    closed = "日期: 周一 | 上午: 闭馆 | 下午: 闭馆"
+    open_ = "日期: 周二至周五 | 上午: 9:00-11:30 | 下午: 14:00-17:30"
+    assert names_another_row("周三下午几点开放?", closed)
+    assert not names_another_row("周三下午几点开放?", open_)
+    assert not names_another_row("下午几点开放?", closed)  # no day asked: any row
+    assert not names_another_row("周三下午几点开放?", "票种: 单次票 | 价格: 30元")  # no days
+    meta = {"kind": KIND_TABLE, "caption": "开放时间"}
+    assert is_another_row("周三下午几点开放?", closed, meta)
+    assert not is_another_row("周三下午几点开放?", closed, {"kind": KIND_BODY})
 
 
 def test_html_tables_keep_their_cells_apart_and_chrome_is_dropped() -> None:
@@ -189,6 +213,40 @@ def test_a_row_is_retrieved_among_other_documents_by_its_documents_name(
             "Item: Weight | Value: 6.4 kg")
     finally:
         index.close()
+
+
+@pytest.fixture(scope="module")
+def timetables_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A swimming pool's and a gym's opening hours (tests/data/timetables/, ours): rows
+    keyed by days and ranges of days."""
+    from bot.embeddings import make_embeddings
+    from bot.ingest import ingest
+
+    home = tmp_path_factory.mktemp("timetables-home")
+    settings = make_settings(home)
+    ingest(settings, [ROOT / "tests" / "data" / "timetables"], make_embeddings(settings.embeddings))
+    return home
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("question", "cell"), [
+    ("星期三下午几点开放?", "12:00-13:30"),  # the row 周二至周五; 周一's and 周六's are not
+    ("周四晚上几点开放?", "18:30-21:30"),  # for Thursday, whatever their words
+    ("周日上午几点开门?", "8:00-12:00"),  # 周六、周日
+    ("周一下午开放吗?", "停场保养"),
+    ("What time does the gym open on Wednesday?", "7:00"),
+    ("When does the gym close on Sunday?", "18:00"),
+])
+def test_a_timetable_answers_from_the_row_for_the_day_asked_or_not_at_all(
+        timetables_home: Path, question: str, cell: str) -> None:
+    """A row keyed by other days is never the answer: the right row's cell, or a
+    refusal where the reader is not sure enough of it (no answer from another day's
+    row is better than a wrong one)."""
+    result = CliRunner().invoke(cli, ["ask", "--json", question],
+                                env={"QABOT_HOME": str(timetables_home)})
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    assert answer["refused"] or answer["short_answer"] == cell
 
 
 @pytest.mark.slow

@@ -34,6 +34,7 @@ from bot.answers import WRONG_TYPE, Mode
 from bot.chunking import KIND_TABLE
 from bot.config import AnswerSettings
 from bot.errors import ReaderError
+from bot.facts import is_another_row
 from bot.features import Candidate, check_features_version, question_type
 from bot.reader import Reader, Span
 from bot.span_length import NO_BIAS, SpanLengths, load_span_lengths
@@ -132,6 +133,15 @@ class GuidedAnswerer(ReaderAnswerer):
         query = Query(question=asked, standalone=form)
         qtype = question_type(asked) or question_type(form)
         ranked = sorted(self.rules.candidates(query, passages, qtype), key=lambda s: -s.score)
+        elsewhere = {cand.passage for cand in ranked
+                     if is_another_row(asked, passages[cand.passage].page_content,
+                                     passages[cand.passage].metadata)}
+        if any(passages[cand.passage].metadata.get("kind") == KIND_TABLE
+               and cand.passage not in elsewhere for cand in ranked):
+            # a row for the code or day asked about is there: the rows for others (the
+            # nearest by words, 「周一: 闭馆」 for 「周三下午几点开放?」) are not read.
+            # With no such row they stay, and the answer is refused for naming another.
+            ranked = [cand for cand in ranked if cand.passage not in elsewhere]
         top = []
         seen: set[tuple[str, int]] = set()
         for cand in ranked:

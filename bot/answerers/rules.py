@@ -49,7 +49,7 @@ from bot.answers import (
 )
 from bot.chunking import KIND_TABLE
 from bot.config import AnswerSettings
-from bot.facts import asked_cell, names_another_row
+from bot.facts import asked_cell, is_another_row
 from bot.features import (
     FEATURES,
     Candidate,
@@ -105,8 +105,7 @@ class ExtractiveAnswerer:
                                  threshold, BELOW_THRESHOLD if support < threshold
                                  else WRONG_TYPE)
         row = passages[best.passage].metadata
-        if row.get("kind") == KIND_TABLE and names_another_row(
-                query.question, best.text, f"{row.get('caption', '')} {row.get('title', '')}"):
+        if is_another_row(query.question, best.text, row):
             return self._refusal(query, citations_pool, english, support, typed_ok,
                                  threshold, ANOTHER_ROW)
 

@@ -53,7 +53,7 @@ from bot.answers import (
 )
 from bot.chunking import KIND_TABLE, unit_offsets, units
 from bot.config import AnswerSettings
-from bot.facts import asked_cell, cell_at, names_another_row
+from bot.facts import asked_cell, cell_at, is_another_row
 from bot.reader import Reader, Span, reader_for_now
 from bot.sentences import Span as TextSpan
 from bot.sentences import unwrap
@@ -185,9 +185,7 @@ class ReaderAnswerer:
                                dataclasses.replace(asked.span, score=best.span.score))
         assert best.span is not None
         row = best.passages[best.span.passage]
-        if row.metadata.get("kind") == KIND_TABLE and names_another_row(
-                query.question, row.page_content,
-                f"{row.metadata.get('caption', '')} {row.metadata.get('title', '')}"):
+        if is_another_row(query.question, row.page_content, row.metadata):
             return self._refused(query, best.passages, best.span.score, ANOTHER_ROW)
         return self._compose(query, best, best.span)
 
