@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import SEED, TESTSET, make_settings
 
-from bot.answerers.guided import COMBINER_PATH, REFUSAL_FEATURES, load_combiner
+from bot.answerers.guided import CHOICE_FEATURES, COMBINER_PATH, REFUSAL_FEATURES, load_combiner
 from bot.config import GUIDED_EMBEDDER, ConfigError, load_settings
 from bot.errors import ReaderError
 from bot.reader import Reader
@@ -234,6 +234,37 @@ def test_the_logistic_fit_finds_the_feature_that_separates() -> None:
     # the weight sits on the separating feature (scale-free: standardised inside)
     assert abs(w[2] * x[:, 2].std()) > 5 * abs(w[0] * x[:, 0].std())
     assert abs(w[2] * x[:, 2].std()) > 5 * abs(w[1] * x[:, 1].std())
+
+
+def test_the_learned_choice_puts_first_the_sentence_that_holds_the_answer() -> None:
+    """train/combiner.py's sentence choice on made-up questions: the holding sentence has
+    the highest lexical coverage, the margin is noise; the fit weighs coverage."""
+    from train.combiner import chosen, fit_choice
+
+    rng = np.random.default_rng(1)
+    rows = []
+    for n in range(300):
+        cands = [{f: float(rng.normal()) for f in CHOICE_FEATURES} | {"holds": False}
+                 for _ in range(3)]
+        right = int(rng.integers(3))
+        cands[right]["lexical"] += 3.0
+        cands[right]["holds"] = True
+        rows.append({"id": f"q{n}", "answerable": True, "cands": cands})
+    choice = fit_choice(rows[:200], 1e-2)
+    assert abs(choice["lexical"]) > 5 * max(abs(choice["margin"]), abs(choice["score"]))
+    picked = [chosen(r, choice) for r in rows[200:]]
+    assert sum(bool(p and p["holds"]) for p in picked) >= 95
+    # the older files' rule (margin + lam x rule score) is one such choice
+    assert chosen(rows[0], {"margin": 1.0, "score": 40.0}) == max(
+        rows[0]["cands"], key=lambda c: c["margin"] + 40.0 * c["score"])
+
+
+def test_a_combiner_file_from_before_the_learned_choice_still_loads(tmp_path: Path) -> None:
+    card = json.loads(COMBINER_PATH.read_text("utf-8"))
+    old = {k: v for k, v in card.items() if k != "choice"} | {"lam": 40.0}
+    path = tmp_path / "combiner.json"
+    path.write_text(json.dumps(old), "utf-8")
+    assert load_combiner(path).choice == {"margin": 1.0, "score": 40.0}
 
 
 def test_auto_is_guided_only_with_the_embedder_its_model_was_fitted_with(

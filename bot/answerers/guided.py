@@ -2,9 +2,10 @@
 answerer ranks the passages' sentences (``ExtractiveAnswerer.candidates``), the reader
 reads one short window around each of the best ``k`` and points at a span inside it
 (``Reader.read_around``), and two decisions learned by ``train/combiner.py``
-(``bot/models/combiner.json``) pick the sentence (reader margin + ``lam`` x rule score)
-and decide whether to answer (a logistic model over ``REFUSAL_FEATURES``, refused below
-its threshold). A question in another script than the chosen sentence (English about
+(``bot/models/combiner.json``) pick the sentence (a linear score of
+``CHOICE_FEATURES``: today reader margin + 40 x rule score, which a learned ranker did
+not beat in cross-validation) and decide whether to answer (a logistic model over
+``REFUSAL_FEATURES``, refused below its threshold). A question in another script than the chosen sentence (English about
 a Chinese text) is decided by the rule answerer's cross-lingual test instead: the
 training data has no such question to learn from. How far the reader's span runs
 follows the costs fitted per kind of question on CMRC (bot/span_length.py); a follow-up
@@ -45,6 +46,11 @@ from bot.span_length import NO_BIAS, SpanLengths, load_span_lengths
 COMBINER_PATH = Path(__file__).parents[1] / "models" / "combiner.json"
 # what the refusal model sees of the chosen sentence and its span
 REFUSAL_FEATURES = ("margin", "support", "score", "same_script", "typed", "lexical", "cos")
+# what the sentence choice weighs (a linear score, highest read first): those, less the
+# script (one question, one script), plus the rules' bigram and local word coverage and
+# the retrieval rank of the sentence's passage
+CHOICE_FEATURES = ("margin", "score", "support", "lexical", "cos", "typed", "bigram",
+                   "lex_local", "rank")
 # The reader's next-best spans kept per window, which a headline of the wrong type falls
 # back to (bot/answer_types.py). Set, not tuned: a window of 24-96 tokens rarely holds
 # more than four distinct candidate values.
@@ -66,7 +72,7 @@ class Combiner:
 
     k: int  # the rule answerer's best sentences the reader reads around
     context_tokens: int  # passage tokens in each of those windows
-    lam: float  # sentence choice: reader margin + lam * rule score
+    choice: dict[str, float]  # sentence choice: the highest sum of weight x feature
     weights: dict[str, float]  # refusal: log-odds of "this sentence holds the answer"
     bias: float
     threshold: float  # refused below this log-odds
@@ -74,19 +80,29 @@ class Combiner:
     def log_odds(self, features: dict[str, float]) -> float:
         return self.bias + sum(w * features[f] for f, w in self.weights.items())
 
+    def preference(self, features: dict[str, float]) -> float:
+        """How strongly the choice prefers a sentence (only the order matters)."""
+        return sum(w * features[f] for f, w in self.choice.items())
+
 
 def load_combiner(path: Path = COMBINER_PATH) -> Combiner:
     try:
         d = json.loads(path.read_text("utf-8"))
         check_features_version(d, path)  # its features include the rule scores
         weights = {f: float(d["weights"][f]) for f in REFUSAL_FEATURES}
-        out = Combiner(int(d["k"]), int(d["context_tokens"]), float(d["lam"]), weights,
+        # files from before the learned choice weigh the margin and lam x rule score
+        choice = ({str(f): float(v) for f, v in d["choice"].items()} if "choice" in d
+                  else {"margin": 1.0, "score": float(d["lam"])})
+        if not set(choice) <= set(CHOICE_FEATURES):
+            raise ValueError(f"the choice weighs unknown features {sorted(choice)}")
+        out = Combiner(int(d["k"]), int(d["context_tokens"]), choice, weights,
                        float(d["bias"]), float(d["threshold"]))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ReaderError(f"Cannot load the guided reader's parameters {path}: {exc}. "
                           "Reinstall qabot (pip install -e .) or set answer.answerer = "
                           "none.") from exc
-    if out.k < 1 or out.context_tokens < 8 or not math.isfinite(out.threshold):
+    if (out.k < 1 or out.context_tokens < 8 or not math.isfinite(out.threshold)
+            or not all(math.isfinite(v) for v in out.choice.values())):
         raise ReaderError(f"{path} holds unusable parameters (k {out.k}, context "
                           f"{out.context_tokens}). Reinstall qabot or set answer.answerer = "
                           "none.")
@@ -167,7 +183,9 @@ class GuidedAnswerer(ReaderAnswerer):
             out.append(Sentence(cand, span, {
                 "margin": span.score, "support": cand.support, "score": cand.score,
                 "same_script": cand.features["same_script"], "typed": cand.raw["typed"],
-                "lexical": cand.raw["lexical"], "cos": cand.features["cos"]}))
+                "lexical": cand.raw["lexical"], "cos": cand.features["cos"],
+                "bigram": cand.raw["bigram"], "lex_local": cand.raw["lex_local"],
+                "rank": float(cand.passage)}))
         return out
 
     def read(self, asked: str, form: str, passages: Sequence[Document],
@@ -178,7 +196,7 @@ class GuidedAnswerer(ReaderAnswerer):
                               like=like)
         if not read:
             return Reading(form, passages, None)
-        ranked = sorted(read, key=lambda s: -(s.span.score + c.lam * s.candidate.score))
+        ranked = sorted(read, key=lambda s: -c.preference(s.features))
         best = ranked[0]
         repeats = False
         if self.settings.check_answer_type:
