@@ -5,12 +5,12 @@ reads one short window around each of the best ``k`` and points at a span inside
 (``bot/models/combiner.json``) pick the sentence (a linear score of
 ``CHOICE_FEATURES``: today reader margin + 40 x rule score, which a learned ranker did
 not beat in cross-validation) and decide whether to answer (a logistic model over
-``REFUSAL_FEATURES``, refused below its threshold). A question in another script than the chosen sentence (English about
-a Chinese text) is decided by the rule answerer's cross-lingual test instead: the
-training data has no such question to learn from. How far the reader's span runs
-follows the costs fitted per kind of question on CMRC (bot/span_length.py); a follow-up
-asking past the previous answer takes the next value of the asked kind when one is good
-enough (``Query.said_before``).
+``REFUSAL_FEATURES``, refused below its threshold). A question in another script than
+the chosen sentence (English about a Chinese text) is decided by the rule answerer's
+cross-lingual test instead: the training data has no such question to learn from. How
+far the reader's span runs follows the costs fitted per kind of question on CMRC
+(bot/span_length.py); a follow-up asking past the previous answer takes the next value
+of the asked kind when one is good enough (``Query.said_before``).
 
 It composes its answer as the trained answerer does (bot/answerers/trained.py), whose
 ``read`` it replaces.
