@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.answerers.trained import whole_quotes
+from bot.answerers.trained import whole_quotes, without_particle
 from bot.errors import ReaderError
 from bot.reader import Reader
 from bot.span_length import SPANS_PATH, SpanLengths, bucket, load_span_lengths
@@ -125,3 +125,14 @@ def test_a_larger_bias_gives_a_longer_span_and_the_same_margin() -> None:
     kept = reader.read_around("英国音乐由哪些主要的民族组成?", [text], target, 96,
                               length_bias=3.0, clause_cost=100.0)[0][1]
     assert "，" not in text[kept.start:kept.end].strip("，。")
+
+
+@pytest.mark.parametrize(("text", "span", "said"), [
+    ("上地雄辅是日本的男演员。", "日本的", "日本"),  # 的 ties it to what follows
+    ("乙方逾期支付租金超过15日的，甲方有权解除合同。", "15日的", "15日"),
+    ("两种植物都是为纪念他而命名的。", "都是为纪念他而命名的", "都是为纪念他而命名的"),  # 是…的
+    ("他的书。", "的", "的"),  # nothing left without it: as it is
+])
+def test_a_headline_does_not_end_on_the_particle_de(text: str, span: str, said: str) -> None:
+    start = text.index(span)
+    assert text[start:without_particle(text, start, start + len(span))] == said

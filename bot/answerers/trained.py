@@ -200,6 +200,7 @@ class ReaderAnswerer:
         doc = reading.passages[span.passage]
         text = doc.page_content
         start, end = whole_quotes(text, *trim(text, span.start, span.end))
+        end = without_particle(text, start, end)
         if doc.metadata.get("kind") == KIND_TABLE:
             # a table row: the answer is the cell of the column the question names
             # (the reader, trained on prose, may point at a neighbouring cell)
@@ -266,6 +267,15 @@ def trim(text: str, start: int, end: int) -> tuple[int, int]:
     while end > start and text[end - 1] in _EDGE_PUNCT and not _opens_inside(text, start, end):
         end -= 1
     return start, end
+
+
+def without_particle(text: str, start: int, end: int) -> int:
+    """Where a headline ending in the particle 的 ends without it: 「日本的」 (of 「日本的男演员」)
+    says 「日本」, 「15日的」 (of 「逾期超过15日的，…」) says 「15日」. Kept in the 是…的 frame
+    (「都是为纪念他而命名的」), where 的 closes a statement, and when 的 is all there is."""
+    if end - start > 1 and text[end - 1] == "的" and "是" not in text[start:end - 1]:
+        return end - 1
+    return end
 
 
 _PAIRS = {"“": "”", "‘": "’", "（": "）", "(": ")", "「": "」", "『": "』", "《": "》", "【": "】"}
