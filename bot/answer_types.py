@@ -78,6 +78,46 @@ def asked_kind(question: str, base: str | None) -> str | None:
     return base if base in TYPE_CHECKED else None
 
 
+# A question for where a range starts or where it ends: 「几点开门?」, 「租期到什么时候结束?」,
+# "What time does it close?". Not one for the range itself (「开放时间是什么?」,
+# "What are the opening hours?").
+_ASKS_START = re.compile(
+    r"几点开(门|放|馆|始)|什么时候开(始|门|放|馆)|何时开(始|门|放)|(开始|起始)(时间|日期|于)"
+    r"|从(什么时候|何时|几点)|\b(what time|when) (does|do|did|will|would|can) .{0,60}?"
+    r"\b(open|start|begin)s?\b", re.I)
+_ASKS_END = re.compile(
+    r"几点(关门|闭馆|结束|下班|截止|停止)|什么时候(结束|截止|到期|关门|闭馆)"
+    r"|何时(结束|截止|到期|关门)|(结束|截止|到期)(时间|日期|于|是)|到什么时候|到几点"
+    r"|\b(what time|when) (does|do|did|will|would|can) .{0,60}?\b(close|end|finish|expire)s?\b"
+    r"|\buntil when\b", re.I)
+# two values with a range mark between them; the first may carry 起/自/从, the second 止
+# (no clause inside either value; a bare number on either side of "-" is a date's or a
+# code's, 2020-01-05, not a range)
+_RANGE = re.compile(r"(?P<a>[^至到~～\-–—，,。；;]*\d[^至到~～\-–—，,。；;]*?)\s*(?:起)?\s*"
+                    r"(?P<mark>至|到|~|～|-|–|—|\bto\b|\buntil\b)\s*"
+                    r"(?P<b>[^至到~～\-–—，,。；;]*\d[^，,。；;]*?)(?:止|结束)?", re.I)
+RANGE_VALUE = 16  # the most characters either value of a range may have: a date or a
+# time with its unit (「2027年3月1日起」 is 10), not a phrase. Set, not tuned.
+
+
+def range_part(text: str, start: int, end: int, question: str) -> tuple[int, int]:
+    """The part of a headline that is a range (「9:00-12:00」, 「2027年3月1日起至2028年2月29日」)
+    which the question asks for: its start for 「几点开门?」, its end for 「几点关门?」 or
+    「租期到什么时候结束?」; the whole range otherwise."""
+    starts, ends = bool(_ASKS_START.search(question)), bool(_ASKS_END.search(question))
+    if starts == ends:
+        return start, end
+    m = _RANGE.fullmatch(text, start, end)
+    if m is None or max(len(m.group("a")), len(m.group("b"))) > RANGE_VALUE or (
+            m.group("mark") == "-" and (m.group("a").strip().isdigit()
+                                        or m.group("b").strip().isdigit())):
+        return start, end
+    a, b = (m.start("a"), m.end("a")) if starts else (m.start("b"), m.end("b"))
+    while a < b and text[a] in "自从 ":
+        a += 1
+    return a, b
+
+
 def whole_place(text: str, end: int, segmenter: tokens.Segmenter = tokens.FULL) -> int:
     """Where a place's name whose span ends at ``end`` really ends: a span that stops
     inside a compound name (「霍城县」 of 「霍城县江阴小学」) runs on over the nouns that

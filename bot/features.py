@@ -73,6 +73,11 @@ PATTERNS: dict[str, re.Pattern[str]] = {
                        r"|(?:今年|去年|明年)?\d{1,2}月(?:\d{1,2}日)?"),
     "name": re.compile(r"“([^”]{2,40})”|《([^》]{1,40})》|「([^」]{1,40})」|\"([^\"]{2,40})\""),
 }
+# A Markdown heading on its own line (.md files, and .docx headings as loaded): it names
+# a section, it does not state a fact, so it scores as a document's title line does
+# ("Is there a parking space?" was answered 「## 第三条 租金」 over a lease). DRCD and
+# CMRC, which the sentence scores were fitted on, hold no such line.
+_HEADING = re.compile(r"#{1,6}\s[^\n]*")
 _ASKED_UNIT = re.compile(rf"(?:多少|几)\s?({_UNITS})(?![a-z])", re.I)
 _QTYPE: list[tuple[str, re.Pattern[str]]] = [
     ("percent", re.compile(r"比例|百分之|百分比|多少%|percent|proportion|share of", re.I)),
@@ -260,9 +265,10 @@ def score_sentences(corpus: Corpus, weights: dict[str, float], query: Query,
             typed = 1.0 if typed_spans(qtype, text, q_norm) else f.typed_miss
         meta = passages[p_index].metadata
         rank_prior = 1.0 / (1 + p_index)
-        # site chrome and bare title lines are findable but rarely the answer
+        # site chrome, bare title lines and section headings are findable but rarely
+        # the answer
         chrome = f.chrome_penalty if meta.get("kind") in (KIND_BOILERPLATE, KIND_HEADER) \
-            else 0.0
+            or _HEADING.fullmatch(text.strip()) else 0.0
         # a sentence that only repeats the question's words tells the user nothing
         new = sum(1 for ch in norm if ch.isalnum() and ch not in q_norm)
         echo = f.echo_penalty if new < f.echo_min_new else 0.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.answer_types import agrees, asked_kind, whole_place
+from bot.answer_types import agrees, asked_kind, range_part, whole_place
 from bot.features import question_type
 
 
@@ -70,3 +70,28 @@ def test_amounts_of_money_in_either_language_are_found(sentence: str, amount: st
 
     found = [m.group(0) for m in typed_spans("money", sentence, "")]
     assert found == ([amount] if amount else [])
+
+
+@pytest.mark.parametrize(("headline", "question", "part"), [
+    ("2027年3月1日起至2028年2月29日", "租期到什么时候结束?", "2028年2月29日"),
+    ("2027年3月1日起至2028年2月29日", "租期从什么时候开始?", "2027年3月1日"),
+    ("9:00-12:00", "周日上午几点开门?", "9:00"),
+    ("13:00-17:30", "周日下午几点关门?", "17:30"),
+    ("7:00–22:00", "What time does the gym close on Friday?", "22:00"),
+    ("7:00 to 22:00", "When does it open on Monday?", "7:00"),
+    # the range itself is asked for, or no start or end is
+    ("2027年3月1日起至2028年2月29日", "租期是多久?", "2027年3月1日起至2028年2月29日"),
+    ("13:00-17:30", "下午的开放时间是什么?", "13:00-17:30"),
+    ("15至20公里", "湖泊长约多少?", "15至20公里"),
+    # no range: a date written with hyphens, years, two clauses
+    ("2020-01-05", "活动何时结束?", "2020-01-05"),
+    ("1914-1918", "战争什么时候结束?", "1914-1918"),
+    ("1月15日起调整，至2月20日结束", "安排到什么时候结束?", "1月15日起调整，至2月20日结束"),
+    ("2008年至2009年英格兰超级联赛于2008年8月16日", "联赛是什么时候开始的？",
+     "2008年至2009年英格兰超级联赛于2008年8月16日"),  # a phrase, not a value
+])
+def test_a_range_gives_the_end_or_start_asked_for(headline: str, question: str,
+                                                 part: str) -> None:
+    text = f"【{headline}】"
+    start, end = range_part(text, 1, 1 + len(headline), question)
+    assert text[start:end] == part

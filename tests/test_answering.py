@@ -35,6 +35,8 @@ DOCS = {
                  "全县安排资金400余万元，扶持特色产业发展。\n"
                  "2008年，全县人口约33,700人。\n"
                  "当地的湖泊长约15至20公里。\n",
+    "lease.md": "# 房屋租赁合同\n\n## 第三条 租金及支付方式\n\n"
+                "月租金为3200元，每月5日前通过银行转账支付。\n",
 }
 
 
@@ -97,3 +99,12 @@ def test_a_count_in_the_asked_unit_or_none(engine: Engine) -> None:
     assert a.refused
     assert a.short_answer is None and not a.citations
     assert engine.answer("霍城县安排了多少资金?").short_answer == "400余万元"
+
+
+def test_a_heading_is_never_the_quoted_evidence(engine: Engine) -> None:
+    """A Markdown heading names a section; the sentence under it is what states the
+    fact, even when the question repeats the heading's words."""
+    answer = engine.answer("第三条租金及支付方式是什么?")
+    assert not answer.refused
+    assert quoted(answer) and not any(line.lstrip().startswith("#") for line in quoted(answer))
+    assert any("3200元" in line for line in quoted(answer))

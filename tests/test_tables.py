@@ -232,8 +232,10 @@ def timetables_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize(("question", "cell"), [
     ("星期三下午几点开放?", "12:00-13:30"),  # the row 周二至周五; 周一's and 周六's are not
     ("周四晚上几点开放?", "18:30-21:30"),  # for Thursday, whatever their words
-    ("周日上午几点开门?", "8:00-12:00"),  # 周六、周日
+    ("周日上午几点开门?", "8:00"),  # 周六、周日; the start of 8:00-12:00
     ("周一下午开放吗?", "停场保养"),
+    ("周日下午几点关门?", "17:30"),  # the end of the cell's 13:00-17:30
+    ("星期二上午几点开门?", "6:30"),
     ("What time does the gym open on Wednesday?", "7:00"),
     ("When does the gym close on Sunday?", "18:00"),
 ])

@@ -37,6 +37,7 @@ from typing import Any
 from langchain_core.documents import Document
 
 from bot import tokens
+from bot.answer_types import range_part
 from bot.answerers.contract import Corpus, Query
 from bot.answerers.metadata import metadata_answer
 from bot.answerers.rules import ExtractiveAnswerer
@@ -210,6 +211,8 @@ class ReaderAnswerer:
                     or cell_at(text, start))
             if cell is not None and text[cell[0]:cell[1]].strip():
                 start, end = trim(text, *cell)
+        # a range's start or end when that is what was asked (「几点关门?」 of 9:00-17:30)
+        start, end = range_part(text, start, end, query.question)
         short = text[start:end]
         if not short:
             # the span was only punctuation (「、」 between two list items, a final
