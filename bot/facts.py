@@ -48,7 +48,7 @@ _IDENTIFIER = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{1,4}-?\d{1,6}(?![A-Za-z0-9])
 # 工作日/weekdays and 周末/weekends for their days. Monday is 0.
 _ZH_DAYS = "一二三四五六日天"
 _EN_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_DAY = re.compile(r"(?:周|星期|礼拜)(?P<zh>[一二三四五六日天])(?![一-鿿]?岁)"
+_DAY = re.compile(r"(?:周|星期|礼拜)(?P<zh>[一二三四五六日天])(?![\u4e00-\u9fff]?岁)"
                   # a day's name in full, or shortened with a capital ("sun", "sat"
                   # and "wed" are words too)
                   r"|\b(?P<en>(?i:mon|tues|wednes|thurs|fri|satur|sun)day"
