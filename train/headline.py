@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import pickle
-import random
 import tempfile
 import time
 from pathlib import Path
@@ -46,8 +45,7 @@ from bot.reader import MODEL_CARD, clause_ends, pad, shared_reader
 from bot.span_length import OTHER
 from train.graph import build, trained_parts, write
 from train.logs import logger
-from train.reader import load_cmrc, split_titles
-from train.span_length import IN_CLAUSE, apply, fit, questions, score, sentence_of
+from train.span_length import IN_CLAUSE, apply, fit, fit_and_validation, score, sentence_of
 
 Array = np.ndarray[Any, Any]
 
@@ -169,13 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--log", default="train/work_headline/train.log")
     args = ap.parse_args(argv)
     log = logger(Path(args.log))
-    articles = load_cmrc(random.Random(args.seed))
-    held = split_titles(articles, args.seed)
-    fit_qas = questions([a for a in articles if a["title"] not in held])
-    random.Random(args.seed).shuffle(fit_qas)
-    if args.questions:
-        fit_qas = fit_qas[:args.questions]
-    val_qas = questions([a for a in articles if a["title"] in held])
+    fit_qas, val_qas = fit_and_validation(args.seed, args.questions)
     context_tokens = load_combiner().context_tokens
     meta = json.loads(MODEL_CARD.read_text("utf-8"))
     overrides, (w_head, _) = trained_parts(Path(meta["graph"]["weights"]), meta)

@@ -164,6 +164,19 @@ def questions(articles: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for qa in p["qas"]]
 
 
+def fit_and_validation(seed: int, limit: int = 0
+                       ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """CMRC 2018 train questions of the articles outside the held-out titles (a seeded
+    draw of ``limit``, or all for 0) and those of the held-out titles."""
+    articles = load_cmrc(random.Random(seed))
+    held = split_titles(articles, seed)
+    fit_qas = questions([a for a in articles if a["title"] not in held])
+    random.Random(seed).shuffle(fit_qas)
+    if limit:
+        fit_qas = fit_qas[:limit]
+    return fit_qas, questions([a for a in articles if a["title"] in held])
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--questions", type=int, default=4000, help="fit questions (a draw)")
@@ -172,12 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--log", default="train/work_spans/train.log")
     args = ap.parse_args(argv)
     log = logger(Path(args.log))
-    articles = load_cmrc(random.Random(args.seed))
-    held = split_titles(articles, args.seed)
-    fit_qas = questions([a for a in articles if a["title"] not in held])
-    random.Random(args.seed).shuffle(fit_qas)
-    fit_qas = fit_qas[:args.questions]
-    val_qas = questions([a for a in articles if a["title"] in held])
+    fit_qas, val_qas = fit_and_validation(args.seed, args.questions)
     context_tokens = load_combiner().context_tokens
     log(f"fit: {len(fit_qas)} questions; validation: {len(val_qas)} (held-out titles)")
     cache = Path(args.log).parent / f"read-{args.seed}-{len(fit_qas)}-{context_tokens}.pkl"
