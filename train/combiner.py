@@ -78,12 +78,17 @@ DRCD_CUT_SHARE = 0.3
 CMRC_CUT_SHARE = 0.5
 
 
-def half(question_id: str) -> str:
-    """Which half, A or B, a question is in: a fixed split by article (a DRCD question
-    id is article-paragraph-question, a CMRC one TRAIN_article_QUERY_n)."""
-    article = question_id.split("_QUERY_")[0] if "_QUERY_" in question_id \
+def article_of(question_id: str) -> str:
+    """The article a question id names (a DRCD id is article-paragraph-question, a
+    CMRC one TRAIN_article_QUERY_n): the splits below are by article."""
+    return question_id.split("_QUERY_")[0] if "_QUERY_" in question_id \
         else question_id.split("-")[0]
-    return "A" if hashlib.sha256(article.encode()).digest()[0] % 2 == 0 else "B"
+
+
+def half(question_id: str) -> str:
+    """Which half, A or B, a question is in: a fixed split by article."""
+    return "A" if hashlib.sha256(article_of(question_id).encode()).digest()[0] % 2 == 0 \
+        else "B"
 
 
 def cmrc_set(articles: int, seed: int) -> tuple[list[evaluation.Item], list[Document]]:
@@ -136,8 +141,8 @@ def collect(work: Path, k: int, context_tokens: int, cmrc_articles: int, log: An
                              log)
     answerer = lab.rules_of(engine)
     guided = GuidedAnswerer(answerer.corpus, engine.settings.answer,
-                            combiner=Combiner(k, context_tokens, {"margin": 1.0}, {}, 0.0,
-                                                      0.0))
+                            combiner=Combiner(k, context_tokens, {"margin": 1.0}, {},
+                                              0.0, 0.0))
     rows = []
     for n, item in enumerate(items, 1):
         passages = engine.retriever.invoke(item.question)
@@ -211,9 +216,7 @@ def fit_choice(rows: list[dict[str, Any]], l2: float) -> dict[str, float]:
 
 def fold(question_id: str) -> int:
     """A second split by article, inside a half: the choice's cross-validation folds."""
-    article = question_id.split("_QUERY_")[0] if "_QUERY_" in question_id \
-        else question_id.split("-")[0]
-    return hashlib.sha256(article.encode()).digest()[1] % 2
+    return hashlib.sha256(article_of(question_id).encode()).digest()[1] % 2
 
 
 def feature_matrix(picks: list[dict[str, Any] | None]) -> np.ndarray:
