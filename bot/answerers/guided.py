@@ -149,11 +149,11 @@ class GuidedAnswerer(ReaderAnswerer):
         query = Query(question=asked, standalone=form)
         qtype = question_type(asked) or question_type(form)
         ranked = sorted(self.rules.candidates(query, passages, qtype), key=lambda s: -s.score)
-        elsewhere = {cand.passage for cand in ranked
-                     if is_another_row(asked, passages[cand.passage].page_content,
-                                     passages[cand.passage].metadata)}
-        if any(passages[cand.passage].metadata.get("kind") == KIND_TABLE
-               and cand.passage not in elsewhere for cand in ranked):
+        rows = {cand.passage for cand in ranked
+                if passages[cand.passage].metadata.get("kind") == KIND_TABLE}
+        elsewhere = {p for p in rows
+                     if is_another_row(asked, passages[p].page_content, passages[p].metadata)}
+        if rows - elsewhere:
             # a row for the code or day asked about is there: the rows for others (the
             # nearest by words, 「周一: 闭馆」 for 「周三下午几点开放?」) are not read.
             # With no such row they stay, and the answer is refused for naming another.
