@@ -22,11 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bot import evaluation
-from bot.config import load_settings
-from bot.embeddings import make_embeddings
-from bot.engine import Engine
-from bot.ingest import ingest, ingest_documents
-from bot.sessions import SessionStore
+from train.lab import testset_engine
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
@@ -74,14 +70,8 @@ COLUMNS = ("accuracy", "em", "f1", "refusal_recall", "false_refusal_rate", "cita
 
 
 def measure(run: TestSetRun, home: Path) -> dict[str, Any]:
-    settings = load_settings(cli={"paths.home": str(home)})
-    embeddings = make_embeddings(settings.embeddings)
-    data = evaluation.load_testset(ROOT / run.questions)
-    if run.documents:
-        ingest(settings, [ROOT / d for d in run.documents], embeddings)
-    else:
-        ingest_documents(settings, data.contexts, embeddings, total=len(data.contexts))
-    engine = Engine(settings, embeddings=embeddings, sessions=SessionStore(":memory:"))
+    engine, data = testset_engine(home, ROOT / run.questions,
+                                  [ROOT / d for d in run.documents])
     rows = list(evaluation.run(engine, data.items))
     metrics = evaluation.metrics(rows)
     metrics["n"] = f"{metrics['answerable']} + {metrics['unanswerable']}"

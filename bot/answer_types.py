@@ -118,6 +118,79 @@ def range_part(text: str, start: int, end: int, question: str) -> tuple[int, int
     return a, b
 
 
+# A date written whole: month (and day) with its year, 「2002年5月1日」, "November 19,
+# 1863", "19 November 1863". A span on part of one (「2002年」, "1863") is shown whole
+# when the question asks "when" (not "which year" or "which month").
+_MONTH = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
+          r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?")
+_ZH_NUM = r"[0-9０-９〇零一二三四五六七八九十]"
+_WHOLE_DATE = re.compile(
+    rf"(?<!{_ZH_NUM})(?:{_ZH_NUM}{{2,4}}年{_ZH_NUM}{{1,2}}月(?:{_ZH_NUM}{{1,3}}[日号])?"
+    rf"|{_ZH_NUM}{{1,2}}月{_ZH_NUM}{{1,3}}[日号])"
+    rf"|\b{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}\b"
+    rf"|\b\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH}\s*,?\s+\d{{4}}\b"
+    rf"|\b{_MONTH}\s+\d{{4}}\b", re.I)
+DATE_REACH = 24  # the longest whole date looked for around a span ("Wednesday, September
+# 17, 1787" is 25 with its weekday, which is not taken). Set, not tuned.
+# a question for the year or the month alone wants that part only
+_PART_OF_DATE_ASKED = re.compile(r"哪一?年|几几年|哪个?月|几月|\b(what|which) (year|month)\b"
+                                 r"|\bin what year\b", re.I)
+
+
+def whole_date(text: str, start: int, end: int, question: str) -> tuple[int, int]:
+    """A date headline with the rest of its date: 「2002年」 of 「2002年5月」 → 「2002年5月」,
+    "1863" of "November 19, 1863" → the whole date, unless the question asks for the
+    year or the month alone. A span that is not inside one date stays as it is."""
+    if _PART_OF_DATE_ASKED.search(question):
+        return start, end
+    for m in _WHOLE_DATE.finditer(text, max(0, start - DATE_REACH),
+                                  min(len(text), end + DATE_REACH)):
+        if m.start() <= start and end <= m.end() and (m.start(), m.end()) != (start, end):
+            return m.start(), m.end()
+    return start, end
+
+
+# A "who" question: CMRC's answers name the person with the title written right before
+# the name (「比利时漫画家埃尔热」, 「英国数学家查尔斯·巴贝奇」), where the reader stops at
+# the name.
+_WHO_ASKED = re.compile(r"谁|哪位|什么人")
+# How far (characters) a title may reach back from the name; set, not tuned.
+TITLE_REACH = 10
+# the last character of a noun that names what someone is (漫画家, 设计师, 演员, 作者…)
+_TITLE_END = set("家师员者手官匠士")
+# what may stand before the title: a place, an organisation or another proper name
+# (「比利时」, "Fendi"); a common noun there is as often the segmenter's error
+# (「分析机由」 → 「机由」) as a title's part
+_TITLE_NAME_TAGS = {"ns", "nt", "nz", "eng"}
+
+
+def with_title(text: str, start: int, question: str,
+               segmenter: tokens.Segmenter = tokens.FULL) -> int:
+    """Where a "who" headline starting at ``start`` starts with the title written right
+    before it: 「埃尔热」 of 「比利时漫画家埃尔热」 → 「比利时漫画家埃尔热」. The title is a
+    noun ending in a maker's or holder's character (家, 师, 员, 者…), with the place or
+    organisation names before it; anything else before the name stays out."""
+    if not _WHO_ASKED.search(question):
+        return start
+    lo = start
+    while lo > 0 and start - lo < TITLE_REACH and text[lo - 1].isalnum():
+        lo -= 1
+    if lo == start:
+        return start
+    words = segmenter.tagged(text[lo:start])
+    if not words or not (words[-1][1].startswith("n") and words[-1][0][-1] in _TITLE_END):
+        return start
+    new = start - len(words[-1][0])
+    for word, tag in reversed(words[:-1]):
+        if tag not in _TITLE_NAME_TAGS:
+            break
+        new -= len(word)
+    # a bare title (「歌手陈绮贞」, 「组员徐裕行」) is left out: CMRC's answers keep a title
+    # with its country or firm (「英国数学家」, 「Fendi设计师」) and drop one alone
+    # (held-out CMRC, docs/benchmarks.md)
+    return new if new < start - len(words[-1][0]) else start
+
+
 def whole_place(text: str, end: int, segmenter: tokens.Segmenter = tokens.FULL) -> int:
     """Where a place's name whose span ends at ``end`` really ends: a span that stops
     inside a compound name (「霍城县」 of 「霍城县江阴小学」) runs on over the nouns that

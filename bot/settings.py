@@ -91,7 +91,7 @@ class AnswerSettings:
     # `python -m train.calibrate_refusal` (see README), not hand-picked; re-run it after
     # changing embeddings.backend.
     refusal_threshold: float = 0.295  # support below this: "the documents do not say"
-    # cosine needed when scripts differ (en vs zh)
+    # cosine needed when scripts differ (en vs zh), for the rule and guided answerers
     cross_lingual_threshold: float = 0.74  # (below -1: never refuse on it)
     max_sentences: int = setting(3, at_least=1, at_most=20)
     # a question needs room for a few words; under 10 characters rejects real questions

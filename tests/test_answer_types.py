@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from bot.answer_types import agrees, asked_kind, range_part, whole_place
+from bot.answer_types import (
+    agrees,
+    asked_kind,
+    range_part,
+    whole_date,
+    whole_place,
+    with_title,
+)
 from bot.features import question_type
 
 
@@ -95,3 +102,40 @@ def test_a_range_gives_the_end_or_start_asked_for(headline: str, question: str,
     text = f"【{headline}】"
     start, end = range_part(text, 1, 1 + len(headline), question)
     assert text[start:end] == part
+
+
+@pytest.mark.parametrize(("text", "span", "question", "said"), [
+    ("Delivered by Abraham Lincoln on November 19, 1863, at the cemetery", "1863",
+     "When did Lincoln deliver the address?", "November 19, 1863"),
+    ("ratified on 15 December 1791.", "1791", "When was it ratified?", "15 December 1791"),
+    ("opened in March 2004 downtown", "2004", "When did it open?", "March 2004"),
+    ("该县于2002年5月被列为试点县", "2002年", "该县什么时候被列为试点县?", "2002年5月"),
+    ("于2014年10月8日正式开工", "10月8日", "何时开工?", "2014年10月8日"),
+    # the year or the month alone asked for: that part only
+    ("on November 19, 1863, at", "1863", "In what year was the address given?", "1863"),
+    ("该县于2002年5月被列为试点县", "2002年", "该县哪一年被列为试点县?", "2002年"),
+    # no whole date around the span: as it is
+    ("它建于1995年，扩建于2003年", "1995年", "它什么时候建成?", "1995年"),
+    ("in 20 May 2019 and 2020", "2020", "When?", "2020"),
+])
+def test_a_date_headline_is_the_whole_date(text: str, span: str, question: str,
+                                          said: str) -> None:
+    start = text.index(span)
+    assert text[slice(*whole_date(text, start, start + len(span), question))] == said
+
+
+@pytest.mark.parametrize(("text", "name", "question", "said"), [
+    ("《丁丁在美洲》的作者是比利时漫画家埃尔热。", "埃尔热", "作者是谁?", "比利时漫画家埃尔热"),
+    ("分析机由英国数学家查尔斯·巴贝奇设计", "查尔斯·巴贝奇", "分析机是谁设计的?",
+     "英国数学家查尔斯·巴贝奇"),
+    ("钦点Fendi设计师卡尔·拉格斐", "卡尔·拉格斐", "谁钦点了她?", "Fendi设计师卡尔·拉格斐"),
+    # no title right before the name, or a word that says no title: the name alone
+    ("导演张艺谋执导", "张艺谋", "由谁执导?", "张艺谋"),
+    ("旁白由歌手陈绮贞担纲", "陈绮贞", "旁白由谁担纲?", "陈绮贞"),  # a title alone
+    ("维修由甲方负责", "甲方", "维修由谁负责?", "甲方"),
+    ("作者是比利时漫画家埃尔热。", "埃尔热", "作者是哪国人?", "埃尔热"),  # not "who"
+])
+def test_a_who_headline_keeps_the_title_written_before_the_name(
+        text: str, name: str, question: str, said: str) -> None:
+    start = text.index(name)
+    assert text[with_title(text, start, question):start + len(name)] == said

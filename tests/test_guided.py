@@ -267,6 +267,17 @@ def test_a_combiner_file_from_before_the_learned_choice_still_loads(tmp_path: Pa
     assert load_combiner(path).choice == {"margin": 1.0, "score": 40.0}
 
 
+def test_the_cross_lingual_threshold_makes_the_most_right_decisions() -> None:
+    from train.cross_lingual import best_threshold, right_decisions
+
+    scores = np.array([-3.0, -2.0, -1.0, 0.5, 1.0, 2.0, 0.0])
+    labels = np.array([0, 0, 1, 1, 1, 1, 0])
+    t, right = best_threshold(scores, labels)
+    assert right == right_decisions(scores, labels, t) == 6
+    assert -2.0 < t <= -1.0 or 0.0 < t <= 0.5  # one of the two best cuts
+    assert all(right_decisions(scores, labels, c) <= right for c in np.linspace(-4, 3, 50))
+
+
 def test_auto_is_guided_only_with_the_embedder_its_model_was_fitted_with(
         tmp_path: Path) -> None:
     from bot.config import answerer_kind

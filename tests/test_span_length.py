@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.answerers.trained import whole_quotes, without_particle
+from bot.answerers.trained import whole_quotes, whole_words, without_particle
 from bot.errors import ReaderError
 from bot.reader import Reader
 from bot.span_length import SPANS_PATH, SpanLengths, bucket, load_span_lengths
@@ -136,3 +136,18 @@ def test_a_larger_bias_gives_a_longer_span_and_the_same_margin() -> None:
 def test_a_headline_does_not_end_on_the_particle_de(text: str, span: str, said: str) -> None:
     start = text.index(span)
     assert text[start:without_particle(text, start, start + len(span))] == said
+
+
+@pytest.mark.parametrize(("text", "span", "said"), [
+    # the reader's tokens are word pieces: "Years" is 「▁Year」 + 「s」
+    ("have attained to the Age of twenty five Years, and", "twenty five Year",
+     "twenty five Years"),
+    ("a Senator for six Years", "ix Year", "six Years"),
+    ("冷湖镇的GDP4.8亿元", "4.8亿元", "4.8亿元"),  # a letter beside a digit may part
+    ("于2002年5月成为试点县", "02年", "2002年"),  # a number is a word; 年 is not joined
+    ("霍城县江阴小学成立", "霍城县", "霍城县"),  # Chinese: any two characters may part
+    ("E31 | Fan failure", "Fan failure", "Fan failure"),  # whole already: as it is
+])
+def test_a_headline_does_not_stop_inside_a_word(text: str, span: str, said: str) -> None:
+    start = text.index(span)
+    assert text[slice(*whole_words(text, start, start + len(span)))] == said

@@ -81,6 +81,9 @@ class Reading:
     # its span is the previous turn's answer, which the question asked past and no
     # other value of the kind in this reading could replace (GuidedAnswerer.read)
     repeats: bool = False
+    # what the decision to answer saw of its sentence (guided: REFUSAL_FEATURES and
+    # more); kept in the answer's evidence for diagnosis and train/cross_lingual.py
+    features: Mapping[str, float] | None = None
 
 
 class ReaderAnswerer:
@@ -170,7 +173,18 @@ class ReaderAnswerer:
             # value good enough beats one that could only repeat it, whatever their odds
             # (the repeat often leans on the previous question's own words)
             scored = [r for r in scored if not r.repeats]
-        best = max(scored, key=weighed)
+        def native(r: Reading) -> bool:
+            # decided by the refusal model of its own script (not across scripts)
+            return not r.features or bool(r.features.get("same_script", 1.0))
+
+        # A reading decided in its own script that answers beats one across scripts
+        # (the question as asked, English, over a Chinese sentence), whatever their
+        # odds: the reader's margin across scripts is the weaker evidence (「K2的泵压
+        # 是多少?」 read over the English manual pointed at the weight row's 6.4 kg with
+        # a better margin than its English keywords got for 15 bar). Across scripts,
+        # the reading answers when nothing in its own script does.
+        best = max(scored, key=lambda r: (native(r) and own(r) >= self.threshold,
+                                          weighed(r)))
         assert best.span is not None
         if own(best) < self.threshold:
             return self._refused(query, best.passages, best.span.score, BELOW_THRESHOLD)
@@ -183,7 +197,8 @@ class ReaderAnswerer:
             if asked is not None and asked.span is not None:
                 # the keyword form still decided: its words and score are reported
                 best = Reading(best.question, asked.passages,
-                               dataclasses.replace(asked.span, score=best.span.score))
+                               dataclasses.replace(asked.span, score=best.span.score),
+                               features=best.features)
         assert best.span is not None
         row = best.passages[best.span.passage]
         if is_another_row(query.question, row.page_content, row.metadata):
@@ -200,7 +215,7 @@ class ReaderAnswerer:
     def _compose(self, query: Query, reading: Reading, span: Span) -> Answer:
         doc = reading.passages[span.passage]
         text = doc.page_content
-        start, end = whole_quotes(text, *trim(text, span.start, span.end))
+        start, end = whole_quotes(text, *trim(text, *whole_words(text, span.start, span.end)))
         end = without_particle(text, start, end)
         if doc.metadata.get("kind") == KIND_TABLE:
             # a table row: the answer is the cell of the column the question names
@@ -213,7 +228,7 @@ class ReaderAnswerer:
                 start, end = trim(text, *cell)
         # a range's start or end when that is what was asked (「几点关门?」 of 9:00-17:30)
         start, end = range_part(text, start, end, query.question)
-        short = text[start:end]
+        short = unwrap(text[start:end])  # "four and a half\nmonths" reads on one line
         if not short:
             # the span was only punctuation (「、」 between two list items, a final
             # 「。」): no short answer, but its sentence is still the evidence
@@ -249,7 +264,8 @@ class ReaderAnswerer:
             assumed_subject=assumed,
             evidence=Evidence(source=c.source, start=quoted[0], end=quoted[1],
                               text=text[q_start:q_end], span_start=shortened[0],
-                              span_end=shortened[1], reader_score=round(span.score, 4)),
+                              span_end=shortened[1], reader_score=round(span.score, 4),
+                              features=dict(reading.features or {})),
         )
 
 
@@ -269,6 +285,32 @@ def trim(text: str, start: int, end: int) -> tuple[int, int]:
         start += 1
     while end > start and text[end - 1] in _EDGE_PUNCT and not _opens_inside(text, start, end):
         end -= 1
+    return start, end
+
+
+# A letter or digit of a script written with spaces between words (not CJK ideographs,
+# kana or hangul, where a headline may stop between any two characters)
+_SPACED_WORD = re.compile(r"[^\W_\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+
+
+def whole_words(text: str, start: int, end: int) -> tuple[int, int]:
+    """The span with a word it cuts in two made whole. The reader's tokens are word
+    pieces ("Years" is 「▁Year」 + 「s」), so its span can stop inside a word: "six
+    Year" → "six Years". Chinese text is left as it is."""
+    def inside(at: int) -> bool:
+        # a word goes on across ``at``: letters on both sides, or digits on both; a
+        # letter beside a digit may be a boundary in Chinese text (「GDP4.8亿元」)
+        if not 0 < at < len(text):
+            return False
+        a, b = text[at - 1], text[at]
+        return bool(_SPACED_WORD.match(a)) and bool(_SPACED_WORD.match(b)) \
+            and a.isdigit() == b.isdigit()
+    if start >= end:
+        return start, end
+    while inside(start):
+        start -= 1
+    while inside(end):
+        end += 1
     return start, end
 
 
