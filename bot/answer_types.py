@@ -24,7 +24,7 @@ from bot import tokens
 PLACE_REACH = 12
 # kinds whose answers have a recognisable form; "name" and "list" questions are
 # checked only against a bare count (what a list question must not be answered with)
-TYPE_CHECKED = ("date", "money", "count", "percent", "list", "duration", "weight")
+TYPE_CHECKED = ("date", "money", "count", "percent", "list", "duration", "weight", "tally")
 
 _NUMERAL = r"[0-9０-９零〇一二三四五六七八九十百千万亿两几数半]"
 _HAS_NUMBER = re.compile(_NUMERAL + r"|\b(one|two|three|four|five|six|seven|eight|nine|ten"
@@ -53,6 +53,12 @@ _MASS_UNIT = re.compile(r"\d\s*(kg|g|mg|t|lbs?|oz)\b|\b(kilo(gram)?s?|grams?|ton
                         r"|pounds?|ounces?)\b|公斤|千克|克|吨|斤", re.I)
 _TIME_UNIT = re.compile(r"[秒分时天日周月年]|分钟|小时|星期|\b(sec(ond)?s?|min(ute)?s?|h(ou)?rs?"
                         r"|hours?|days?|weeks?|months?|years?)\b", re.I)
+# a count of things named by their counter or unit (「多少名学生」, 「多少亩」, "how many
+# beds"): an amount of money is never the answer (「8000万元」 for 「有多少名学生?」)
+_TALLY_ASKED = re.compile(
+    r"(多少|几)[万亿千百]?(名|个|位|人|亩|所|家|座|项|次|条|种|件|只|张|辆|架|台|户|层|间|本|部"
+    r"|首|篇|场|届|支|队|块|棵|株|头|匹|艘|枚|颗|米|公里|千米|平方|公顷|吨|公斤|千克|岁|倍|册|床)"
+    r"|\bhow many (?!(dollars|euros|yuan|pounds|rmb|usd|eur)\b)[a-z]", re.I)
 _LIST = re.compile(r"哪几|哪些|有哪|哪两|哪三|which (ones|of the)|what are the", re.I)
 # a country's name is whole as it is: 「哪个国家的运动员」 wants 「澳大利亚」
 _PLACE = re.compile(r"在哪|哪里|哪儿|何处|何地|什么地方|哪个(地方|城市|省|县)|\bwhere\b", re.I)
@@ -66,13 +72,16 @@ _PLACE_NOUN_END = set("学院馆站园场厂所局校寺庙宫楼街路村镇乡
 
 def asked_kind(question: str, base: str | None) -> str | None:
     """The kind checked for ``question``: ``base`` (``features.question_type``'s
-    answer), "list" for 「哪几个/哪些」 questions, "place" for 「在哪里」/"where"."""
+    answer), "list" for 「哪几个/哪些」 questions, "place" for 「在哪里」/"where", "tally"
+    for a count of named things (「多少名学生」, "how many beds")."""
     if _LIST.search(question):
         return "list"
     if _DURATION_ASKED.search(question):
         return "duration"
     if _WEIGHT_ASKED.search(question):
         return "weight"
+    if base == "count" and _TALLY_ASKED.search(question):
+        return "tally"
     if base not in TYPE_CHECKED and _PLACE.search(question):
         return "place"
     return base if base in TYPE_CHECKED else None
@@ -212,6 +221,8 @@ def agrees(kind: str | None, text: str) -> bool:
     text = text.strip()
     if not text:
         return False
+    if kind == "tally":  # a number, and not an amount of money
+        return bool(_HAS_NUMBER.search(text)) and not _MONEY.search(text)
     if kind == "date":
         return bool(_DATE.search(text))
     if kind == "count":

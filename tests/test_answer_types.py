@@ -19,7 +19,10 @@ from bot.features import question_type
     ("When was Huocheng made a pilot county for Xinjiang aid?", "date"),
     ("霍城县江苏医院综合病房大楼总投资多少?", "money"),
     ("How much does the Ridgeline R5 cost?", "money"),
-    ("首批学员有多少人?", "count"),
+    ("首批学员有多少人?", "tally"),  # a count of people: never an amount of money
+    ("霍城县薰衣草的种植面积有多少亩?", "tally"), ("How many hospital beds are there?", "tally"),
+    ("how many dollars did it raise?", "count"), ("人口增长了多少?", "count"),
+
     ("文章提到了哪几个组团?", "list"),
     ("天华民乐团是在哪里成立的?", "place"),
     ("他们学的是什么乐器?", None),
@@ -50,6 +53,8 @@ def test_the_kind_asked_for(question: str, kind: str | None) -> None:
     ("duration", "15个工作日", True),
     ("weight", "6.4 kg", True), ("weight", "13.2公斤", True), ("weight", "two years", False),
     ("weight", "1,450 W", False), ("weight", "about 3 pounds", True),
+    ("tally", "30名", True), ("tally", "400余万亩", True), ("tally", "400余万元", False),
+    ("tally", "8000万元", False), ("tally", "社区", False),
 ])
 def test_what_agrees_with_a_kind(kind: str | None, text: str, ok: bool) -> None:
     assert agrees(kind, text) is ok
