@@ -300,7 +300,9 @@ def _bridged_passages(query: Query, passages: Sequence[Document],
     answerable questions of tests/data/bridge/mixed_dev.jsonl got an answer holding the
     gold; now 18). Reading it whenever it finds Chinese first answered "When does the
     gym close on Sunday?", about an English timetable, from a Chinese pool's row
-    (docs/benchmarks.md)."""
+    (docs/benchmarks.md). In a Chinese corpus with English words here and there
+    (Wikipedia), a Chinese question's English form retrieves Chinese text and is not
+    read."""
     english = not tokens.is_mostly_cjk(query.question)
     if english and not any(tokens.is_mostly_cjk(p.page_content) for p in passages):
         return {}

@@ -181,10 +181,12 @@ class ReaderAnswerer:
         # (the question as asked, English, over a Chinese sentence), whatever their
         # odds: the reader's margin across scripts is the weaker evidence (「K2的泵压
         # 是多少?」 read over the English manual pointed at the weight row's 6.4 kg with
-        # a better margin than its English keywords got for 15 bar). Across scripts,
-        # the reading answers when nothing in its own script does.
-        best = max(scored, key=lambda r: (native(r) and own(r) >= self.threshold,
-                                          weighed(r)))
+        # a better margin than its English keywords got for 15 bar). Across scripts, a
+        # reading answers when none in its own does. (The question as asked may still
+        # bound the winner's span below.)
+        contenders = [r for r in scored if native(r)] \
+            if any(native(r) and own(r) >= self.threshold for r in scored) else scored
+        best = max(contenders, key=weighed)
         assert best.span is not None
         if own(best) < self.threshold:
             return self._refused(query, best.passages, best.span.score, BELOW_THRESHOLD)
