@@ -234,6 +234,9 @@ def test_the_logistic_fit_finds_the_feature_that_separates() -> None:
     # the weight sits on the separating feature (scale-free: standardised inside)
     assert abs(w[2] * x[:, 2].std()) > 5 * abs(w[0] * x[:, 0].std())
     assert abs(w[2] * x[:, 2].std()) > 5 * abs(w[1] * x[:, 1].std())
+    # held at 0 or more, a feature that lowers the odds gets no weight at all
+    w, b = fit_logistic(x, 1 - y, 1e-3, nonnegative=True)
+    assert (w >= 0).all() and w[2] == pytest.approx(0.0, abs=1e-9)
 
 
 def test_the_learned_choice_puts_first_the_sentence_that_holds_the_answer() -> None:

@@ -224,9 +224,11 @@ def feature_matrix(picks: list[dict[str, Any] | None]) -> np.ndarray:
                     dtype=np.float64).reshape(-1, len(REFUSAL_FEATURES))
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float) -> tuple[np.ndarray, float]:
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float, *, nonnegative: bool = False
+                 ) -> tuple[np.ndarray, float]:
     """Weights and bias (on the raw features) of an L2-regularised logistic model;
-    standardised inside so that one l2 suits every feature's scale."""
+    standardised inside so that one l2 suits every feature's scale. ``nonnegative``
+    holds every weight at 0 or more (more evidence never lowers the odds)."""
     from scipy.optimize import minimize
 
     mu, sd = x.mean(axis=0), x.std(axis=0)
@@ -243,7 +245,9 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float) -> tuple[np.ndarray, f
         grad = np.concatenate([z.T @ g / len(y) + 2 * l2 * w, [g.mean()]])
         return float(value), grad
 
-    theta = minimize(loss, np.zeros(z.shape[1] + 1), jac=True, method="L-BFGS-B").x
+    bounds = [(0.0, None)] * z.shape[1] + [(None, None)] if nonnegative else None
+    theta = minimize(loss, np.zeros(z.shape[1] + 1), jac=True, method="L-BFGS-B",
+                     bounds=bounds).x
     w = theta[:-1] / sd
     return w, float(theta[-1] - w @ mu)
 

@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from bot import evaluation
+from train.combiner import fit_logistic
 from train.lab import testset_engine
 from train.logs import logger
 
@@ -116,37 +117,12 @@ def best_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, int]:
     return float(best), right_decisions(scores, labels, best)
 
 
-def fit_monotone(x: np.ndarray, y: np.ndarray, l2: float) -> tuple[np.ndarray, float]:
-    """An L2-regularised logistic model whose weights are at least 0 (standardised
-    inside, so one l2 suits every feature's scale): weights and bias on the raw
-    features."""
-    from scipy.optimize import minimize
-
-    mu, sd = x.mean(axis=0), x.std(axis=0)
-    sd[sd == 0] = 1.0
-    z = (x - mu) / sd
-
-    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        w, b = theta[:-1], theta[-1]
-        p = 1 / (1 + np.exp(-(z @ w + b)))
-        value = -np.mean(y * np.log(p + 1e-12) + (1 - y) * np.log(1 - p + 1e-12)) \
-            + l2 * w @ w
-        g = p - y
-        return float(value), np.concatenate([z.T @ g / len(y) + 2 * l2 * w, [g.mean()]])
-
-    bounds = [(0.0, None)] * z.shape[1] + [(None, None)]
-    theta = minimize(loss, np.zeros(z.shape[1] + 1), jac=True, method="L-BFGS-B",
-                     bounds=bounds).x
-    w = theta[:-1] / sd
-    return w, float(theta[-1] - w @ mu)
-
-
 def leave_one_out(x: np.ndarray, y: np.ndarray, l2: float) -> np.ndarray:
     """Each example's log-odds under the model fitted on all the others."""
     out = np.empty(len(y))
     for i in range(len(y)):
         keep = np.arange(len(y)) != i
-        w, b = fit_monotone(x[keep], y[keep], l2)
+        w, b = fit_logistic(x[keep], y[keep], l2, nonnegative=True)
         out[i] = x[i] @ w + b
     return out
 
@@ -169,7 +145,7 @@ def fit(rows: list[dict[str, Any]], log: Any) -> dict[str, Any]:
     threshold, right = best_threshold(held[l2], y)
     support = np.array([r["support"] for r in rows])
     cos_threshold, cos_right = best_threshold(support, y)
-    weights, bias = fit_monotone(x, y, l2)
+    weights, bias = fit_logistic(x, y, l2, nonnegative=True)
     log(f"{len(rows)} examples ({int(y.sum())} right): leave-one-out right decisions "
         f"{right} at log-odds {threshold:.3f}; the cosine test {cos_right} at its best "
         f"{cos_threshold:.3f} (chosen on the same examples, so flattered)")

@@ -221,27 +221,24 @@ class GuidedAnswerer(ReaderAnswerer):
                     best = other
                 else:
                     repeats = True
-            if kind == "place":  # the whole name: 「霍城县江阴小学」, not 「霍城县」
-                text = passages[best.span.passage].page_content
-                end = whole_place(text, trim(text, best.span.start, best.span.end)[1])
-                if end > best.span.end:
-                    best = Sentence(best.candidate, dataclasses.replace(best.span, end=end),
-                                    best.features)
-            if kind is None:  # a "who": the name with its title (「比利时漫画家埃尔热」)
-                text = passages[best.span.passage].page_content
-                a = trim(text, best.span.start, best.span.end)[0]
-                start = with_title(text, a, asked)
-                if start < a:
-                    best = Sentence(best.candidate, dataclasses.replace(best.span, start=start),
-                                    best.features)
-            if kind == "date":  # the whole date: 「2002年5月」, "November 19, 1863"
-                text = passages[best.span.passage].page_content
-                a, b = trim(text, best.span.start, best.span.end)
-                start, end = whole_date(text, a, b, asked)
-                if (start, end) != (a, b):
-                    best = Sentence(best.candidate,
-                                    dataclasses.replace(best.span, start=start, end=end),
-                                    best.features)
+            # the whole of what the span names: a place's name (「霍城县江阴小学」, not
+            # 「霍城县」), a "who"'s name with its title (「比利时漫画家埃尔热」), a date
+            # (「2002年5月」, "November 19, 1863")
+            text = passages[best.span.passage].page_content
+            a, b = trim(text, best.span.start, best.span.end)
+            start, end = best.span.start, best.span.end
+            if kind == "place":
+                end = max(end, whole_place(text, b))
+            elif kind is None:
+                start = min(start, with_title(text, a, asked))
+            elif kind == "date":
+                whole = whole_date(text, a, b, asked)
+                if whole != (a, b):  # else the reader's own edges stay
+                    start, end = whole
+            if (start, end) != (best.span.start, best.span.end):
+                best = Sentence(best.candidate,
+                                dataclasses.replace(best.span, start=start, end=end),
+                                best.features)
         span = best.span
         return Reading(form, passages,
                        Span(span.passage, span.start, span.end, self._odds(best), span.logit),
