@@ -304,7 +304,12 @@ class Graph:
         except Exception as exc:  # ORT raises its own (unexported) Fail/InvalidProtobuf
             raise ReaderError(f"Cannot load the reader graph {path} ({type(exc).__name__}: "
                               f"{str(exc)[:200]}).") from exc
-        self.output = self._session.get_outputs()[0].name
+        output = self._session.get_outputs()[0]
+        self.output = output.name
+        # the reader's logits: 2 channels (start, end), 4 with a headline branch
+        # (train/graph.py); a graph of hidden states: the hidden size
+        last = output.shape[-1] if output.shape else None
+        self.channels = last if isinstance(last, int) else 0
 
     def run(self, hidden: Array, mask: Array) -> Array:
         out: Array = self._session.run([self.output], {

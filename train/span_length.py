@@ -22,6 +22,11 @@ Data:
   measured beside them;
 * **measured** through the whole answer path on CMRC trial and the project's sets
   (docs/benchmarks.md), which play no part here.
+
+These are the reader head's costs alone. The shipped file is written by
+``train/headline_layer.py``, which also fits them for its headline branch and says which
+buckets the branch places (``headline``); a file written here has none, so the branch
+goes unused until that trainer is rerun.
 """
 
 from __future__ import annotations

@@ -178,8 +178,14 @@ class GuidedAnswerer(ReaderAnswerer):
         texts = [p.page_content for p in passages]
         out = []
         bias, clause_cost = (0.0, 0.0) if keywords else self.spans.costs_for(asked, form, like)
+        # the headline branch learned questions as people ask them: a follow-up read
+        # with the previous turn's words, or an ellipsis, keeps the reader's own edges
+        # (on the conversation set the branch put 「第二条 出差审批」 for 「3天以内呢?」)
+        headline = (not keywords and form == asked and like is None
+                    and self.spans.reads_headline(asked, form))
         for t_index, span in self.reader.read_around(form, texts, targets, c.context_tokens,
-                                                     ALTERNATIVES, bias, clause_cost):
+                                                     ALTERNATIVES, bias, clause_cost,
+                                                     headline):
             cand = top[t_index]
             out.append(Sentence(cand, span, {
                 "margin": span.score, "support": cand.support, "score": cand.score,
