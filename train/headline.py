@@ -69,26 +69,23 @@ def gold_tokens(qa: dict[str, Any], starts: list[int], ends: list[int], a: int, 
     return (i, j) if i <= j else None
 
 
-def read_states(qas: list[dict[str, Any]], graph: Graph, context_tokens: int, log: Any
-                ) -> list[dict[str, Any]]:
-    """Each question's target tokens' last-layer states (fp16), the gold's tokens and
-    what scoring a span needs (characters, clause ends, all relative to the target)."""
+def gold_windows(qas: list[dict[str, Any]], graph: Graph, context_tokens: int, log: Any,
+                 batch: int = BATCH) -> Any:
+    """For each question, the window the guided answerer reads around the sentence
+    holding its gold answer, run through ``graph``: (question, window, first and last+1
+    token of the sentence, the gold's first and last token relative to it, the graph's
+    output for the window), for the windows that hold the whole gold."""
     reader = shared_reader(0)
-    out: list[dict[str, Any]] = []
     started = time.time()
     pending: list[tuple[dict[str, Any], Any, int, int]] = []
 
-    def flush() -> None:
+    def flush() -> Any:
         ids, mask = pad([w.ids for _, w, _, _ in pending], reader.tokenizer.pad)
         states = graph.run(reader.embedding(ids), mask)
         for (qa, w, a, b), h in zip(pending, states, strict=True):
             gold = gold_tokens(qa, w.starts, w.ends, a, b)
-            if gold is None:
-                continue
-            out.append({"question": qa["question"], "gold": qa["text"], "text": qa["context"],
-                        "h": h[a:b].astype(np.float16), "i": gold[0], "j": gold[1],
-                        "starts": w.starts[a:b], "ends": w.ends[a:b],
-                        "clause": clause_ends(qa["context"], w)[a:b]})
+            if gold is not None:
+                yield qa, w, a, b, gold, h
         pending.clear()
 
     for n, qa in enumerate(qas, 1):
@@ -96,13 +93,23 @@ def read_states(qas: list[dict[str, Any]], graph: Graph, context_tokens: int, lo
         for _, w, a, b in reader.around_windows(qa["question"], [qa["context"]], [target],
                                                 context_tokens):
             pending.append((qa, w, a, b))
-        if len(pending) >= BATCH:
-            flush()
+        if len(pending) >= batch:
+            yield from flush()
         if n % 1000 == 0:
             log(f"{n}/{len(qas)} questions read ({time.time() - started:.0f} s)")
     if pending:
-        flush()
-    return out
+        yield from flush()
+
+
+def read_states(qas: list[dict[str, Any]], graph: Graph, context_tokens: int, log: Any
+                ) -> list[dict[str, Any]]:
+    """Each question's target tokens' last-layer states (fp16), the gold's tokens and
+    what scoring a span needs (characters, clause ends, all relative to the target)."""
+    return [{"question": qa["question"], "gold": qa["text"], "text": qa["context"],
+             "h": h[a:b].astype(np.float16), "i": gold[0], "j": gold[1],
+             "starts": w.starts[a:b], "ends": w.ends[a:b],
+             "clause": clause_ends(qa["context"], w)[a:b]}
+            for qa, w, a, b, gold, h in gold_windows(qas, graph, context_tokens, log)]
 
 
 def fit_head(rows: list[dict[str, Any]], w0: Array, strength: float) -> Array:

@@ -52,10 +52,10 @@ import numpy as np
 
 from bot.answerers.guided import load_combiner
 from bot.encoder import E5File, Graph
-from bot.reader import MODEL_CARD, clause_ends, pad, shared_reader
+from bot.reader import MODEL_CARD, clause_ends, shared_reader
 from bot.span_length import OTHER, SPANS_VERSION, fitted_bucket
 from train.graph import build, trained_parts, write
-from train.headline import gold_tokens
+from train.headline import gold_windows
 from train.logs import logger
 from train.span_length import (
     IN_CLAUSE,
@@ -65,7 +65,6 @@ from train.span_length import (
     fit,
     fit_and_validation,
     score,
-    sentence_of,
 )
 
 Array = np.ndarray[Any, Any]
@@ -95,38 +94,14 @@ class _LowerLayers:
 def read_states(qas: list[dict[str, Any]], graph: Graph, context_tokens: int, log: Any
                 ) -> list[dict[str, Any]]:
     """Each question's window: the states ``graph`` outputs (those entering the branch's
-    layers; fp16, every token), the target sentence's token range, the gold's tokens in it, and what
-    scoring a span needs."""
-    reader = shared_reader(0)
-    out: list[dict[str, Any]] = []
-    pending: list[tuple[dict[str, Any], Any, int, int]] = []
-    started = time.time()
-
-    def flush() -> None:
-        ids, mask = pad([w.ids for _, w, _, _ in pending], reader.tokenizer.pad)
-        states = graph.run(reader.embedding(ids), mask)
-        for (qa, w, a, b), h in zip(pending, states, strict=True):
-            gold = gold_tokens(qa, w.starts, w.ends, a, b)
-            if gold is None:
-                continue
-            out.append({"question": qa["question"], "gold": qa["text"], "text": qa["context"],
-                        "h": h[:len(w.ids)].astype(np.float16), "a": a, "b": b,
-                        "i": gold[0] + a, "j": gold[1] + a, "starts": w.starts,
-                        "ends": w.ends, "clause": clause_ends(qa["context"], w)})
-        pending.clear()
-
-    for n, qa in enumerate(qas, 1):
-        target = (0, *sentence_of(qa["context"], qa["start"]))
-        for _, w, a, b in reader.around_windows(qa["question"], [qa["context"]], [target],
-                                                context_tokens):
-            pending.append((qa, w, a, b))
-        if len(pending) >= READ_BATCH:
-            flush()
-        if n % 1000 == 0:
-            log(f"{n}/{len(qas)} questions read ({time.time() - started:.0f} s)")
-    if pending:
-        flush()
-    return out
+    layers; fp16, every token), the target sentence's token range, the gold's tokens in
+    it, and what scoring a span needs."""
+    return [{"question": qa["question"], "gold": qa["text"], "text": qa["context"],
+             "h": h[:len(w.ids)].astype(np.float16), "a": a, "b": b,
+             "i": gold[0] + a, "j": gold[1] + a, "starts": w.starts, "ends": w.ends,
+             "clause": clause_ends(qa["context"], w)}
+            for qa, w, a, b, gold, h in gold_windows(qas, graph, context_tokens, log,
+                                                     READ_BATCH)]
 
 
 def branch_model(overrides: dict[int, dict[str, Array]], head: tuple[Array, Array],
